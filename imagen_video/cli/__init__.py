@@ -1,0 +1,1 @@
+"""Command line: `imagen-video <command> ...`; one module per command."""

@@ -1,0 +1,42 @@
+"""`imagen-video` entry point: dispatches to one module per sub-command.
+
+Each command module defines `main(argv: list[str]) -> int` and parses its own
+flags, so commands stay independent and importable by tests.
+"""
+import importlib
+import sys
+
+# command name -> (module, one-line help)
+COMMANDS = {
+    "demo": ("imagen_video.cli.demo", "main job on built-in defaults"),
+    "prepare": ("imagen_video.cli.prepare", "build a TFDS dataset (moving_shapes, video_folder)"),
+    "preview": ("imagen_video.cli.preview", "write an mp4 + contact sheet of dataset clips"),
+}
+
+
+def usage() -> str:
+  width = max(map(len, COMMANDS))
+  lines = ["usage: imagen-video <command> [flags]", "", "commands:"]
+  lines += [f"  {name:<{width}}  {help_}" for name, (_, help_) in COMMANDS.items()]
+  lines += ["", "`imagen-video <command> --help` lists a command's flags."]
+  return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+  argv = sys.argv[1:] if argv is None else argv
+  if not argv or argv[0] in ("-h", "--help", "help"):
+    print(usage())
+    return 0
+  name, rest = argv[0], argv[1:]
+  if name not in COMMANDS:
+    import difflib
+    close = difflib.get_close_matches(name, COMMANDS, n=1)
+    hint = f" (did you mean `{close[0]}`?)" if close else ""
+    print(f"imagen-video: unknown command `{name}`{hint}\n\n{usage()}", file=sys.stderr)
+    return 2
+  module = importlib.import_module(COMMANDS[name][0])
+  return int(module.main([f"imagen-video {name}", *rest]) or 0)
+
+
+if __name__ == "__main__":
+  sys.exit(main())
