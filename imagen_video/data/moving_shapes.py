@@ -79,9 +79,10 @@ def sample_clip(seed: int, split: str, index: int, aspect: float = 1.0) -> Clip:
   shape = SHAPES[rng.integers(len(SHAPES))]
   direction = list(DIRECTIONS)[rng.integers(len(DIRECTIONS))]
   size = float(rng.uniform(0.14, 0.22))
-  # The shape stays inside the frame for the whole clip: its centre keeps a
-  # margin of `size` from every border.
-  lo, hi = np.array([size, size]), np.array([aspect - size, 1.0 - size])
+  # The shape stays inside the frame for the whole clip, with a gap: its
+  # centre keeps a margin of 1.25 * size from every border.
+  margin = 1.25 * size
+  lo, hi = np.array([margin, margin]), np.array([aspect - margin, 1.0 - margin])
   d = np.asarray(DIRECTIONS[direction], np.float64)
   axis = 0 if d[0] else 1
   room = hi[axis] - lo[axis]

@@ -1,0 +1,243 @@
+"""Input pipeline from `config.data`: per-host numpy batches by random access.
+
+The order of examples is a pure function of (seed, epoch): each epoch is one
+global permutation of the split, and process p of P reads only the positions
+p, p+P, p+2P, ... of it. So the shares of all processes are disjoint and
+cover the split, and the stream can start at any step (`start_step`, the data
+position saved in checkpoints) without replaying it.
+
+`config.data` fields:
+  name            dataset builder ("moving_shapes", "video_folder")
+  builder         ConfigDict of builder parameters (frames, height, width, ...)
+  data_dir        TFDS data dir (None: ~/tensorflow_datasets)
+  split           "train", "test", or any TFDS split string ("train[:90%]")
+  batch_size      GLOBAL batch size; each process yields batch_size // process_count
+  shuffle, seed   shuffle each epoch with a permutation seeded by (seed, epoch)
+  repeat          True: endless; False: one pass (the last batch may be short
+                  unless drop_remainder)
+  drop_remainder  drop a short last batch in one-pass mode
+  frames          take a window of this many frames (None: all); random start
+                  when shuffling, else the first frames
+  crop            (height, width) random crop, None for the full frame; paired
+                  low-res videos are cropped at the same place, scaled
+  low_res_keys    extra video features to return (e.g. "video_8x16x16")
+  text            "string" (captions as str) or "tokens" (adds `tokens`,
+                  `text_mask` from the sentencepiece model `tokenizer`, padded
+                  to `max_text_length`)
+  prefetch        batches decoded ahead on worker threads
+"""
+from __future__ import annotations
+
+import concurrent.futures
+import collections
+from typing import Iterator
+
+import ml_collections
+import numpy as np
+
+from imagen_video.data import builders
+
+VIDEO_KEY = "video"
+
+
+def default_data_config() -> ml_collections.ConfigDict:
+  return ml_collections.ConfigDict(dict(
+      name="moving_shapes",
+      builder=ml_collections.ConfigDict(dict(frames=16, height=32, width=32)),
+      data_dir=ml_collections.FieldReference(None, field_type=str),
+      split="train",
+      batch_size=8,
+      shuffle=True,
+      seed=0,
+      repeat=True,
+      drop_remainder=True,
+      frames=ml_collections.FieldReference(None, field_type=int),
+      crop=ml_collections.FieldReference(None, field_type=tuple),
+      low_res_keys=(),
+      text="string",
+      tokenizer=ml_collections.FieldReference(None, field_type=str),
+      max_text_length=32,
+      prefetch=2,
+  ))
+
+
+def _process_info(process_index, process_count) -> tuple[int, int]:
+  if process_index is None or process_count is None:
+    import jax  # only when not given explicitly (tests simulate processes)
+    process_index = jax.process_index() if process_index is None else process_index
+    process_count = jax.process_count() if process_count is None else process_count
+  if not 0 <= process_index < process_count:
+    raise ValueError(f"process_index {process_index} not in [0, {process_count})")
+  return process_index, process_count
+
+
+class VideoBatches:
+  """Iterator of per-host batches (dicts of numpy arrays) from `config.data`."""
+
+  def __init__(self, data_config, *, process_index: int | None = None,
+               process_count: int | None = None, start_step: int = 0, prepare: bool = True):
+    c = data_config
+    self.config = c
+    self.process_index, self.process_count = _process_info(process_index, process_count)
+    if c.batch_size % self.process_count:
+      raise ValueError(f"config.data.batch_size={c.batch_size} is not divisible by the "
+                       f"{self.process_count} processes")
+    self.host_batch = c.batch_size // self.process_count
+    kwargs = dict(c.builder) if c.builder is not None else {}
+    make = builders.prepare if prepare else builders.get_builder
+    self.builder = make(c.name, c.data_dir, **kwargs)
+    self.source = self.builder.as_data_source(c.split)
+    self.size = len(self.source)
+    if self.size < self.process_count:
+      raise ValueError(f"split {c.split!r} of {c.name} has {self.size} examples, fewer than "
+                       f"the {self.process_count} processes")
+    self.per_epoch = len(range(self.process_index, self.size, self.process_count))
+    if c.repeat and self.per_epoch < self.host_batch:
+      raise ValueError(f"split {c.split!r} gives {self.per_epoch} examples per process, "
+                       f"fewer than the per-process batch {self.host_batch}")
+    self.tokenizer = _make_tokenizer(c) if c.text == "tokens" else None
+    if c.text not in ("string", "tokens"):
+      raise ValueError(f"config.data.text={c.text!r}: expected 'string' or 'tokens'")
+    self.step = start_step
+    self._pool = concurrent.futures.ThreadPoolExecutor(max_workers=2)
+    self._pending: collections.deque = collections.deque()
+    self._next_to_submit = start_step
+
+  # -- order -----------------------------------------------------------------
+  def _permutation(self, epoch: int) -> np.ndarray:
+    if not self.config.shuffle:
+      return np.arange(self.size)
+    return np.random.default_rng([self.config.seed, epoch]).permutation(self.size)
+
+  def host_positions(self, epoch: int) -> np.ndarray:
+    """Source positions this process reads in `epoch`, in order."""
+    return self._permutation(epoch)[self.process_index::self.process_count]
+
+  def _batch_plan(self, step: int) -> list[tuple[int, int]] | None:
+    """(epoch, source position) for each example of batch `step`; None at the end."""
+    first = step * self.host_batch
+    ks = range(first, first + self.host_batch)
+    if not self.config.repeat:
+      ks = range(first, min(first + self.host_batch, self.per_epoch))
+      if not ks or (self.config.drop_remainder and len(ks) < self.host_batch):
+        return None
+    plan, cache = [], {}
+    for k in ks:
+      epoch = k // self.per_epoch
+      if epoch not in cache:
+        cache[epoch] = self.host_positions(epoch)
+      plan.append((epoch, int(cache[epoch][k % self.per_epoch])))
+    return plan
+
+  # -- decoding --------------------------------------------------------------
+  def _example(self, epoch: int, position: int) -> dict:
+    c = self.config
+    raw = self.source[position]
+    rng = np.random.default_rng([c.seed, epoch, position, 1])
+    video = np.stack(raw[VIDEO_KEY]) if isinstance(raw[VIDEO_KEY], list) else np.asarray(raw[VIDEO_KEY])
+    out = {VIDEO_KEY: video}
+    for key in c.low_res_keys:
+      if key not in raw:
+        raise KeyError(f"config.data.low_res_keys names {key!r}, but {c.name} examples have "
+                       f"{sorted(k for k in raw if k.startswith('video'))}")
+      out[key] = np.stack(raw[key]) if isinstance(raw[key], list) else np.asarray(raw[key])
+    if c.frames is not None:
+      out = _time_window(out, c.frames, rng if c.shuffle else None)
+    if c.crop is not None:
+      out = _random_crop(out, tuple(c.crop), rng)
+    out = {k: v.astype(np.float32) / 127.5 - 1.0 for k, v in out.items()}
+    for key, value in raw.items():
+      if key in out or key.startswith(VIDEO_KEY):
+        continue
+      out[key] = value.decode() if isinstance(value, bytes) else np.asarray(value)
+    if self.tokenizer is not None:
+      out["tokens"], out["text_mask"] = self.tokenizer(out["caption"])
+    return out
+
+  def _collate(self, examples: list[dict]) -> dict:
+    batch = {}
+    for key in examples[0]:
+      values = [e[key] for e in examples]
+      batch[key] = np.array(values, dtype=object) if isinstance(values[0], str) else np.stack(values)
+    return batch
+
+  def _submit(self, step: int):
+    plan = self._batch_plan(step)
+    if plan is None:
+      return None
+    return [self._pool.submit(self._example, e, p) for e, p in plan]
+
+  # -- iteration -------------------------------------------------------------
+  def __iter__(self) -> Iterator[dict]:
+    return self
+
+  def __next__(self) -> dict:
+    while len(self._pending) <= max(self.config.prefetch, 0):
+      futures = self._submit(self._next_to_submit)
+      self._next_to_submit += 1
+      self._pending.append(futures)
+      if futures is None:
+        break
+    futures = self._pending.popleft()
+    if futures is None:
+      self._pending.appendleft(None)
+      raise StopIteration
+    batch = self._collate([f.result() for f in futures])
+    self.step += 1
+    return batch
+
+  def state(self) -> dict:
+    """The data position to save beside a checkpoint."""
+    return {"step": self.step, "seed": self.config.seed, "process_count": self.process_count}
+
+  def close(self):
+    self._pool.shutdown(wait=False, cancel_futures=True)
+
+
+def _time_window(videos: dict, frames: int, rng) -> dict:
+  """Same time window for all videos; low-fps videos get the matching frames."""
+  full = videos[VIDEO_KEY].shape[0]
+  if full < frames:
+    raise ValueError(f"clip has {full} frames, fewer than config.data.frames={frames}")
+  align = max(full // v.shape[0] for v in videos.values())  # low-fps frames must line up
+  start = int(rng.integers(0, (full - frames) // align + 1)) * align if rng is not None else 0
+  out = {}
+  for key, v in videos.items():
+    ratio = full // v.shape[0]
+    if (start % ratio) or (frames % ratio):
+      raise ValueError(f"{key}: window start {start} / length {frames} not aligned to its "
+                       f"frame-rate ratio {ratio}")
+    out[key] = v[start // ratio:(start + frames) // ratio]
+  return out
+
+
+def _random_crop(videos: dict, crop: tuple[int, int], rng) -> dict:
+  """Crop all videos at the same place (positions scaled by each one's size)."""
+  _, height, width, _ = videos[VIDEO_KEY].shape
+  ch, cw = crop
+  if ch > height or cw > width:
+    raise ValueError(f"config.data.crop={crop} is larger than the frames {height}x{width}")
+  scales = {k: (height // v.shape[1], width // v.shape[2]) for k, v in videos.items()}
+  step_y = max(s[0] for s in scales.values())
+  step_x = max(s[1] for s in scales.values())
+  y = int(rng.integers(0, (height - ch) // step_y + 1)) * step_y
+  x = int(rng.integers(0, (width - cw) // step_x + 1)) * step_x
+  out = {}
+  for key, v in videos.items():
+    sy, sx = scales[key]
+    if ch % sy or cw % sx:
+      raise ValueError(f"config.data.crop={crop} is not divisible by {key}'s scale {sy}x{sx}")
+    out[key] = v[:, y // sy:(y + ch) // sy, x // sx:(x + cw) // sx]
+  return out
+
+
+def _make_tokenizer(c):
+  if not c.tokenizer:
+    raise ValueError("config.data.text='tokens' needs config.data.tokenizer (a sentencepiece .model)")
+  from imagen_video.text import tokenizer as tok  # sentencepiece only when asked for
+  t = tok.Tokenizer(c.tokenizer, max_length=c.max_text_length)
+
+  def encode(text: str):
+    ids, mask = t.encode([text])
+    return np.asarray(ids[0]), np.asarray(mask[0])
+  return encode

@@ -1,0 +1,185 @@
+"""Space-time separable building blocks of the Video U-Net.
+
+Spatial layers (convs, GroupNorm, spatial self-attention) act on each frame on
+its own; time is mixed only by `TemporalAttention` or `TemporalConv`, both of
+which obey the frame masks in `imagen_video.nn.masks`. Every residual branch
+ends in a zero-initialised projection, so a fresh block is the identity and a
+fresh video model equals the per-frame image model.
+"""
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+from imagen_video.nn.attention import Attention, RelativePositionBias
+from imagen_video.nn.layers import VIDEO_AXES, Conv2D, Dense, GroupNorm, dropout
+from imagen_video.parallel import sharding
+
+
+class ResBlock(nnx.Module):
+  """GN-SiLU-conv, FiLM from the conditioning embedding, GN-SiLU-dropout-conv."""
+
+  def __init__(self, in_ch: int, out_ch: int, emb_dim: int, *, groups: int, dropout_rate: float,
+               dtype, param_dtype, rngs: nnx.Rngs):
+    kw = dict(dtype=dtype, param_dtype=param_dtype)
+    self.dropout_rate = dropout_rate
+    self.norm1 = GroupNorm(in_ch, groups, **kw)
+    self.conv1 = Conv2D(in_ch, out_ch, 3, rngs=rngs, **kw)
+    # FiLM / adaptive GroupNorm: scale and shift per channel from (log-SNR, text, aug) embedding.
+    self.film = Dense(emb_dim, 2 * out_ch, in_axes=("mlp",), out_axes=("embed",), zero_init=True,
+                      rngs=rngs, **kw)
+    self.norm2 = GroupNorm(out_ch, groups, **kw)
+    self.conv2 = Conv2D(out_ch, out_ch, 3, zero_init=True, rngs=rngs, **kw)
+    self.skip = (Dense(in_ch, out_ch, in_axes=("conv_in",), out_axes=("embed",), rngs=rngs, **kw)
+                 if in_ch != out_ch else None)
+
+  def __call__(self, x, emb, *, dropout_rng=None, deterministic=True):
+    h = self.conv1(jax.nn.silu(self.norm1(x)))
+    scale, shift = jnp.split(self.film(jax.nn.silu(emb))[:, None, None, None, :], 2, axis=-1)
+    h = self.norm2(h) * (1 + scale) + shift
+    h = dropout(jax.nn.silu(h), self.dropout_rate, dropout_rng, deterministic)
+    h = self.conv2(h)
+    skip = x if self.skip is None else self.skip(x)
+    return skip.astype(h.dtype) + h
+
+
+class SpatialAttention(nnx.Module):
+  """Self-attention over the H*W positions of each frame."""
+
+  def __init__(self, dim: int, heads: int, head_dim: int, *, groups: int, backend: str,
+               dtype, param_dtype, rngs: nnx.Rngs):
+    self.norm = GroupNorm(dim, groups, dtype=dtype, param_dtype=param_dtype)
+    self.attn = Attention(dim, heads, head_dim, backend=backend, dtype=dtype,
+                          param_dtype=param_dtype, rngs=rngs)
+
+  def __call__(self, x):
+    b, t, h, w, c = x.shape
+    y = self.attn(self.norm(x).reshape(b * t, h * w, c))
+    return x + y.reshape(x.shape)
+
+
+class CrossAttention(nnx.Module):
+  """Every position of every frame attends to the (masked) text tokens."""
+
+  def __init__(self, dim: int, text_dim: int, heads: int, head_dim: int, *, groups: int,
+               backend: str, dtype, param_dtype, rngs: nnx.Rngs):
+    self.norm = GroupNorm(dim, groups, dtype=dtype, param_dtype=param_dtype)
+    self.attn = Attention(dim, heads, head_dim, context_dim=text_dim, context_axis="text_embed",
+                          backend=backend, dtype=dtype, param_dtype=param_dtype, rngs=rngs)
+
+  def __call__(self, x, text, text_mask):
+    b, t, h, w, c = x.shape
+    mask = text_mask[:, None, None, :]  # [B, 1, 1, L]
+    y = self.attn(self.norm(x).reshape(b, t * h * w, c), text, mask=mask)
+    return x + y.reshape(x.shape)
+
+
+class TemporalAttention(nnx.Module):
+  """Self-attention over frames at each spatial position, T5 relative position bias."""
+
+  def __init__(self, dim: int, heads: int, head_dim: int, *, groups: int, backend: str,
+               dtype, param_dtype, rngs: nnx.Rngs):
+    self.norm = GroupNorm(dim, groups, dtype=dtype, param_dtype=param_dtype)
+    self.attn = Attention(dim, heads, head_dim, backend=backend, dtype=dtype,
+                          param_dtype=param_dtype, rngs=rngs)
+    self.rel_pos = RelativePositionBias(heads, param_dtype=param_dtype, rngs=rngs)
+
+  def __call__(self, x, allowed):
+    b, t, h, w, c = x.shape
+    y = jnp.transpose(self.norm(x), (0, 2, 3, 1, 4)).reshape(b * h * w, t, c)
+    mask = jnp.broadcast_to(allowed[:, None, None], (b, h * w, 1, t, t)).reshape(b * h * w, 1, t, t)
+    y = self.attn(y, bias=self.rel_pos(t)[None], mask=mask)
+    y = jnp.transpose(y.reshape(b, h, w, t, c), (0, 3, 1, 2, 4))
+    return x + y
+
+
+class TemporalConv(nnx.Module):
+  """1-D convolution over frames, written as a sum of masked frame shifts.
+
+  out[t] = sum_o allowed[t, t+o] * h[t+o] @ W[o]: frames that may not mix
+  (padding, images) contribute zero, exactly as temporal attention masks them.
+  """
+
+  def __init__(self, dim: int, kernel: int, *, groups: int, dtype, param_dtype, rngs: nnx.Rngs):
+    if kernel % 2 != 1:
+      raise ValueError(f"temporal_conv_kernel must be odd, got {kernel}")
+    self.dtype = dtype
+    self.norm = GroupNorm(dim, groups, dtype=dtype, param_dtype=param_dtype)
+    self.kernel = nnx.Param(jnp.zeros((kernel, dim, dim), param_dtype),
+                            logical_axes=("conv_t", "conv_in", "embed"))
+    self.bias = nnx.Param(jnp.zeros((dim,), param_dtype), logical_axes=("embed",))
+
+  def __call__(self, x, allowed):
+    b, t, _, _, _ = x.shape
+    h = jax.nn.silu(self.norm(x))
+    k = self.kernel.shape[0]
+    w = self.kernel[...].astype(self.dtype)
+    idx = jnp.arange(t)
+    y = self.bias[...].astype(self.dtype)
+    for i, off in enumerate(range(-(k // 2), k // 2 + 1)):
+      src = idx + off
+      inside = (src >= 0) & (src < t)
+      ok = inside[None] & jnp.take_along_axis(allowed, jnp.clip(src, 0, t - 1)[None, :, None], axis=2)[..., 0]
+      shifted = jnp.take(h, jnp.clip(src, 0, t - 1), axis=1) * ok[:, :, None, None, None].astype(h.dtype)
+      y = y + jnp.einsum("bthwc,cd->bthwd", shifted, w[i])
+    return x + y
+
+
+class SpaceTimeBlock(nnx.Module):
+  """ResBlock, then optional spatial self-attention and text cross-attention,
+  then temporal mixing ('attention' | 'conv' | 'none')."""
+
+  def __init__(self, in_ch: int, out_ch: int, *, emb_dim: int, text_dim: int, spatial_attn: bool,
+               cross_attn: bool, temporal_mixing: str, temporal_conv_kernel: int, heads: int,
+               head_dim: int, groups: int, dropout_rate: float, backend: str, dtype, param_dtype,
+               rngs: nnx.Rngs):
+    kw = dict(dtype=dtype, param_dtype=param_dtype, rngs=rngs)
+    attn_kw = dict(groups=groups, backend=backend, **kw)
+    self.res = ResBlock(in_ch, out_ch, emb_dim, groups=groups, dropout_rate=dropout_rate, **kw)
+    self.spatial = SpatialAttention(out_ch, heads, head_dim, **attn_kw) if spatial_attn else None
+    self.cross = (CrossAttention(out_ch, text_dim, heads, head_dim, **attn_kw)
+                  if cross_attn and text_dim > 0 else None)
+    if temporal_mixing == "attention":
+      self.temporal = TemporalAttention(out_ch, heads, head_dim, **attn_kw)
+    elif temporal_mixing == "conv":
+      self.temporal = TemporalConv(out_ch, temporal_conv_kernel, groups=groups, **kw)
+    elif temporal_mixing == "none":
+      self.temporal = None
+    else:
+      raise ValueError(f"temporal_mixing must be 'attention', 'conv' or 'none', got {temporal_mixing!r}")
+
+  def __call__(self, x, ctx: dict, *, deterministic: bool = True):
+    h = self.res(x, ctx["emb"], dropout_rng=ctx.get("dropout_rng"), deterministic=deterministic)
+    h = sharding.constrain(h, VIDEO_AXES)
+    if self.spatial is not None:
+      h = self.spatial(h)
+    if self.cross is not None:
+      h = self.cross(h, ctx["text"], ctx["text_mask"])
+    if self.temporal is not None:
+      h = self.temporal(h, ctx["allowed"])
+    return sharding.constrain(h, VIDEO_AXES)
+
+
+class Downsample(nnx.Module):
+  """Stride-2 3x3 conv per frame (Efficient U-Net: downsample first in a level)."""
+
+  def __init__(self, in_ch: int, out_ch: int, *, dtype, param_dtype, rngs: nnx.Rngs):
+    self.conv = Conv2D(in_ch, out_ch, 3, stride=2, dtype=dtype, param_dtype=param_dtype, rngs=rngs)
+
+  def __call__(self, x):
+    return self.conv(x)
+
+
+class Upsample(nnx.Module):
+  """Nearest x2 per frame then 3x3 conv (Efficient U-Net: upsample last in a level).
+
+  Cropped to `size` (the skip's H, W) so odd sides (e.g. 24x40 -> ... -> 3x5) work.
+  """
+
+  def __init__(self, in_ch: int, out_ch: int, *, dtype, param_dtype, rngs: nnx.Rngs):
+    self.conv = Conv2D(in_ch, out_ch, 3, dtype=dtype, param_dtype=param_dtype, rngs=rngs)
+
+  def __call__(self, x, size: tuple[int, int]):
+    x = jnp.repeat(jnp.repeat(x, 2, axis=2), 2, axis=3)[:, :, :size[0], :size[1]]
+    return self.conv(x)

@@ -1,0 +1,144 @@
+"""Basic layers whose parameters carry logical axis names.
+
+Every parameter is an `nnx.Param(value, logical_axes=(...))`; the names are
+mapped to mesh axes by `imagen_video.parallel.sharding`. Parameters are stored
+in `param_dtype` (fp32) and cast to the compute `dtype` (bf16 or fp32) at use;
+normalisation statistics are always computed in fp32.
+
+Video activations are [B, T, H, W, C] (channels-last, frames on axis 1).
+"""
+from __future__ import annotations
+
+import math
+from typing import Sequence
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+VIDEO_AXES = ("batch", "frames", "height", "width", "embed")
+
+_lecun = jax.nn.initializers.lecun_normal()
+_zeros = jax.nn.initializers.zeros
+
+
+def _init(key, shape, param_dtype, zero: bool, fan_in: int):
+  if zero:  # zero-initialised output layers: a fresh residual branch is the identity
+    return jnp.zeros(shape, param_dtype)
+  return jax.random.normal(key, shape, param_dtype) * (1.0 / math.sqrt(fan_in))
+
+
+class Dense(nnx.Module):
+  """y = x @ W + b, contracting the last `len(in_shape)` dims into `out_shape`.
+
+  `DenseGeneral`-style so attention projections keep a [embed, heads, kv]
+  kernel that shards over "heads".
+  """
+
+  def __init__(self, in_shape: int | Sequence[int], out_shape: int | Sequence[int], *,
+               in_axes: Sequence[str | None], out_axes: Sequence[str | None],
+               use_bias: bool = True, zero_init: bool = False, dtype=jnp.float32,
+               param_dtype=jnp.float32, rngs: nnx.Rngs):
+    self.in_shape = (in_shape,) if isinstance(in_shape, int) else tuple(in_shape)
+    self.out_shape = (out_shape,) if isinstance(out_shape, int) else tuple(out_shape)
+    self.dtype = dtype
+    fan_in = math.prod(self.in_shape)
+    self.kernel = nnx.Param(_init(rngs.params(), self.in_shape + self.out_shape, param_dtype,
+                                  zero_init, fan_in), logical_axes=tuple(in_axes) + tuple(out_axes))
+    self.bias = (nnx.Param(jnp.zeros(self.out_shape, param_dtype), logical_axes=tuple(out_axes))
+                 if use_bias else None)
+
+  def __call__(self, x):
+    n = len(self.in_shape)
+    kernel = self.kernel[...].astype(self.dtype)
+    y = jax.lax.dot_general(x.astype(self.dtype), kernel,
+                            ((tuple(range(x.ndim - n, x.ndim)), tuple(range(n))), ((), ())))
+    if self.bias is not None:
+      y = y + self.bias[...].astype(self.dtype)
+    return y
+
+
+class Conv2D(nnx.Module):
+  """Spatial convolution applied to every frame independently (SAME padding)."""
+
+  def __init__(self, in_ch: int, out_ch: int, kernel: int = 3, *, stride: int = 1,
+               zero_init: bool = False, dtype=jnp.float32, param_dtype=jnp.float32,
+               rngs: nnx.Rngs):
+    self.stride = stride
+    self.dtype = dtype
+    self.kernel = nnx.Param(_init(rngs.params(), (kernel, kernel, in_ch, out_ch), param_dtype,
+                                  zero_init, kernel * kernel * in_ch),
+                            logical_axes=("conv_h", "conv_w", "conv_in", "embed"))
+    self.bias = nnx.Param(jnp.zeros((out_ch,), param_dtype), logical_axes=("embed",))
+
+  def __call__(self, x):
+    b, t, h, w, c = x.shape
+    y = jax.lax.conv_general_dilated(
+        x.reshape(b * t, h, w, c).astype(self.dtype), self.kernel[...].astype(self.dtype),
+        window_strides=(self.stride, self.stride), padding="SAME",
+        dimension_numbers=("NHWC", "HWIO", "NHWC"))
+    y = y + self.bias[...].astype(self.dtype)
+    return y.reshape(b, t, *y.shape[1:])
+
+
+class GroupNorm(nnx.Module):
+  """GroupNorm with statistics per frame (over H, W and the channels of a group).
+
+  Per-frame statistics keep frames independent outside the temporal layers, so
+  padded frames and image frames in a joint batch never leak into other frames,
+  and an image is normalised exactly as one frame of a video.
+  """
+
+  def __init__(self, channels: int, groups: int = 32, *, eps: float = 1e-6,
+               dtype=jnp.float32, param_dtype=jnp.float32):
+    self.groups = math.gcd(groups, channels)
+    self.eps = eps
+    self.dtype = dtype
+    self.scale = nnx.Param(jnp.ones((channels,), param_dtype), logical_axes=("embed",))
+    self.bias = nnx.Param(jnp.zeros((channels,), param_dtype), logical_axes=("embed",))
+
+  def __call__(self, x):
+    *lead, h, w, c = x.shape
+    xg = x.astype(jnp.float32).reshape(*lead, h, w, self.groups, c // self.groups)
+    axes = (-4, -3, -1)
+    mean = xg.mean(axes, keepdims=True)
+    var = jnp.square(xg - mean).mean(axes, keepdims=True)
+    y = ((xg - mean) * jax.lax.rsqrt(var + self.eps)).reshape(x.shape)
+    return (y * self.scale[...] + self.bias[...]).astype(self.dtype)
+
+
+class LayerNorm(nnx.Module):
+  """LayerNorm over the last axis (fp32 statistics); used on text tokens."""
+
+  def __init__(self, dim: int, axis_name: str = "embed", *, eps: float = 1e-6,
+               dtype=jnp.float32, param_dtype=jnp.float32):
+    self.eps = eps
+    self.dtype = dtype
+    self.scale = nnx.Param(jnp.ones((dim,), param_dtype), logical_axes=(axis_name,))
+    self.bias = nnx.Param(jnp.zeros((dim,), param_dtype), logical_axes=(axis_name,))
+
+  def __call__(self, x):
+    xf = x.astype(jnp.float32)
+    mean = xf.mean(-1, keepdims=True)
+    var = jnp.square(xf - mean).mean(-1, keepdims=True)
+    y = (xf - mean) * jax.lax.rsqrt(var + self.eps)
+    return (y * self.scale[...] + self.bias[...]).astype(self.dtype)
+
+
+def sinusoidal_embedding(x: jax.Array, dim: int, max_period: float = 10000.0) -> jax.Array:
+  """[B] float -> [B, dim] sin/cos features (transformer/DDPM style)."""
+  half = dim // 2
+  freqs = jnp.exp(-math.log(max_period) * jnp.arange(half, dtype=jnp.float32) / half)
+  args = x.astype(jnp.float32)[:, None] * freqs[None]
+  emb = jnp.concatenate([jnp.sin(args), jnp.cos(args)], axis=-1)
+  return jnp.pad(emb, ((0, 0), (0, dim - 2 * half)))
+
+
+def dropout(x: jax.Array, rate: float, rng: jax.Array | None, deterministic: bool) -> jax.Array:
+  """Functional dropout: a key in, no RNG state in the module (easy to jit/shard)."""
+  if deterministic or rate == 0.0:
+    return x
+  if rng is None:
+    raise ValueError("dropout with deterministic=False needs dropout_rng")
+  keep = jax.random.bernoulli(rng, 1.0 - rate, x.shape)
+  return jnp.where(keep, x / (1.0 - rate), 0).astype(x.dtype)

@@ -1,0 +1,36 @@
+"""Loads a config by file path or by the name of a built-in config.
+
+`load("configs/base_tiny.py:runlocal")` reads a file; `load("base_tiny.py")`
+(no such file in the working directory) falls back to the checkout's configs/.
+"""
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import os
+
+
+def builtin_path(name: str) -> str:
+  # configs/ lives beside the package in the checkout (installs are editable).
+  import imagen_video
+  folder = os.path.join(os.path.dirname(os.path.dirname(imagen_video.__file__)), "configs")
+  return os.path.join(folder, name)
+
+
+def resolve(spec: str) -> tuple[str, str | None]:
+  """'path[:arg]' -> (existing file path, arg)."""
+  path, sep, arg = spec.partition(":")
+  if not os.path.exists(path):
+    candidate = builtin_path(os.path.basename(path))
+    if not os.path.exists(candidate):
+      raise FileNotFoundError(f"config file {path!r} not found (nor built-in {candidate!r})")
+    path = candidate
+  return path, (arg if sep else None)
+
+
+def load(spec: str):
+  path, arg = resolve(spec)
+  module_spec = importlib.util.spec_from_file_location(f"_config_{abs(hash(path))}", path)
+  module = importlib.util.module_from_spec(module_spec)
+  module_spec.loader.exec_module(module)
+  return module.get_config(arg) if arg is not None else module.get_config()

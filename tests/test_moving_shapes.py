@@ -1,0 +1,98 @@
+"""moving_shapes: grammar, determinism, same clips at two resolutions, labels vs pixels."""
+import numpy as np
+import pytest
+
+from imagen_video.data import builders
+from imagen_video.data import moving_shapes as ms
+from imagen_video.eval import caption_check
+
+
+def _box_down(video, fy, fx):
+  t, h, w, c = video.shape
+  return video.astype(np.float64).reshape(t, h // fy, fy, w // fx, fx, c).mean(axis=(2, 4))
+
+
+def test_clip_parameters_depend_only_on_seed_split_index():
+  assert ms.sample_clip(3, "train", 7) == ms.sample_clip(3, "train", 7)
+  assert ms.sample_clip(3, "train", 7) != ms.sample_clip(3, "test", 7)
+  assert ms.sample_clip(3, "train", 7) != ms.sample_clip(4, "train", 7)
+
+
+def test_caption_grammar_round_trip_and_errors():
+  assert ms.parse_caption("a cyan triangle moving up") == ("cyan", "triangle", "up")
+  with pytest.raises(ValueError, match="color 'purple'"):
+    ms.parse_caption("a purple circle moving up")
+  with pytest.raises(ValueError, match="not of the form"):
+    ms.parse_caption("a red circle")
+
+
+def test_shape_stays_inside_the_frame():
+  for i in range(100):
+    video = ms.render(ms.sample_clip(0, "train", i), 16, 32, 32)
+    border = np.concatenate([video[:, 0], video[:, -1], video[:, :, 0], video[:, :, -1]], axis=1)
+    assert border.max() == 0, f"clip {i} touches the border"
+
+
+def test_caption_check_on_200_clips_matches_pixels():
+  videos, captions = [], []
+  for i in range(200):
+    clip = ms.sample_clip(0, "train", i)
+    videos.append(ms.render(clip, 8, 32, 32))
+    captions.append(clip.caption)
+  acc = caption_check.score(videos, captions)["accuracy"]
+  assert acc["color"] == 1.0 and acc["direction"] == 1.0
+  assert acc["shape"] >= 0.97  # tiny triangles/circles can look alike at 32 px
+
+
+def test_caption_check_detects_wrong_captions():
+  clip = ms.sample_clip(0, "train", 0)
+  video = ms.render(clip, 8, 32, 32)
+  other_color = next(c for c in ms.COLORS if c != clip.color)
+  other_dir = next(d for d in ms.DIRECTIONS if d != clip.direction)
+  rows = caption_check.score([video, video], [ms.caption(other_color, clip.shape, clip.direction),
+                                              ms.caption(clip.color, clip.shape, other_dir)])["rows"]
+  assert not rows[0]["color"] and rows[0]["direction"]
+  assert rows[1]["color"] and not rows[1]["direction"]
+
+
+@pytest.fixture(scope="module")
+def two_resolutions(tmp_path_factory):
+  data_dir = str(tmp_path_factory.mktemp("tfds"))
+  common = dict(frames=8, num_train=24, num_test=4, seed=5)
+  high = builders.prepare("moving_shapes", data_dir, height=32, width=32,
+                          extra_resolutions=((4, 8, 8),), **common)
+  low = builders.prepare("moving_shapes", data_dir, height=16, width=16, **common)
+  return high, low
+
+
+def _by_index(builder, split="train"):
+  source = builder.as_data_source(split)
+  return {int(ex["index"]): ex for ex in (source[i] for i in range(len(source)))}
+
+
+def test_two_resolutions_from_the_same_seed_give_the_same_clips(two_resolutions):
+  high, low = (_by_index(b) for b in two_resolutions)
+  assert sorted(high) == sorted(low) == list(range(24))
+  for i in high:
+    assert high[i]["caption"] == low[i]["caption"]
+    np.testing.assert_allclose(high[i]["positions"], low[i]["positions"])
+    hi, lo = np.stack(high[i]["video"]), np.stack(low[i]["video"])
+    err = np.abs(_box_down(hi, 2, 2) - lo) / 255.0
+    assert err.mean() < 0.01 and err.max() < 0.3, (i, err.mean(), err.max())
+
+
+def test_extra_resolution_is_a_low_fps_low_res_copy(two_resolutions):
+  high, low = (_by_index(b) for b in two_resolutions)
+  for i in high:
+    pair = np.stack(high[i]["video_4x8x8"])
+    assert pair.shape == (4, 8, 8, 3)
+    ref = _box_down(np.stack(high[i]["video"]), 4, 4)[::2]
+    assert (np.abs(pair - ref) / 255.0).mean() < 0.01
+
+
+def test_builder_is_versioned_and_names_its_parameters(two_resolutions):
+  high, _ = two_resolutions
+  assert str(high.info.version) == "1.0.0"
+  assert high.builder_config.name == "8x32x32_fps8_n24-4_s5_x4x8x8"
+  assert high.info.metadata["fps"] == 8.0
+  assert high.info.splits["test"].num_examples == 4
