@@ -4,6 +4,13 @@ from __future__ import annotations
 import sys
 
 from absl import flags
+from ml_collections import config_flags
+
+
+def define_config(fv: flags.FlagValues, argv: list[str], name: str = "config",
+                  help_string: str = "config file[:args] (`get_config(args)`)") -> None:
+  """`--config FILE[:ARGS]` with `--config.a.b=value` overrides read from `argv`."""
+  config_flags.DEFINE_config_file(name, None, help_string, flag_values=fv, sys_argv=argv)
 
 
 def parse(fv: flags.FlagValues, argv: list[str], doc: str) -> list[str]:
@@ -13,6 +20,9 @@ def parse(fv: flags.FlagValues, argv: list[str], doc: str) -> list[str]:
     raise SystemExit(0)
   try:
     return fv(argv)
-  except flags.Error as e:
-    print(f"{argv[0]}: {e}\n(see {argv[0]} --help)", file=sys.stderr)
+  except (flags.Error, KeyError, AttributeError) as e:
+    # ml_collections names the unknown config field and suggests the closest one.
+    msg = str(e.args[0] if e.args else e).replace("\\n", " ").replace("\\'", "").strip("'\"")
+    msg = f"unknown config field {msg}" if "Did you mean" in msg else msg
+    print(f"{argv[0]}: {msg}\n(see {argv[0]} --help)", file=sys.stderr)
     raise SystemExit(2)

@@ -6,14 +6,13 @@ prepared yet, and prints where it is and its split sizes.
 from __future__ import annotations
 
 from absl import flags
-from ml_collections import config_flags
 
 from imagen_video.cli import flags_util
 
 
 def main(argv: list[str]) -> int:
   fv = flags.FlagValues()
-  config_flags.DEFINE_config_file("config", None, "config file with a `data` field", flag_values=fv)
+  flags_util.define_config(fv, argv)
   flags.DEFINE_string("data_dir", None, "TFDS data dir (overrides config.data.data_dir)", flag_values=fv)
   flags_util.parse(fv, argv, __doc__)
   if fv.config is None:

@@ -9,7 +9,6 @@ import os
 
 import numpy as np
 from absl import flags
-from ml_collections import config_flags
 
 from imagen_video.cli import flags_util
 
@@ -48,7 +47,7 @@ def write_preview(data_config, out_dir: str, num: int = 8, split: str = "test") 
 
 def main(argv: list[str]) -> int:
   fv = flags.FlagValues()
-  config_flags.DEFINE_config_file("config", None, "config file with a `data` field", flag_values=fv)
+  flags_util.define_config(fv, argv)
   flags.DEFINE_string("out_dir", "preview", "where to write preview.mp4 and contact_sheet.png", flag_values=fv)
   flags.DEFINE_integer("num", 8, "number of clips", flag_values=fv)
   flags.DEFINE_string("split", "test", "dataset split", flag_values=fv)

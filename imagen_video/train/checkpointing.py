@@ -1,0 +1,56 @@
+"""Orbax checkpoints of the train state plus the data position.
+
+Orbax writes each step into a temporary folder and renames it only once every
+process has finished, so an interrupted save never replaces a good checkpoint;
+restore takes the newest finished step. Arrays are restored straight into the
+shardings of the abstract target (which may be another mesh than the one that
+saved them).
+"""
+from __future__ import annotations
+
+import os
+
+import jax
+import orbax.checkpoint as ocp
+
+
+class Checkpoints:
+  """`CheckpointManager` for items "state" (pytree of arrays) and "data" (json)."""
+
+  def __init__(self, directory: str, *, max_to_keep: int = 3, save_every: int = 1000,
+               async_save: bool = True):
+    self.directory = os.path.abspath(directory)
+    options = ocp.CheckpointManagerOptions(
+        max_to_keep=max_to_keep, save_interval_steps=save_every,
+        enable_async_checkpointing=async_save, create=True)
+    self.manager = ocp.CheckpointManager(self.directory, options=options,
+                                         item_names=("state", "data"))
+
+  def latest_step(self) -> int | None:
+    return self.manager.latest_step()
+
+  def save(self, step: int, state, data_state: dict, *, force: bool = False) -> bool:
+    """Saves if the interval says so (or `force`); returns whether it did."""
+    return self.manager.save(step, args=ocp.args.Composite(
+        state=ocp.args.StandardSave(state), data=ocp.args.JsonSave(data_state)), force=force)
+
+  def restore(self, abstract_state, step: int | None = None):
+    """(state, data_state, step) from `step` (default newest), into abstract_state's shardings."""
+    step = self.latest_step() if step is None else step
+    if step is None:
+      raise FileNotFoundError(f"no finished checkpoint in {self.directory}")
+    restored = self.manager.restore(step, args=ocp.args.Composite(
+        state=ocp.args.StandardRestore(abstract_state), data=ocp.args.JsonRestore()))
+    return restored["state"], restored["data"], step
+
+  def wait(self):
+    self.manager.wait_until_finished()
+
+  def close(self):
+    self.manager.wait_until_finished()
+    self.manager.close()
+
+
+def abstract_like(tree, shardings):
+  """ShapeDtypeStructs of `tree` (arrays or ShapeDtypeStructs) carrying `shardings`."""
+  return jax.tree.map(lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s), tree, shardings)

@@ -1,0 +1,51 @@
+"""Console progress line (step, rate, ETA) and TensorBoard scalars, process 0 only."""
+from __future__ import annotations
+
+import os
+import sys
+import time
+
+
+def _fmt_time(seconds: float) -> str:
+  seconds = int(max(seconds, 0))
+  h, rem = divmod(seconds, 3600)
+  m, s = divmod(rem, 60)
+  return f"{h}:{m:02d}:{s:02d}" if h else f"{m:02d}:{s:02d}"
+
+
+class Progress:
+  """Reports `step/total`, steps/s, examples/s and ETA; writes scalars to TensorBoard."""
+
+  def __init__(self, total_steps: int, start_step: int, batch_size: int, workdir: str | None,
+               is_lead: bool = True, stream=None, name: str = "train"):
+    self.total, self.batch, self.is_lead = total_steps, batch_size, is_lead
+    self.stream = stream or sys.stdout
+    self.name = name
+    self._t0, self._s0 = time.time(), start_step
+    self._last_t, self._last_s = self._t0, start_step
+    self.writer = None
+    if is_lead and workdir:
+      from tensorboardX import SummaryWriter
+      self.writer = SummaryWriter(os.path.join(workdir, "tensorboard", name))
+
+  def update(self, step: int, scalars: dict[str, float]) -> dict[str, float]:
+    now = time.time()
+    rate = (step - self._last_s) / max(now - self._last_t, 1e-9)
+    self._last_t, self._last_s = now, step
+    overall = (step - self._s0) / max(now - self._t0, 1e-9)
+    scalars = dict(scalars, steps_per_sec=rate, examples_per_sec=rate * self.batch)
+    if self.is_lead:
+      eta = (self.total - step) / overall if overall > 0 else float("nan")
+      shown = " ".join(f"{k}={v:.4g}" for k, v in scalars.items() if k not in ("steps_per_sec", "examples_per_sec"))
+      print(f"[{self.name}] step {step}/{self.total} ({step / max(self.total, 1):.0%}) {shown} "
+            f"| {rate:.2f} steps/s {rate * self.batch:.1f} ex/s | ETA {_fmt_time(eta)}",
+            file=self.stream, flush=True)
+      if self.writer is not None:
+        for k, v in scalars.items():
+          self.writer.add_scalar(k, float(v), step)
+        self.writer.flush()
+    return scalars
+
+  def close(self):
+    if self.writer is not None:
+      self.writer.close()
