@@ -173,10 +173,10 @@ def iter_tensors(src: str, cfg: T5Config) -> Iterator[tuple[tuple[str, ...], np.
   """Yields (our path, converted array, HF name, file), one shard at a time."""
   plan = _plan(cfg)
   files, wmap = _shards(src)
+  if wmap is not None:  # skip shards holding only decoder / lm_head tensors
+    files = sorted({f for k, f in wmap.items() if k in plan or k in EMBED_ALIASES}) or files
   found: set[str] = set()
   for path in files:
-    if wmap is not None and path not in set(wmap.values()):
-      continue
     keys, get = _open(path)
     for key in keys:
       name = "shared.weight" if key in EMBED_ALIASES else key

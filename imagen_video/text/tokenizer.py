@@ -52,11 +52,15 @@ class Tokenizer:
 
 
 def train_sentencepiece(texts: Iterable[str], out_path: str, vocab_size: int) -> str:
-  """Trains a T5-style unigram model in memory (deterministic) and writes `out_path`."""
+  """Trains a T5-id-compatible model in memory (deterministic) and writes `out_path`.
+
+  BPE rather than T5's unigram: on a few dozen distinct captions unigram training collapses
+  to single characters, while BPE learns whole words and still spells unseen words.
+  """
   writer = io.BytesIO()
   spm.SentencePieceTrainer.train(
       sentence_iterator=iter(list(texts)), model_writer=writer, vocab_size=vocab_size,
-      model_type="unigram", pad_id=PAD_ID, eos_id=EOS_ID, unk_id=UNK_ID, bos_id=-1,
+      model_type="bpe", character_coverage=1.0, pad_id=PAD_ID, eos_id=EOS_ID, unk_id=UNK_ID, bos_id=-1,
       pad_piece="<pad>", eos_piece="</s>", unk_piece="<unk>",
       hard_vocab_limit=False,  # tiny caption corpora cannot always fill vocab_size
       shuffle_input_sentence=False, num_threads=1, minloglevel=2)
