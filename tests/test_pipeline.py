@@ -90,3 +90,14 @@ def test_clear_errors_for_bad_config(data_dir):
                                process_index=0, process_count=1))
   with pytest.raises(ValueError, match="crop"):
     next(pipeline.VideoBatches(_config(data_dir, crop=(32, 32)), process_index=0, process_count=1))
+
+
+def test_token_ids_from_the_tokenizer_trained_at_preparation(data_dir):
+  c = _config(data_dir, text="tokens", tokenizer="dataset", max_text_length=12, shuffle=False)
+  batches = pipeline.VideoBatches(c, process_index=0, process_count=1)
+  batch = next(batches)
+  assert batch["text_tokens"].shape == (4, 12) and batch["text_mask"].dtype == bool
+  for ids, mask, caption in zip(batch["text_tokens"], batch["text_mask"], batch["caption"]):
+    n = int(mask.sum())
+    assert ids[n - 1] == 1 and (ids[n:] == 0).all()  # eos then padding, as T5 expects
+    assert batches.tokenizer.sp.decode(ids[:n - 1].tolist()) == caption

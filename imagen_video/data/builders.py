@@ -35,9 +35,28 @@ def get_builder(name: str, data_dir: str | None = None, **config_kwargs) -> tfds
                                    file_format=tfds.core.FileFormat.ARRAY_RECORD)
 
 
+TOKENIZER_FILE = "spiece.model"
+TOKENIZER_VOCAB = 128
+
+
 def prepare(name: str, data_dir: str | None = None, **config_kwargs) -> tfds.core.DatasetBuilder:
   """Builds the dataset if it is not on disk yet (TFDS writes to a temporary
-  folder and renames it only when complete, so a failed build leaves nothing)."""
+  folder and renames it only when complete, so a failed build leaves nothing),
+  then a sentencepiece model of its training captions beside it (for the tiny
+  configs' random T5; real runs use the checkpoint's own spiece.model)."""
   builder = get_builder(name, data_dir, **config_kwargs)
   builder.download_and_prepare()
+  path = tokenizer_path(builder)
+  if not os.path.exists(path) and "train" in builder.info.splits:
+    from imagen_video.text import tokenizer
+    source = builder.as_data_source("train")
+    captions = sorted({source[i]["caption"].decode() for i in range(len(source))})
+    tmp = f"{path}.tmp{os.getpid()}"
+    tokenizer.train_sentencepiece(captions, tmp, TOKENIZER_VOCAB)
+    os.replace(tmp, path)  # never a half-written tokenizer under the final name
   return builder
+
+
+def tokenizer_path(builder: tfds.core.DatasetBuilder) -> str:
+  """The sentencepiece model trained from this dataset's captions at preparation."""
+  return os.path.join(builder.data_dir, TOKENIZER_FILE)

@@ -21,9 +21,10 @@ position saved in checkpoints) without replaying it.
   crop            (height, width) random crop, None for the full frame; paired
                   low-res videos are cropped at the same place, scaled
   low_res_keys    extra video features to return (e.g. "video_8x16x16")
-  text            "string" (captions as str) or "tokens" (adds `tokens`,
+  text            "string" (captions as str) or "tokens" (adds `text_tokens`,
                   `text_mask` from the sentencepiece model `tokenizer`, padded
-                  to `max_text_length`)
+                  to `max_text_length`; tokenizer "dataset" = the one trained
+                  from the dataset's captions at preparation)
   prefetch        batches decoded ahead on worker threads
 """
 from __future__ import annotations
@@ -95,7 +96,7 @@ class VideoBatches:
     if c.repeat and self.per_epoch < self.host_batch:
       raise ValueError(f"split {c.split!r} gives {self.per_epoch} examples per process, "
                        f"fewer than the per-process batch {self.host_batch}")
-    self.tokenizer = _make_tokenizer(c) if c.text == "tokens" else None
+    self.tokenizer = _make_tokenizer(c, self.builder) if c.text == "tokens" else None
     if c.text not in ("string", "tokens"):
       raise ValueError(f"config.data.text={c.text!r}: expected 'string' or 'tokens'")
     self.step = start_step
@@ -151,7 +152,8 @@ class VideoBatches:
         continue
       out[key] = value.decode() if isinstance(value, bytes) else np.asarray(value)
     if self.tokenizer is not None:
-      out["tokens"], out["text_mask"] = self.tokenizer(out["caption"])
+      ids, mask = self.tokenizer(out["caption"])
+      out["text_tokens"], out["text_mask"] = ids[0], mask[0]
     return out
 
   def _collate(self, examples: list[dict]) -> dict:
@@ -231,13 +233,10 @@ def _random_crop(videos: dict, crop: tuple[int, int], rng) -> dict:
   return out
 
 
-def _make_tokenizer(c):
+def _make_tokenizer(c, builder):
   if not c.tokenizer:
-    raise ValueError("config.data.text='tokens' needs config.data.tokenizer (a sentencepiece .model)")
+    raise ValueError("config.data.text='tokens' needs config.data.tokenizer: a sentencepiece "
+                     ".model, or 'dataset' for the one trained from the dataset's captions")
   from imagen_video.text import tokenizer as tok  # sentencepiece only when asked for
-  t = tok.Tokenizer(c.tokenizer, max_length=c.max_text_length)
-
-  def encode(text: str):
-    ids, mask = t.encode([text])
-    return np.asarray(ids[0]), np.asarray(mask[0])
-  return encode
+  path = builders.tokenizer_path(builder) if c.tokenizer == "dataset" else c.tokenizer
+  return tok.Tokenizer(path, max_length=c.max_text_length)
