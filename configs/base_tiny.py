@@ -1,0 +1,67 @@
+"""Base stage, tiny: text-to-video on `moving_shapes` (8 frames x 16x16) on CPU.
+
+    imagen-video train --config configs/base_tiny.py --workdir workdirs/base_tiny
+    imagen-video sample --config configs/base_tiny.py --workdir workdirs/base_tiny \\
+        --prompt "a red circle moving left" --out red_circle.mp4
+
+Arguments: runlocal (a few steps, for tests), steps=N, mesh=data:fsdp:tensor
+(e.g. mesh=2:4:1 on 8 devices).
+"""
+import ml_collections
+
+from imagen_video.data import pipeline
+from imagen_video.diffusion import objectives
+from imagen_video.nn import unet
+from imagen_video.text import encoder
+from imagen_video.train import optimizer
+from imagen_video.utils.config_args import parse_arg
+
+# Logical axis -> mesh axes (MaxText-style); names not listed stay replicated.
+SHARDING_RULES = (
+    ("batch", ("data", "fsdp")),
+    ("embed", "fsdp"), ("conv_in", None), ("text_embed", "fsdp"), ("vocab", "tensor"),
+    ("heads", "tensor"), ("kv", None), ("mlp", "tensor"),
+)
+
+
+def get_config(arg=None):
+  a = parse_arg(arg, runlocal=False, steps=3000, mesh="-1:1:1", batch=32)
+  c = ml_collections.ConfigDict()
+
+  c.data = pipeline.default_data_config()
+  c.data.builder.update(dict(frames=8, height=16, width=16, fps=8.0, num_train=4000, num_test=200))
+  c.data.batch_size = 4 if a.runlocal else a.batch
+  c.data.text = "tokens"
+  c.data.tokenizer = "dataset"
+  c.data.max_text_length = 8
+
+  c.text = encoder.default_config(preset="tiny", tokenizer="dataset", max_length=8)
+
+  c.model = unet.default_config()
+  c.model.update(dict(channels=32, channel_mults=(1, 2, 2), num_res_blocks=(1, 1, 2), resolution=16,
+                      attn_resolutions=(8,), cross_attn_resolutions=(16, 8), heads=2, head_dim=16,
+                      norm_groups=8, temporal_mixing="attention"))
+  if a.runlocal:
+    c.model.update(dict(channels=16, channel_mults=(1, 2), num_res_blocks=(1, 1),
+                        attn_resolutions=(8,), cross_attn_resolutions=(8,), norm_groups=4))
+
+  c.diffusion = objectives.default_diffusion_config()
+  c.stage = ml_collections.ConfigDict(dict(kind="base"))
+
+  c.optim = optimizer.default_optim_config()
+  c.optim.update(dict(lr=2e-3, warmup_steps=10 if a.runlocal else 200, schedule="cosine"))
+
+  c.train = ml_collections.ConfigDict(dict(
+      steps=8 if a.runlocal else a.steps, seed=0, log_every=1 if a.runlocal else 50,
+      ckpt_every=4 if a.runlocal else 500, keep_checkpoints=3,
+      sample_every=0 if a.runlocal else 1000, ema_decay=0.999))
+
+  c.sample = ml_collections.ConfigDict(dict(
+      prompts=("a red circle moving left", "a green square moving up",
+               "a blue triangle moving right", "a yellow circle moving down"),
+      steps=8 if a.runlocal else 64, sampler="ddim", guidance=3.0, seed=0, fps=8.0))
+
+  sizes = [int(v) for v in a.mesh.split(":")]
+  c.mesh = ml_collections.ConfigDict(dict(zip(("data", "fsdp", "tensor"), sizes)))
+  c.sharding_rules = SHARDING_RULES
+  return c

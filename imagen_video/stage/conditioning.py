@@ -1,0 +1,94 @@
+"""Low-res conditioning of super-resolution stages, and conditioning augmentation.
+
+`config.stage` fields:
+  kind            "base" | "tsr" (temporal SR) | "ssr" (spatial SR)
+  low_res_key     batch key of the low-res video (e.g. "video_8x16x16"); SR only
+  temporal_upsample  "repeat" (the paper: repeated frames) | "linear" (frame blend)
+  aug_max_level   training draws the augmentation level per example from
+                  U(0, aug_max_level); 0 turns conditioning augmentation off
+  aug_level       the fixed level used at sampling (Imagen: 0.1-0.3)
+
+The level is a diffusion time in [0, 1] of the stage's own cosine schedule: the
+low-res video is replaced by z = alpha(t) x + sigma(t) eps, and the network
+sees t through its augmentation embedding.
+"""
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+
+from imagen_video.diffusion.schedule import alpha_sigma, schedule_from_config
+
+KINDS = ("base", "tsr", "ssr")
+
+
+def kind(config) -> str:
+  k = config.get("stage", {}).get("kind", "base") if "stage" in config else "base"
+  if k not in KINDS:
+    raise ValueError(f"config.stage.kind={k!r}: expected one of {KINDS}")
+  return k
+
+
+def cond_channels(config) -> int:
+  return 0 if kind(config) == "base" else 3
+
+
+def uses_aug_level(config) -> bool:
+  return kind(config) != "base"
+
+
+def upsample(low, shape, temporal: str = "repeat"):
+  """Resizes [B, t, h, w, C] to shape[1:4]: repeated (or blended) frames, bilinear space."""
+  b, t, h, w, c = low.shape
+  frames, height, width = shape[1:4]
+  if frames % t:
+    raise ValueError(f"low-res video has {t} frames; {frames} is not a multiple of it")
+  if frames != t:
+    if temporal == "repeat":
+      low = jnp.repeat(low, frames // t, axis=1)
+    elif temporal == "linear":
+      # Frame i of the output sits at time i * t / frames of the input; blend neighbours.
+      pos = jnp.arange(frames) * (t / frames)
+      lo = jnp.floor(pos).astype(jnp.int32)
+      hi = jnp.minimum(lo + 1, t - 1)
+      f = (pos - lo)[None, :, None, None, None]
+      low = (1 - f) * low[:, lo] + f * low[:, hi]
+    else:
+      raise ValueError(f"config.stage.temporal_upsample={temporal!r}: expected 'repeat' or 'linear'")
+  if (height, width) != (h, w):
+    low = jax.image.resize(low, (b, frames, height, width, c), method="bilinear", antialias=False)
+  return low
+
+
+def _augment(config, video, level, rng):
+  log_snr = schedule_from_config(config.diffusion)(level)
+  alpha, sigma = alpha_sigma(log_snr)
+  bc = lambda a: a.reshape(a.shape + (1,) * (video.ndim - 1))
+  return bc(alpha) * video + bc(sigma) * jax.random.normal(rng, video.shape, video.dtype)
+
+
+def training_inputs(config, batch: dict, shape, rng) -> dict:
+  """cond_video and aug_level for a training batch (nothing for the base stage)."""
+  if kind(config) == "base":
+    return {}
+  s = config.stage
+  k_level, k_noise = jax.random.split(rng)
+  up = upsample(batch[s.low_res_key].astype(jnp.float32), shape, s.temporal_upsample)
+  level = jax.random.uniform(k_level, (shape[0],), maxval=s.aug_max_level)
+  cond = jnp.where(s.aug_max_level > 0, _augment(config, up, level, k_noise), up)
+  return {"cond_video": cond, "aug_level": level}
+
+
+def sampling_inputs(config, low_res, shape, aug_level, rng) -> dict:
+  """cond_video and aug_level at sampling, at a fixed (configurable) level."""
+  if kind(config) == "base":
+    if low_res is not None:
+      raise ValueError("the base stage takes no low-res video")
+    return {}
+  if low_res is None:
+    raise ValueError(f"{kind(config)} stage: sampling needs the low-res video (low_res=...)")
+  s = config.stage
+  level = s.aug_level if aug_level is None else aug_level
+  up = upsample(jnp.asarray(low_res, jnp.float32), shape, s.temporal_upsample)
+  levels = jnp.full((shape[0],), level, jnp.float32)
+  return {"cond_video": _augment(config, up, levels, rng), "aug_level": levels}

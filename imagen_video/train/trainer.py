@@ -1,0 +1,189 @@
+"""`train_and_evaluate(config, workdir)`: the one training loop for every stage.
+
+Sections: set-up (mesh, data, stage) / state (created sharded, or restored) /
+compile (ahead of time, memory logged) / loop (step, log, checkpoint, sample).
+"""
+from __future__ import annotations
+
+import json
+import os
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.sharding import NamedSharding
+
+from imagen_video.data import builders, pipeline
+from imagen_video.parallel import sharding
+from imagen_video.stage.model import Stage, param_count
+from imagen_video.train import checkpointing, optimizer, progress, train_step
+
+
+def resolve_config(config):
+  """Fills in what depends on the prepared data (the dataset's own tokenizer)."""
+  config = config.copy_and_resolve_references()
+  if config.text.tokenizer == "dataset":
+    builder = builders.prepare(config.data.name, config.data.data_dir, **dict(config.data.builder))
+    with config.unlocked():
+      config.text.tokenizer = builders.tokenizer_path(builder)
+      config.data.tokenizer = config.text.tokenizer
+  return config
+
+
+def build(config, mesh=None):
+  """(mesh, rules, stage) for a resolved config."""
+  mesh = mesh or sharding.make_mesh(dict(config.mesh))
+  rules = tuple(tuple(r) for r in config.sharding_rules)
+  return mesh, rules, Stage(config, mesh=mesh, rules=rules)
+
+
+def _batch_sharding(mesh, rules, x):
+  names = ("batch",) + (None,) * (np.ndim(x) - 1)
+  return NamedSharding(mesh, sharding.spec_for(names, rules, mesh, np.shape(x)))
+
+
+def to_global(batch: dict, mesh, rules, global_batch: int) -> dict:
+  """Per-host numpy batch -> global jax arrays sharded over the batch axes."""
+  out = {}
+  for key, x in batch.items():
+    if x.dtype == object:  # captions stay on the host
+      continue
+    shape = (global_batch,) + x.shape[1:]
+    out[key] = jax.make_array_from_process_local_data(_batch_sharding(mesh, rules, shape), x, shape)
+  return out
+
+
+def _log_memory(compiled, name: str):
+  try:
+    m = compiled.memory_analysis()
+    print(f"[{name}] compiled: arguments {m.argument_size_in_bytes / 2**20:.1f} MiB, "
+          f"temporaries {m.temp_size_in_bytes / 2**20:.1f} MiB, "
+          f"outputs {m.output_size_in_bytes / 2**20:.1f} MiB per device", flush=True)
+  except Exception as e:  # not every backend reports memory
+    print(f"[{name}] compiled (no memory analysis: {e})", flush=True)
+
+
+def train_and_evaluate(config, workdir: str, *, mesh=None, stop_after: int | None = None) -> dict:
+  """Trains `config` in `workdir`, resuming from its newest checkpoint.
+
+  Returns {"losses": [(step, loss), ...], "step": final step}. `stop_after`
+  ends the run after that many steps of this call (tests), as if killed.
+  """
+  # ---- set-up ----------------------------------------------------------------
+  config = resolve_config(config)
+  lead = jax.process_index() == 0
+  os.makedirs(workdir, exist_ok=True)
+  if lead:
+    with open(os.path.join(workdir, "config.json"), "w") as f:
+      f.write(config.to_json_best_effort(indent=2))
+  mesh, rules, stage = build(config, mesh)
+  t = config.train
+  tx, schedule = optimizer.make_optimizer(config.optim, t.steps)
+
+  # ---- state: restored or created sharded --------------------------------------
+  text_trainable = not config.text.frozen
+  params_abstract = {"unet": stage.abstract_params}
+  frozen = {"text": stage.text.params}
+  if text_trainable:
+    params_abstract["text"] = jax.eval_shape(lambda: stage.text.params)
+    frozen = {}
+  abstract_state = jax.eval_shape(lambda p: train_step.init_state(p, tx), params_abstract)
+  # Optimizer moments mirror the params they track: shard them by the same names.
+  param_shardings = {"unet": sharding.state_shardings(stage.abstract_params, mesh, rules)}
+  if text_trainable:
+    param_shardings["text"] = sharding.state_shardings(params_abstract["text"], mesh, rules)
+  state_shardings = _state_shardings(abstract_state, param_shardings, mesh)
+
+  ckpt = checkpointing.Checkpoints(os.path.join(workdir, "checkpoints"), save_every=t.ckpt_every,
+                                   max_to_keep=t.get("keep_checkpoints", 3))
+  data_step = 0
+  if ckpt.latest_step() is not None:
+    target = checkpointing.abstract_like(abstract_state, state_shardings)
+    state, data_state, step = ckpt.restore(target)
+    data_step = int(data_state["step"])
+    print(f"resumed from {ckpt.directory} step {step} (data position {data_step})", flush=True)
+  else:
+    def create(key):
+      params = {"unet": stage.init_params(key)}
+      if text_trainable:
+        params["text"] = stage.text.params
+      return train_step.init_state(params, tx)
+    state = jax.jit(create, out_shardings=state_shardings)(jax.random.key(t.seed))
+  n_params = param_count(state["params"]["unet"])
+  if lead:
+    print(f"U-Net {n_params / 1e6:.2f}M params; text encoder {param_count(stage.text.params) / 1e6:.2f}M "
+          f"({'trained' if text_trainable else 'frozen'}); mesh {dict(mesh.shape)}", flush=True)
+
+  data = pipeline.VideoBatches(config.data, start_step=data_step)
+  step_fn = train_step.make_train_step(stage, tx, accum_steps=config.optim.grad_accum_steps,
+                                       ema=t.ema_decay, seed=t.seed)
+
+  # ---- compile ahead, log memory ---------------------------------------------
+  first = to_global(next(data), mesh, rules, config.data.batch_size)
+  batch_shardings = jax.tree.map(lambda x: x.sharding, first)
+  frozen_shardings = jax.tree.map(lambda x: x.sharding, frozen)
+  replicated = NamedSharding(mesh, jax.sharding.PartitionSpec())
+  with jax.set_mesh(mesh), sharding.activation_rules(mesh, rules):
+    jitted = jax.jit(step_fn, in_shardings=(state_shardings, frozen_shardings, batch_shardings),
+                     out_shardings=(state_shardings, replicated), donate_argnums=(0,))
+    compiled = jitted.lower(state, frozen, first).compile()
+  _log_memory(compiled, "train_step")
+
+  # ---- loop ------------------------------------------------------------------
+  start = int(state["step"])
+  prog = progress.Progress(t.steps, start, config.data.batch_size, workdir, is_lead=lead)
+  losses, batch = [], first
+  step = start
+  end = t.steps if stop_after is None else min(t.steps, start + stop_after)
+  while step < end:
+    state, metrics = compiled(state, frozen, batch)
+    step += 1
+    loss = float(metrics["loss"])
+    if not np.isfinite(loss):
+      raise FloatingPointError(f"loss is {loss} at step {step}; last checkpoint: {ckpt.latest_step()}")
+    losses.append((step, loss))
+    if step % t.log_every == 0 or step == end:
+      prog.update(step, {k: float(v) for k, v in metrics.items()} | {"lr": float(schedule(step))})
+    ckpt.save(step, state, {"step": data.step}, force=step == t.steps)
+    if t.get("sample_every") and step % t.sample_every == 0 and lead:
+      write_samples(stage, state, config, os.path.join(workdir, "samples"), step)
+    if step < end:
+      batch = to_global(next(data), mesh, rules, config.data.batch_size)
+  ckpt.close()
+  data.close()
+  prog.close()
+  return {"losses": losses, "step": step, "state": state, "stage": stage, "mesh": mesh}
+
+
+def _state_shardings(abstract_state, param_shardings, mesh):
+  """Shardings for the whole train state: params/EMA by rules, optimizer moments alike."""
+  replicated = NamedSharding(mesh, jax.sharding.PartitionSpec())
+  flat_params = {jax.tree_util.keystr(p): s for p, s in
+                 jax.tree_util.tree_flatten_with_path(param_shardings)[0]}
+
+  def for_opt(path, leaf):
+    # optax states hold copies of the param tree (mu, nu): match them by path suffix.
+    key = jax.tree_util.keystr(path)
+    return next((s for pkey, s in flat_params.items() if key.endswith(pkey)), replicated)
+  opt = jax.tree_util.tree_map_with_path(for_opt, abstract_state["opt"])
+  return {"step": replicated, "params": param_shardings, "ema": param_shardings, "opt": opt}
+
+
+def write_samples(stage, state, config, out_dir: str, step: int) -> str:
+  """Samples the config's prompts with the EMA params; writes mp4 + contact sheet."""
+  from imagen_video.media import contact_sheet, video_io
+  s = config.sample
+  prompts = list(s.prompts)
+  params = state["ema"]
+  text_params = params.get("text", stage.text.params)
+  video = stage.sample(params["unet"], text_params, prompts, jax.random.key(s.seed), steps=s.steps,
+                       sampler=s.sampler, guidance=s.guidance)
+  clips = video_io.to_uint8(np.asarray(video))
+  os.makedirs(out_dir, exist_ok=True)
+  path = os.path.join(out_dir, f"step_{step:07d}")
+  video_io.write_mp4(path + ".mp4", np.concatenate(list(clips), axis=2), fps=config.sample.fps, scale=4)
+  contact_sheet.contact_sheet(list(clips), prompts, path + ".png", title=f"step {step}")
+  with open(path + ".json", "w") as f:
+    json.dump({"step": step, "prompts": prompts, "time": time.time()}, f)
+  return path
