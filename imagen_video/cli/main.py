@@ -11,6 +11,8 @@ COMMANDS = {
     "demo": ("imagen_video.cli.demo", "main job on built-in defaults"),
     "prepare": ("imagen_video.cli.prepare", "build a TFDS dataset (moving_shapes, video_folder)"),
     "preview": ("imagen_video.cli.preview", "write an mp4 + contact sheet of dataset clips"),
+    "train": ("imagen_video.cli.train", "train one stage from a config"),
+    "sample": ("imagen_video.cli.sample", "sample one stage from its checkpoint"),
     "convert-t5": ("imagen_video.cli.convert_t5", "convert a Hugging Face T5 checkpoint to an Orbax encoder"),
     "encode-text": ("imagen_video.cli.encode_text", "write T5 embeddings + masks of prompts to .npz"),
 }

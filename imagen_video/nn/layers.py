@@ -18,8 +18,6 @@ from flax import nnx
 
 VIDEO_AXES = ("batch", "frames", "height", "width", "embed")
 
-_lecun = jax.nn.initializers.lecun_normal()
-_zeros = jax.nn.initializers.zeros
 
 
 def _init(key, shape, param_dtype, zero: bool, fan_in: int):

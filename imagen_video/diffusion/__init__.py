@@ -1,0 +1,1 @@
+"""Diffusion maths: log-SNR schedules, objectives and losses, guidance, samplers."""

@@ -1,0 +1,72 @@
+"""Classifier-free guidance, its weight schedules, and x0 thresholding.
+
+Guidance convention (Imagen): pred = uncond + w * (cond - uncond); w = 1 is the
+plain conditional model, w > 1 guides. The combination is applied to the raw
+prediction: x0, eps and v are all affine in the prediction for a fixed z, so
+the result is the same in every parameterisation.
+"""
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+
+def cfg_combine(pred_cond, pred_uncond, weight):
+  """uncond + w (cond - uncond); `weight` a scalar or [B] array (traced is fine)."""
+  w = jnp.asarray(weight, pred_cond.dtype)
+  w = jnp.reshape(w, w.shape + (1,) * (pred_cond.ndim - w.ndim))
+  return pred_uncond + w * (pred_cond - pred_uncond)
+
+
+def condition_dropout(rng, batch: int, prob: float) -> jax.Array:
+  """[B] bool: which samples train with the learned null text (`drop_text`)."""
+  return jax.random.bernoulli(rng, prob, (batch,))
+
+
+def oscillating_guidance_weights(steps: int, high: float = 15.0, low: float = 1.0,
+                                 constant_fraction: float = 0.0, oscillate_until: float = 1.0,
+                                 final: float | None = None) -> np.ndarray:
+  """Per-step guidance weights for Imagen Video's oscillating guidance.
+
+  Steps are in sampling order (noisiest first). The first `constant_fraction` of
+  the steps use `high`; then the weight alternates high, low, high, ... until
+  `oscillate_until` (a fraction of the steps); later steps use `final`
+  (default: `high`). E.g. (steps=8, constant_fraction=0.25, oscillate_until=0.75, final=5):
+  [15, 15, 15, 1, 15, 1, 5, 5]. The result is an array to pass as the
+  sampler's traced `guidance`, so switching schedules does not recompile.
+  """
+  final = high if final is None else final
+  n_const = int(round(constant_fraction * steps))
+  n_osc_end = int(round(oscillate_until * steps))
+  w = np.full((steps,), final, np.float32)
+  for i in range(steps):
+    if i < n_const:
+      w[i] = high
+    elif i < n_osc_end:
+      w[i] = high if (i - n_const) % 2 == 0 else low
+  return w
+
+
+def dynamic_threshold(x0, percentile: float = 99.5):
+  """Imagen's dynamic thresholding: per sample s = max(percentile(|x0|), 1);
+  clip to [-s, s] and divide by s, so saturated pixels are pushed inwards
+  instead of clipped to a flat colour. `percentile` may be traced."""
+  flat = jnp.abs(x0.reshape(x0.shape[0], -1)).astype(jnp.float32)
+  s = jnp.maximum(jnp.percentile(flat, percentile, axis=1), 1.0)
+  s = s.reshape((-1,) + (1,) * (x0.ndim - 1)).astype(x0.dtype)
+  return jnp.clip(x0, -s, s) / s
+
+
+def static_threshold(x0):
+  return jnp.clip(x0, -1.0, 1.0)
+
+
+def apply_threshold(x0, mode: str, percentile=99.5):
+  if mode == "dynamic":
+    return dynamic_threshold(x0, percentile)
+  if mode == "static":
+    return static_threshold(x0)
+  if mode == "none":
+    return x0
+  raise ValueError(f"thresholding must be 'dynamic', 'static' or 'none', got {mode!r}")

@@ -1,0 +1,121 @@
+"""DDIM and ancestral samplers, each one jitted function around a `lax.fori_loop`.
+
+    model_fn(state, x, log_snr, cond) -> prediction
+
+`state` is the model's nnx.State (an argument, not a closed-over constant, so
+one compiled sampler serves every checkpoint and can be given shardings);
+`cond` is a dict of arrays with leading batch dim B, passed to the network as
+keyword arguments (text_emb, text_mask, frame_mask, is_image, cond_video,
+aug_level, ...). `nnx_model_fn(graphdef)` builds model_fn for a VideoUNet.
+
+Classifier-free guidance: with `guided=True` each step runs ONE forward on a
+2B batch, the first half with `cond`, the second with `drop_text=True` (the
+network's learned null text), then `cfg_combine`. The guidance weight is a
+traced [steps, B] array (from a scalar, a per-step schedule such as
+`oscillating_guidance_weights`, or per step and sample), so changing it never
+recompiles. Static (recompiling) choices: shape, steps, sampler, objective,
+thresholding mode, schedule constants, guided.
+
+Time grid: t_i = 1 - i / steps, i = 0..steps; the last step returns x0_hat.
+
+Ancestral step t -> s (Video Diffusion Models, Ho et al. 2022), with
+d = log_snr_t - log_snr_s < 0:
+  mean = e^d (alpha_s / alpha_t) z_t + (1 - e^d) alpha_s x0_hat
+  var  = (sigma~^2_{s|t})^(1-gamma) (sigma^2_{t|s})^gamma, where
+         sigma~^2_{s|t} = (1 - e^d) sigma_s^2   (posterior variance, lower bound)
+         sigma^2_{t|s}  = (1 - e^d) sigma_t^2   (forward-process variance, upper bound)
+  so gamma = 0 is standard DDPM, gamma = 1 the upper bound (gamma is traced).
+DDIM step: z_s = alpha_s x0_hat + sigma_s eps_hat.
+In both, eps_hat is recomputed from the thresholded x0_hat.
+"""
+from __future__ import annotations
+
+import functools
+from typing import Callable
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+from imagen_video.diffusion.guidance import apply_threshold, cfg_combine
+from imagen_video.diffusion.objectives import _bcast, eps_from_x0, pred_to_x0_eps
+from imagen_video.diffusion.schedule import alpha_sigma, logsnr_schedule_cosine
+
+SAMPLERS = ("ddim", "ancestral")
+
+
+@functools.lru_cache(maxsize=64)
+def nnx_model_fn(graphdef) -> Callable:
+  """model_fn for an nnx module (cached per graphdef so the jitted sampler is reused)."""
+  def model_fn(state, x, log_snr, cond):
+    return nnx.merge(graphdef, state)(x, log_snr, **cond)
+  return model_fn
+
+
+def _guided_forward(model_fn, state, z, log_snr, cond, weight):
+  b = z.shape[0]
+  two = lambda a: jnp.concatenate([a, a], axis=0)
+  cond2 = jax.tree.map(two, cond)
+  own = cond.get("drop_text", jnp.zeros((b,), bool))
+  cond2["drop_text"] = jnp.concatenate([own, jnp.ones((b,), bool)])
+  pred = model_fn(state, two(z), two(log_snr), cond2).astype(jnp.float32)
+  return cfg_combine(pred[:b], pred[b:], weight)
+
+
+@functools.partial(jax.jit, static_argnames=("model_fn", "shape", "steps", "sampler", "objective",
+                                             "thresholding", "schedule", "guided"))
+def _sample_loop(model_fn, state, cond, rng, noise, guidance, percentile, gamma, *, shape, steps,
+                 sampler, objective, thresholding, schedule, guided):
+  sched = lambda t: logsnr_schedule_cosine(t, *schedule)
+  b = shape[0]
+  z0 = jax.random.normal(rng, shape, jnp.float32) if noise is None else noise.astype(jnp.float32)
+
+  def body(i, carry):
+    z, key = carry
+    key, k_noise = jax.random.split(key)
+    ls_t = jnp.full((b,), sched(1.0 - i / steps))
+    ls_s = jnp.full((b,), sched(1.0 - (i + 1) / steps))
+    if guided:
+      pred = _guided_forward(model_fn, state, z, ls_t, cond, guidance[i])
+    else:
+      pred = model_fn(state, z, ls_t, cond).astype(jnp.float32)
+    x0, _ = pred_to_x0_eps(pred, z, ls_t, objective)
+    x0 = apply_threshold(x0, thresholding, percentile)
+    (alpha_t, sigma_t), (alpha_s, sigma_s) = alpha_sigma(ls_t), alpha_sigma(ls_s)
+    if sampler == "ddim":
+      eps = eps_from_x0(z, x0, ls_t)
+      z_s = _bcast(alpha_s, z) * x0 + _bcast(sigma_s, z) * eps
+    else:
+      d = ls_t - ls_s
+      one_minus = -jnp.expm1(d)
+      mean = _bcast(jnp.exp(d) * alpha_s / alpha_t, z) * z + _bcast(one_minus * alpha_s, z) * x0
+      log_var = (jnp.log(one_minus) + (1 - gamma) * 2 * jnp.log(sigma_s) + gamma * 2 * jnp.log(sigma_t))
+      z_s = mean + _bcast(jnp.exp(0.5 * log_var), z) * jax.random.normal(k_noise, z.shape, z.dtype)
+    return jnp.where(i == steps - 1, x0, z_s), key
+
+  return jax.lax.fori_loop(0, steps, body, (z0, rng))[0]
+
+
+def sample(model_fn: Callable, state, cond: dict, rng, *, shape, steps: int, sampler: str = "ddim",
+           guidance=1.0, guided: bool = True, objective: str = "v", thresholding: str = "dynamic",
+           percentile=99.5, gamma=0.0, logsnr_min: float = -20.0, logsnr_max: float = 20.0,
+           resolution_shift: float = 1.0, noise=None):
+  """Draws samples of `shape` ([B, T, H, W, C]) from pure noise (or from `noise`).
+
+  guidance: scalar, [steps] (per-step schedule) or [steps, B]; always traced.
+  guided=False: no unconditional half (unguided or unconditional models).
+  thresholding: 'dynamic' (percentile, traced) | 'static' (clip to [-1, 1]) | 'none'.
+  gamma: ancestral variance interpolation in [0, 1] (traced); ignored by DDIM.
+  """
+  if sampler not in SAMPLERS:
+    raise ValueError(f"sampler must be one of {SAMPLERS}, got {sampler!r}")
+  shape = tuple(int(s) for s in shape)
+  w = jnp.asarray(guidance, jnp.float32)
+  if w.ndim == 1:
+    w = w[:, None]
+  w = jnp.broadcast_to(w, (steps, shape[0]))  # one shape for every kind of weight: no recompiles
+  return _sample_loop(model_fn, state, dict(cond), rng, noise, w, jnp.float32(percentile),
+                      jnp.float32(gamma), shape=shape, steps=int(steps), sampler=sampler,
+                      objective=objective, thresholding=thresholding,
+                      schedule=(float(logsnr_min), float(logsnr_max), float(resolution_shift)),
+                      guided=guided)
