@@ -1,6 +1,8 @@
-"""Console progress line (step, rate, ETA) and TensorBoard scalars, process 0 only."""
+"""Console progress line (step, rate, ETA), TensorBoard scalars and a metrics.jsonl
+(one line per logged step, appended, so a resumed run continues it); process 0 only."""
 from __future__ import annotations
 
+import json
 import os
 import sys
 import time
@@ -23,10 +25,11 @@ class Progress:
     self.name = name
     self._t0, self._s0 = time.time(), start_step
     self._last_t, self._last_s = self._t0, start_step
-    self.writer = None
+    self.writer = self.jsonl = None
     if is_lead and workdir:
       from tensorboardX import SummaryWriter
       self.writer = SummaryWriter(os.path.join(workdir, "tensorboard", name))
+      self.jsonl = open(os.path.join(workdir, f"metrics_{name}.jsonl"), "a")
 
   def update(self, step: int, scalars: dict[str, float]) -> dict[str, float]:
     now = time.time()
@@ -44,8 +47,11 @@ class Progress:
         for k, v in scalars.items():
           self.writer.add_scalar(k, float(v), step)
         self.writer.flush()
+        self.jsonl.write(json.dumps({"step": step, **{k: float(v) for k, v in scalars.items()}}) + "\n")
+        self.jsonl.flush()
     return scalars
 
   def close(self):
     if self.writer is not None:
       self.writer.close()
+      self.jsonl.close()

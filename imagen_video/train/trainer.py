@@ -83,17 +83,8 @@ def train_and_evaluate(config, workdir: str, *, mesh=None, stop_after: int | Non
 
   # ---- state: restored or created sharded --------------------------------------
   text_trainable = not config.text.frozen
-  params_abstract = {"unet": stage.abstract_params}
-  frozen = {"text": stage.text.params}
-  if text_trainable:
-    params_abstract["text"] = jax.eval_shape(lambda: stage.text.params)
-    frozen = {}
-  abstract_state = jax.eval_shape(lambda p: train_step.init_state(p, tx), params_abstract)
-  # Optimizer moments mirror the params they track: shard them by the same names.
-  param_shardings = {"unet": sharding.state_shardings(stage.abstract_params, mesh, rules)}
-  if text_trainable:
-    param_shardings["text"] = sharding.state_shardings(params_abstract["text"], mesh, rules)
-  state_shardings = _state_shardings(abstract_state, param_shardings, mesh)
+  abstract_state, state_shardings = state_spec(config, stage, tx, mesh, rules)
+  frozen = {} if text_trainable else {"text": stage.text.params}
 
   ckpt = checkpointing.Checkpoints(os.path.join(workdir, "checkpoints"), save_every=t.ckpt_every,
                                    max_to_keep=t.get("keep_checkpoints", 3))
@@ -154,6 +145,32 @@ def train_and_evaluate(config, workdir: str, *, mesh=None, stop_after: int | Non
   data.close()
   prog.close()
   return {"losses": losses, "step": step, "state": state, "stage": stage, "mesh": mesh}
+
+
+def state_spec(config, stage, tx, mesh, rules):
+  """(abstract train state, its shardings): params/EMA by the logical rules."""
+  params_abstract = {"unet": stage.abstract_params}
+  param_shardings = {"unet": sharding.state_shardings(stage.abstract_params, mesh, rules)}
+  if not config.text.frozen:
+    params_abstract["text"] = jax.eval_shape(lambda: stage.text.params)
+    param_shardings["text"] = sharding.state_shardings(params_abstract["text"], mesh, rules)
+  abstract_state = jax.eval_shape(lambda p: train_step.init_state(p, tx), params_abstract)
+  return abstract_state, _state_shardings(abstract_state, param_shardings, mesh)
+
+
+def load_for_sampling(config, workdir: str, *, mesh=None, step: int | None = None):
+  """(stage, EMA params dict, step) from the newest (or given) checkpoint in workdir."""
+  config = resolve_config(config)
+  mesh, rules, stage = build(config, mesh)
+  tx, _ = optimizer.make_optimizer(config.optim, config.train.steps)
+  abstract_state, shardings = state_spec(config, stage, tx, mesh, rules)
+  ckpt = checkpointing.Checkpoints(os.path.join(workdir, "checkpoints"), async_save=False)
+  if ckpt.latest_step() is None:
+    raise FileNotFoundError(f"no checkpoint in {ckpt.directory}: train first with "
+                            f"`imagen-video train --config ... --workdir {workdir}`")
+  state, _, step = ckpt.restore(checkpointing.abstract_like(abstract_state, shardings), step)
+  ckpt.close()
+  return stage, state["ema"], step
 
 
 def _state_shardings(abstract_state, param_shardings, mesh):
