@@ -38,8 +38,9 @@ def get_config(arg=None):
   c.text = encoder.default_config(preset="tiny", tokenizer="dataset", max_length=8)
 
   c.model = unet.default_config()
-  c.model.update(dict(channels=32, channel_mults=(1, 2, 2), num_res_blocks=(1, 1, 2), resolution=16,
-                      attn_resolutions=(8,), cross_attn_resolutions=(16, 8), heads=2, head_dim=16,
+  # Cheap at full resolution, wider and attentive at low resolution (Efficient U-Net).
+  c.model.update(dict(channels=16, channel_mults=(1, 2, 2), num_res_blocks=(1, 1, 2), resolution=16,
+                      attn_resolutions=(8, 4), cross_attn_resolutions=(8, 4), heads=2, head_dim=16,
                       norm_groups=8, temporal_mixing="attention"))
   if a.runlocal:
     c.model.update(dict(channels=16, channel_mults=(1, 2), num_res_blocks=(1, 1),

@@ -1,0 +1,52 @@
+"""Does a text-to-video model follow `moving_shapes` prompts? (caption check on samples)
+
+All 28 color x direction prompts of the grammar, `num` samples each (shapes
+cycle through the three), classified from pixels by `caption_check`.
+"""
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+
+from imagen_video.data import moving_shapes as ms
+from imagen_video.eval import caption_check
+
+
+def grammar_prompts(num: int) -> list[str]:
+  """28 color x direction prompts, each repeated `num` times with cycling shapes."""
+  out = []
+  for k, (color, direction) in enumerate(itertools.product(ms.COLORS, ms.DIRECTIONS)):
+    for i in range(num):
+      out.append(ms.caption(color, ms.SHAPES[(k + i) % len(ms.SHAPES)], direction))
+  return out
+
+
+def evaluate(sample_fn, prompts: list[str], batch: int = 28) -> dict:
+  """`sample_fn(prompts) -> uint8 [B, T, H, W, 3]`; returns caption_check.score + videos."""
+  videos = []
+  for i in range(0, len(prompts), batch):
+    chunk = prompts[i:i + batch]
+    pad = chunk + [chunk[-1]] * (batch - len(chunk))  # one compiled batch size
+    videos.append(np.asarray(sample_fn(pad))[:len(chunk)])
+  videos = np.concatenate(videos)
+  result = caption_check.score(list(videos), prompts)
+  result["videos"] = videos
+  return result
+
+
+def table(result: dict) -> str:
+  """Markdown: accuracy overall and per color x direction."""
+  acc = result["accuracy"]
+  lines = ["| metric | accuracy |", "|---|---|"]
+  lines += [f"| {k} | {v:.1%} |" for k, v in acc.items()]
+  per = {}
+  for row in result["rows"]:
+    color, _, direction = ms.parse_caption(row["caption"])
+    per.setdefault((color, direction), []).append(row["color_direction"])
+  lines += ["", "| color \\ direction | " + " | ".join(ms.DIRECTIONS) + " |",
+            "|---|" + "---|" * len(ms.DIRECTIONS)]
+  for color in ms.COLORS:
+    cells = [f"{np.mean(per.get((color, d), [np.nan])):.0%}" for d in ms.DIRECTIONS]
+    lines.append(f"| {color} | " + " | ".join(cells) + " |")
+  return "\n".join(lines)

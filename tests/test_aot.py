@@ -1,0 +1,34 @@
+"""AOT compilation for TPU slices on a CPU host (skipped without libtpu: `pip install .[tpu]`)."""
+import importlib.util
+
+import pytest
+
+from imagen_video.parallel import aot
+
+
+@pytest.mark.parametrize("name, topology, chips", [
+    ("v5p-8", "v5p:2x2x1", 4), ("v5p-128", "v5p:4x4x4", 64), ("v5p-256", "v5p:4x4x8", 128),
+    ("v4-32", "v4:2x2x4", 16), ("v5e-16", "v5e:4x4", 16), ("v5e-8", "v5e:2x4", 8),
+    ("v6e-256", "v6e:16x16", 256), ("v5p:4x4x12", "v5p:4x4x12", 192)])
+def test_slice_names(name, topology, chips):
+  sl = aot.parse_slice(name)
+  assert (sl.topology, sl.chips) == (topology, chips)
+
+
+def test_bad_slice_names():
+  for name in ("v5p-7", "v9-8", "v5p-96"):
+    with pytest.raises(ValueError):
+      aot.parse_slice(name)
+
+
+@pytest.mark.skipif(importlib.util.find_spec("libtpu") is None, reason="libtpu not installed")
+def test_compile_tiny_for_tpu():
+  from imagen_video.utils import configs_loader
+  config = configs_loader.load("configs/base_tiny.py:runlocal")
+  sl = aot.parse_slice("v5e:2x2")
+  devices = aot.topology_devices(sl)
+  assert len(devices) == 4 and "v5" in devices[0].device_kind.lower()
+  r = aot.compile_sample_step(config, devices, batch=2)
+  assert r.flops > 0 and r.argument_bytes > 0 and r.total_bytes > 0
+  text = aot.format_report(r, sl)
+  assert "GiB HBM" in text and "MFU" in text
