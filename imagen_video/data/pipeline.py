@@ -1,10 +1,12 @@
 """Input pipeline from `config.data`: per-host numpy batches by random access.
 
 The order of examples is a pure function of (seed, epoch): each epoch is one
-global permutation of the split, and process p of P reads only the positions
-p, p+P, p+2P, ... of it. So the shares of all processes are disjoint and
-cover the split, and the stream can start at any step (`start_step`, the data
-position saved in checkpoints) without replaying it.
+global permutation of the split, cut into blocks of the per-process batch b,
+and process p of P reads only the blocks p, p+P, p+2P, ... of it. So the shares
+of all processes are disjoint and cover the split, the global batch of a step
+is the same examples in the same order for any P (when the split size is a
+multiple of the global batch), and the stream can start at any step
+(`start_step`, the data position saved in checkpoints) without replaying it.
 
 `config.data` fields:
   name            dataset builder ("moving_shapes", "video_folder")
@@ -92,7 +94,8 @@ class VideoBatches:
     if self.size < self.process_count:
       raise ValueError(f"split {c.split!r} of {c.name} has {self.size} examples, fewer than "
                        f"the {self.process_count} processes")
-    self.per_epoch = len(range(self.process_index, self.size, self.process_count))
+    self.per_epoch = int(np.sum(np.arange(self.size) // self.host_batch % self.process_count
+                                == self.process_index))
     if c.repeat and self.per_epoch < self.host_batch:
       raise ValueError(f"split {c.split!r} gives {self.per_epoch} examples per process, "
                        f"fewer than the per-process batch {self.host_batch}")
@@ -112,7 +115,10 @@ class VideoBatches:
 
   def host_positions(self, epoch: int) -> np.ndarray:
     """Source positions this process reads in `epoch`, in order."""
-    return self._permutation(epoch)[self.process_index::self.process_count]
+    # Blocks of host_batch (not single positions) interleaved over processes, so that
+    # concatenating the processes' batches in process order gives the 1-process batch.
+    blocks = np.arange(self.size) // self.host_batch
+    return self._permutation(epoch)[blocks % self.process_count == self.process_index]
 
   def _batch_plan(self, step: int) -> list[tuple[int, int]] | None:
     """(epoch, source position) for each example of batch `step`; None at the end."""

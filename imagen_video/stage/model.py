@@ -40,10 +40,7 @@ class Stage:
       self.model_config.cond_channels = conditioning.cond_channels(config)
       self.model_config.use_aug_level_embedding = conditioning.uses_aug_level(config)
     self.graphdef, self.abstract_params = unet.abstract_unet(self.model_config)
-    self.model_fn = self._model_fn  # one bound method per stage: the sampler's jit cache key
-
-  def _model_fn(self, params, x, log_snr, cond):
-    return nnx.merge(self.graphdef, params)(x, log_snr, **cond)
+    self.model_fn = _model_fn(self.model_config.to_json(), self.graphdef)
 
   # -- parameters --------------------------------------------------------------
   def init_params(self, key, out_shardings=None):
@@ -102,6 +99,19 @@ class Stage:
     b = self.config.data.builder
     frames = self.config.data.get("frames") or b.frames
     return (batch, frames, b.height, b.width, 3)
+
+
+_MODEL_FNS: dict = {}
+
+
+def _model_fn(key: str, graphdef):
+  """One model_fn per network config: the compiled sampler's cache key, so every
+  Stage built from the same config reuses the same compiled sampling loop."""
+  if key not in _MODEL_FNS:
+    def model_fn(params, x, log_snr, cond):
+      return nnx.merge(graphdef, params)(x, log_snr, **cond)
+    _MODEL_FNS[key] = model_fn
+  return _MODEL_FNS[key]
 
 
 def param_count(tree) -> int:

@@ -15,7 +15,7 @@ import numpy as np
 from jax.sharding import NamedSharding
 
 from imagen_video.data import builders, pipeline
-from imagen_video.parallel import sharding
+from imagen_video.parallel import distributed, sharding
 from imagen_video.stage.model import Stage, param_count
 from imagen_video.train import checkpointing, optimizer, progress, train_step
 
@@ -24,7 +24,10 @@ def resolve_config(config):
   """Fills in what depends on the prepared data (the dataset's own tokenizer)."""
   config = config.copy_and_resolve_references()
   if config.text.tokenizer == "dataset":
-    builder = builders.prepare(config.data.name, config.data.data_dir, **dict(config.data.builder))
+    # Process 0 prepares first, so processes sharing a disk never build it concurrently.
+    builder = distributed.run_first_on_lead(
+        lambda: builders.prepare(config.data.name, config.data.data_dir, **dict(config.data.builder)),
+        "prepare_data")
     with config.unlocked():
       config.text.tokenizer = builders.tokenizer_path(builder)
       config.data.tokenizer = config.text.tokenizer
@@ -38,9 +41,9 @@ def build(config, mesh=None):
   return mesh, rules, Stage(config, mesh=mesh, rules=rules)
 
 
-def _batch_sharding(mesh, rules, x):
-  names = ("batch",) + (None,) * (np.ndim(x) - 1)
-  return NamedSharding(mesh, sharding.spec_for(names, rules, mesh, np.shape(x)))
+def _batch_sharding(mesh, rules, shape: tuple[int, ...]):
+  names = ("batch",) + (None,) * (len(shape) - 1)
+  return NamedSharding(mesh, sharding.spec_for(names, rules, mesh, shape))
 
 
 def to_global(batch: dict, mesh, rules, global_batch: int) -> dict:
@@ -50,7 +53,13 @@ def to_global(batch: dict, mesh, rules, global_batch: int) -> dict:
     if x.dtype == object:  # captions stay on the host
       continue
     shape = (global_batch,) + x.shape[1:]
-    out[key] = jax.make_array_from_process_local_data(_batch_sharding(mesh, rules, shape), x, shape)
+    s = _batch_sharding(mesh, rules, shape)
+    if jax.process_count() > 1 and s.is_fully_replicated:
+      # Each process holds only its rows: a replicated batch cannot be assembled from them.
+      raise ValueError(f"global batch {global_batch} is not divisible by the batch mesh axes "
+                       f"{dict(mesh.shape)} (rules {dict(rules).get('batch')}); with "
+                       f"{jax.process_count()} processes the batch must be sharded")
+    out[key] = jax.make_array_from_process_local_data(s, x, shape)
   return out
 
 
@@ -137,7 +146,7 @@ def train_and_evaluate(config, workdir: str, *, mesh=None, stop_after: int | Non
     if step % t.log_every == 0 or step == end:
       prog.update(step, {k: float(v) for k, v in metrics.items()} | {"lr": float(schedule(step))})
     ckpt.save(step, state, {"step": data.step}, force=step == t.steps)
-    if t.get("sample_every") and step % t.sample_every == 0 and lead:
+    if t.get("sample_every") and step % t.sample_every == 0:  # every process samples, 0 writes
       write_samples(stage, state, config, os.path.join(workdir, "samples"), step)
     if step < end:
       batch = to_global(next(data), mesh, rules, config.data.batch_size)
@@ -196,6 +205,11 @@ def write_samples(stage, state, config, out_dir: str, step: int) -> str:
   text_params = params.get("text", stage.text.params)
   video = stage.sample(params["unet"], text_params, prompts, jax.random.key(s.seed), steps=s.steps,
                        sampler=s.sampler, guidance=s.guidance)
+  if isinstance(video, jax.Array) and not video.is_fully_addressable:  # sharded over several processes
+    from jax.experimental import multihost_utils
+    video = multihost_utils.process_allgather(video, tiled=True)
+  if jax.process_index() != 0:
+    return None
   clips = video_io.to_uint8(np.asarray(video))
   os.makedirs(out_dir, exist_ok=True)
   path = os.path.join(out_dir, f"step_{step:07d}")

@@ -1,0 +1,102 @@
+"""The JAX side of the benchmarks: a base-stage Video U-Net of a given width,
+the project's own train step and sampler around it, on random data.
+
+The stage is the real `Stage` (loss with condition dropout, v-objective, DDIM
+sampler with classifier-free guidance and dynamic thresholding); only the text
+encoder is skipped: the batch carries random "precomputed" T5 embeddings, so the
+figures are the U-Net's, not T5's.
+"""
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+
+from imagen_video.diffusion import objectives
+from imagen_video.nn import unet
+from imagen_video.stage.model import Stage, param_count
+from imagen_video.text import t5
+from imagen_video.text.encoder import EMBEDDINGS, MASK, TextEncoder
+from imagen_video.train import optimizer, train_step
+
+
+def model_config(channels: int, *, size: int, text_dim: int, mults=(1, 2, 2), blocks=(1, 1, 2),
+                 heads: int = 4, head_dim: int = 32) -> ml_collections.ConfigDict:
+  """A base U-Net of len(mults) levels (32 -> 16 -> 8 at size 32 by default): spatial
+  self-attention at the lowest level, text cross-attention at the two lowest,
+  temporal attention everywhere."""
+  lowest = size // 2 ** (len(mults) - 1)
+  m = unet.default_config()
+  m.update(dict(channels=channels, channel_mults=tuple(mults), num_res_blocks=tuple(blocks),
+                resolution=size, attn_resolutions=(lowest,), cross_attn_resolutions=(2 * lowest, lowest),
+                heads=heads, head_dim=head_dim, norm_groups=8, text_dim=text_dim,
+                temporal_mixing="attention", dtype="float32"))
+  return m
+
+
+def stage_config(channels: int, *, size: int, text_dim: int, **model_kw) -> ml_collections.ConfigDict:
+  c = ml_collections.ConfigDict()
+  c.model = model_config(channels, size=size, text_dim=text_dim, **model_kw)
+  c.diffusion = objectives.default_diffusion_config()
+  c.stage = ml_collections.ConfigDict(dict(kind="base"))
+  c.optim = optimizer.default_optim_config()
+  c.optim.update(dict(lr=1e-4, warmup_steps=0))
+  return c
+
+
+def make_stage(config, text_dim: int) -> Stage:
+  # A T5 stand-in that only reports its width: embeddings come precomputed in the batch.
+  text = TextEncoder(t5.T5Config(d_model=text_dim), graphdef=None, params={}, tokenizer=None,
+                     precomputed=True)
+  return Stage(config, text_encoder=text)
+
+
+def random_batch(key, *, batch: int, frames: int, size: int, text_dim: int, text_len: int) -> dict:
+  k_video, k_text = jax.random.split(key)
+  return {"video": jax.random.uniform(k_video, (batch, frames, size, size, 3), jnp.float32, -1, 1),
+          EMBEDDINGS: jax.random.normal(k_text, (batch, text_len, text_dim), jnp.float32),
+          MASK: jnp.ones((batch, text_len), bool)}
+
+
+def compiled_flops(compiled) -> float:
+  """Model FLOPs per call from XLA's cost analysis (0.0 when the backend has none)."""
+  cost = compiled.cost_analysis()
+  if isinstance(cost, (list, tuple)):  # older jax: one dict per computation
+    cost = cost[0] if cost else {}
+  return float((cost or {}).get("flops", 0.0))
+
+
+class TrainBench:
+  """The trainer's step (AdamW with clipping, EMA), jitted ahead of time with the
+  state donated, exactly as `train/trainer.py` does on one device."""
+
+  def __init__(self, stage: Stage, batch: dict, seed: int = 0):
+    tx, _ = optimizer.make_optimizer(stage.config.optim, total_steps=10 ** 6)
+    step_fn = train_step.make_train_step(stage, tx, ema=0.9999, seed=seed)
+    self.state = jax.jit(lambda k: train_step.init_state({"unet": stage.init_params(k)}, tx))(
+        jax.random.key(seed))
+    self.frozen, self.batch = {"text": {}}, batch
+    self.compiled = jax.jit(step_fn, donate_argnums=(0,)).lower(self.state, self.frozen, batch).compile()
+    self.flops = compiled_flops(self.compiled)
+    self.params = param_count(self.state["params"]["unet"])
+
+  def step(self):
+    self.state, metrics = self.compiled(self.state, self.frozen, self.batch)
+    jax.block_until_ready(metrics["loss"])
+
+
+class SampleBench:
+  """`Stage.sample`: the compiled `lax.fori_loop` DDIM sampler, guided (one forward
+  on a 2B batch per step), dynamic thresholding at the 99.5th percentile."""
+
+  def __init__(self, stage: Stage, params, batch: dict, *, guidance: float = 3.0, seed: int = 0):
+    # A copy: the train step donates (deletes) the state these params came from.
+    self.stage, self.params, self.guidance = stage, jax.tree.map(jnp.copy, params), guidance
+    self.text = (batch[EMBEDDINGS], batch[MASK])
+    self.shape = batch["video"].shape
+    self.rng = jax.random.key(seed)
+
+  def run(self, steps: int):
+    out = self.stage.sample(self.params, None, None, self.rng, shape=self.shape, steps=steps,
+                            sampler="ddim", guidance=self.guidance, text=self.text)
+    return jax.block_until_ready(out)
