@@ -2,7 +2,7 @@
 several widths, on this machine's default JAX backend.
 
     python -m bench.bench_unet                      # channels 32/64/96, 8x32x32, batch 2
-    python -m bench.bench_unet --quick              # smoke run (~20 s, mostly compiling)
+    python -m bench.bench_unet --quick              # smoke run (~30 s, mostly XLA compiling)
     python -m bench.bench_unet --channels 32,64 --sample_steps 16 --repeats 3
 
 Train step: the trainer's compiled step (fwd + bwd + clipped AdamW + EMA),
@@ -41,7 +41,7 @@ def parse_args(argv=None) -> argparse.Namespace:
   p.add_argument("--text_len", type=int, default=16)
   p.add_argument("--sample_steps", type=ints, default=(16, 64))
   p.add_argument("--guidance", type=float, default=3.0)
-  p.add_argument("--repeats", type=int, default=5)
+  p.add_argument("--repeats", type=int, default=3)
   p.add_argument("--train_repeats", type=int, default=None, help="default: 2 x --repeats")
   p.add_argument("--mults", type=ints, default=(1, 2, 2), help="channel multiplier per level")
   p.add_argument("--blocks", type=ints, default=(1, 1, 2), help="res blocks per level")
@@ -52,6 +52,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     args.channels, args.mults, args.blocks = (16,), (1,), (1,)
     args.batch, args.frames, args.size = 1, 4, 16
     args.text_len, args.text_dim, args.sample_steps, args.repeats = 4, 32, (2,), 1
+    args.train_repeats = 1
   args.train_repeats = args.train_repeats or 2 * args.repeats
   return args
 
