@@ -29,7 +29,8 @@ def get_config(arg=None):
   c = ml_collections.ConfigDict()
 
   c.data = pipeline.default_data_config()
-  c.data.builder.update(dict(frames=8, height=16, width=16, fps=8.0, num_train=4000, num_test=200))
+  c.data.builder.update(dict(frames=8, height=16, width=16, fps=8.0,
+                             num_train=64 if a.runlocal else 4000, num_test=16 if a.runlocal else 200))
   c.data.batch_size = 4 if a.runlocal else a.batch
   c.data.text = "tokens"
   c.data.tokenizer = "dataset"

@@ -1,11 +1,14 @@
 """imagen-video sample --config CONFIG --workdir DIR --prompt TEXT --out FILE.mp4
-   imagen-video sample --config CONFIG --workdir DIR --prompts FILE --out_dir DIR
+   imagen-video sample --cascade CASCADE_CONFIG --prompt TEXT --out FILE.mp4
+   ... --prompts FILE --out_dir DIR   (instead of --prompt/--out)
 
-Samples one stage from its newest checkpoint (EMA weights). With --prompt it
-writes FILE.mp4 (the --num samples side by side) and FILE.png (contact sheet);
-with --prompts (one per line) one mp4 per prompt and sample plus
-`samples.jsonl` (prompt, seed, file) in --out_dir, compiling the sampler once.
-The guidance weight is a traced value: changing it never recompiles.
+One stage (--config + --workdir, EMA weights of the newest checkpoint) or a
+whole cascade (--cascade: every stage from its own workdir). With --prompt it
+writes FILE.mp4 (the --num samples side by side) and FILE.png (contact sheet;
+for a cascade one row per stage); with --prompts (one per line) one mp4 per
+prompt and sample plus `samples.jsonl` (prompt, seed, file) in --out_dir,
+compiling the samplers once. Guidance weights are traced: changing them never
+recompiles. Only process 0 writes files.
 """
 from __future__ import annotations
 
@@ -22,34 +25,45 @@ from imagen_video.cli import flags_util
 def main(argv: list[str]) -> int:
   fv = flags.FlagValues()
   flags_util.define_config(fv, argv)
-  flags.DEFINE_string("workdir", None, "training workdir with checkpoints/", flag_values=fv)
+  flags_util.define_config(fv, argv, name="cascade", help_string="cascade config file[:args]")
+  flags.DEFINE_string("workdir", None, "training workdir with checkpoints/ (one stage)", flag_values=fv)
   flags.DEFINE_string("prompt", None, "one prompt", flag_values=fv)
   flags.DEFINE_string("prompts", None, "file with one prompt per line", flag_values=fv)
   flags.DEFINE_string("out", None, "output mp4 (with --prompt)", flag_values=fv)
   flags.DEFINE_string("out_dir", None, "output folder (with --prompts)", flag_values=fv)
   flags.DEFINE_integer("num", 1, "samples per prompt", flag_values=fv)
   flags.DEFINE_integer("seed", 0, "random seed", flag_values=fv)
-  flags.DEFINE_integer("steps", None, "sampling steps (default: config.sample.steps)", flag_values=fv)
-  flags.DEFINE_float("guidance", None, "guidance weight (default: config.sample.guidance)", flag_values=fv)
-  flags.DEFINE_string("sampler", None, "ddim | ancestral (default: config.sample.sampler)", flag_values=fv)
+  flags.DEFINE_integer("steps", None, "sampling steps (one stage; default config.sample.steps)", flag_values=fv)
+  flags.DEFINE_float("guidance", None, "guidance weight (one stage; default config.sample.guidance)",
+                     flag_values=fv)
+  flags.DEFINE_string("sampler", None, "ddim | ancestral (one stage; default config.sample.sampler)",
+                      flag_values=fv)
   flags_util.parse(fv, argv, __doc__)
-  if fv.config is None or not fv.workdir:
-    raise SystemExit(f"{argv[0]}: --config and --workdir are required")
+  if (fv.config is None) == (fv.cascade is None):
+    raise SystemExit(f"{argv[0]}: give --config (with --workdir) or --cascade")
+  if fv.config is not None and not fv.workdir:
+    raise SystemExit(f"{argv[0]}: --config needs --workdir")
   if bool(fv.prompt) == bool(fv.prompts):
     raise SystemExit(f"{argv[0]}: give exactly one of --prompt and --prompts")
   if fv.prompt and not fv.out:
     raise SystemExit(f"{argv[0]}: --prompt needs --out FILE.mp4")
   if fv.prompts and not fv.out_dir:
     raise SystemExit(f"{argv[0]}: --prompts needs --out_dir DIR")
-  prompts = [fv.prompt] if fv.prompt else _read_prompts(fv.prompts)
-  s = fv.config.sample
-  opts = dict(steps=fv.steps or s.steps, guidance=s.guidance if fv.guidance is None else fv.guidance,
-              sampler=fv.sampler or s.sampler)
-  run(fv.config, fv.workdir, prompts, num=fv.num, seed=fv.seed, out=fv.out, out_dir=fv.out_dir, **opts)
+  prompts = [fv.prompt] if fv.prompt else read_prompts(fv.prompts)
+  if fv.cascade is not None:
+    generate, fps, names = cascade_sampler(fv.cascade)
+  else:
+    s = fv.config.sample
+    generate, fps = stage_sampler(fv.config, fv.workdir, steps=fv.steps or s.steps,
+                                  guidance=s.guidance if fv.guidance is None else fv.guidance,
+                                  sampler=fv.sampler or s.sampler)
+    names = None
+  write(generate, prompts, num=fv.num, seed=fv.seed, fps=fps, out=fv.out, out_dir=fv.out_dir,
+        stage_names=names)
   return 0
 
 
-def _read_prompts(path: str) -> list[str]:
+def read_prompts(path: str) -> list[str]:
   with open(path) as f:
     prompts = [line.strip() for line in f if line.strip()]
   if not prompts:
@@ -57,43 +71,75 @@ def _read_prompts(path: str) -> list[str]:
   return prompts
 
 
-def run(config, workdir, prompts, *, num, seed, steps, guidance, sampler, out=None, out_dir=None):
+def stage_sampler(config, workdir, *, steps, guidance, sampler):
+  """generate(prompts, seed) -> (uint8 [B,T,H,W,3], None), fps."""
   import jax
-  from imagen_video.media import contact_sheet, video_io
+  from imagen_video.media import video_io
   from imagen_video.train import trainer
   stage, ema, step = trainer.load_for_sampling(config, workdir)
   text_params = ema.get("text", stage.text.params)
+
+  def generate(prompts, seed):
+    video = stage.sample(ema["unet"], text_params, prompts, jax.random.key(seed), steps=steps,
+                         sampler=sampler, guidance=guidance)
+    return video_io.to_uint8(np.asarray(video)), None
+  return generate, config.sample.get("fps", 8.0)
+
+
+def cascade_sampler(cascade_config):
+  """generate(prompts, seed) -> (final uint8 video, every stage's output), fps, stage names."""
+  from imagen_video.cascade.cascade import Cascade
+  cascade = Cascade.load(cascade_config)
+
+  def generate(prompts, seed):
+    return cascade.sample(prompts, seed=seed, return_stages=True)
+  last = cascade.runs[-1].stage.config
+  return generate, last.sample.get("fps", 8.0), [r.name for r in cascade.runs]
+
+
+def write(generate, prompts, *, num, seed, fps, out=None, out_dir=None, stage_names=None):
+  """Samples every prompt `num` times; process 0 writes mp4s, sheet(s) and samples.jsonl."""
+  import jax
+  from imagen_video.media import contact_sheet, video_io
   lead = jax.process_index() == 0
-  fps = config.sample.get("fps", 8.0)
   records, sheet_clips, sheet_caps = [], [], []
   for p_index, prompt in enumerate(prompts):
     t0 = time.time()
-    key = jax.random.fold_in(jax.random.key(seed), p_index)
-    video = stage.sample(ema["unet"], text_params, [prompt] * num, key, steps=steps,
-                         sampler=sampler, guidance=guidance)
-    clips = video_io.to_uint8(np.asarray(video))
+    clips, stages = generate([prompt] * num, seed + p_index)
     print(f"[{p_index + 1}/{len(prompts)}] {prompt!r}: {num} sample(s) in {time.time() - t0:.1f} s",
           flush=True)
-    sheet_clips += list(clips)
-    sheet_caps += [prompt] * num
+    if stages is not None:  # one sheet row per stage, first sample
+      sheet_clips += [s[0] for s in stages]
+      sheet_caps += [f"{prompt} [{name} {s.shape[1]}x{s.shape[2]}x{s.shape[3]}]"
+                     for name, s in zip(stage_names, stages)]
+    else:
+      sheet_clips += list(clips)
+      sheet_caps += [prompt] * num
     if not lead:
       continue
     if out:
-      video_io.write_mp4(out, np.concatenate(list(clips), axis=2), fps=fps, scale=4)
+      video_io.write_mp4(out, np.concatenate(list(clips), axis=2), fps=fps, scale=_scale(clips))
       print(f"wrote {out}")
     else:
       os.makedirs(out_dir, exist_ok=True)
       for i, clip in enumerate(clips):
         name = f"{p_index:04d}_{i:02d}.mp4"
-        video_io.write_mp4(os.path.join(out_dir, name), clip, fps=fps, scale=4)
-        records.append({"prompt": prompt, "seed": seed, "prompt_index": p_index, "sample": i,
-                        "file": name, "checkpoint_step": step})
+        video_io.write_mp4(os.path.join(out_dir, name), clip, fps=fps, scale=_scale(clips))
+        records.append({"prompt": prompt, "seed": seed + p_index, "sample": i, "file": name})
   if lead:
     sheet = os.path.splitext(out)[0] + ".png" if out else os.path.join(out_dir, "contact_sheet.png")
-    contact_sheet.contact_sheet(sheet_clips, sheet_caps, sheet, title=f"step {step}")
+    if stage_names:
+      contact_sheet.stack_rows(sheet_clips, sheet_caps, sheet)
+    else:
+      contact_sheet.contact_sheet(sheet_clips, sheet_caps, sheet)
     print(f"wrote {sheet}")
     if out_dir:
       with open(os.path.join(out_dir, "samples.jsonl"), "w") as f:
         f.writelines(json.dumps(r) + "\n" for r in records)
       print(f"wrote {os.path.join(out_dir, 'samples.jsonl')} ({len(records)} samples)")
   return sheet_clips
+
+
+def _scale(clips) -> int:
+  """Enlarge tiny videos so players show them (at least ~128 px)."""
+  return max(1, 128 // clips.shape[2])

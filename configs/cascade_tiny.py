@@ -1,0 +1,104 @@
+"""The tiny cascade on `moving_shapes`: base -> TSR -> SSR -> SSR, on CPU.
+
+    8x16x16 @4fps (base) -> 16x16x16 @8fps (TSR) -> 16x32x32 (SSR) -> 16x64x64 (SSR)
+
+    imagen-video demo                                   # trains all four, samples
+    imagen-video sample --cascade configs/cascade_tiny.py --prompt "a red circle moving left" --out a.mp4
+    imagen-video train --config configs/cascade_tiny.py:stage=tsr --workdir workdirs/cascade_tiny/tsr
+
+`get_config()` is the cascade listing (the stages' configs, workdirs and
+samplers); `get_config("stage=NAME")` one stage's training config. Arguments:
+stage (base, tsr, ssr1, ssr2), root (workdirs root, default
+workdirs/cascade_tiny), data_dir (TFDS dir), steps (override every stage's
+training steps), runlocal (seconds-long smoke configs for tests).
+
+Every stage trains on ground-truth (low-res, high-res) pairs of the same
+`moving_shapes` clips (the dataset's `extra_resolutions`), with conditioning
+augmentation; the last SSR is fully convolutional and trains on 32x32 crops.
+"""
+import ml_collections
+
+from imagen_video.utils import configs_loader
+from imagen_video.utils.config_args import parse_arg
+
+# name, kind, (frames, height, width), low-res input, U-Net, train steps, batch, crop
+SR_STAGES = {
+    "tsr": dict(kind="tsr", out=(16, 16, 16), low=(8, 16, 16), channels=16, mults=(1, 2),
+                blocks=(1, 1), cross=(8,), steps=600, batch=16, crop=None),
+    "ssr1": dict(kind="ssr", out=(16, 32, 32), low=(16, 16, 16), channels=16, mults=(1, 2, 2),
+                 blocks=(1, 1, 1), cross=(8,), steps=600, batch=8, crop=None),
+    "ssr2": dict(kind="ssr", out=(16, 64, 64), low=(16, 32, 32), channels=16, mults=(1, 2),
+                 blocks=(1, 1), cross=(), steps=600, batch=8, crop=(32, 32)),
+}
+ORDER = ("base", "tsr", "ssr1", "ssr2")
+SAMPLING = {  # sampler, steps, guidance, aug_level
+    "base": ("ddim", 64, 3.0, None),
+    "tsr": ("ddim", 16, 1.0, 0.1),
+    "ssr1": ("ddim", 16, 1.0, 0.1),
+    "ssr2": ("ddim", 16, 1.0, 0.1),
+}
+
+
+def get_config(arg=None):
+  a = parse_arg(arg, stage="", root="workdirs/cascade_tiny", data_dir="", steps=0, runlocal=False)
+  if not a.stage:
+    return _cascade(a)
+  if a.stage == "base":
+    c = _base(a)
+  elif a.stage in SR_STAGES:
+    c = _sr(SR_STAGES[a.stage], a, a.stage)
+  else:
+    raise ValueError(f"stage={a.stage!r}: expected one of {ORDER}")
+  if a.data_dir:
+    c.data.data_dir = a.data_dir
+  if a.steps:
+    c.train.steps = a.steps
+  return c
+
+
+def _args(a, **extra) -> str:
+  keep = dict(root=a.root, data_dir=a.data_dir, steps=a.steps, runlocal=a.runlocal, **extra)
+  return ",".join(f"{k}={v}" for k, v in keep.items() if v not in ("", 0, False))
+
+
+def _cascade(a):
+  stages = []
+  for name in ORDER:
+    sampler, steps, guidance, aug = SAMPLING[name]
+    stages.append(dict(name=name, config=f"configs/cascade_tiny.py:{_args(a, stage=name)}",
+                       workdir=f"{a.root}/{name}", sampler=sampler,
+                       steps=4 if a.runlocal else steps, guidance=guidance, aug_level=aug))
+  return ml_collections.ConfigDict(dict(stages=stages))
+
+
+def _base(a):
+  c = configs_loader.load("base_tiny.py:runlocal" if a.runlocal else "base_tiny.py")
+  c.data.builder.fps = 4.0  # 8 frames over the same 2 s that the TSR output fills with 16
+  c.sample.fps = 4.0
+  return c
+
+
+def _sr(s, a, name=None):
+  """An SR stage: the base config's data/text/optim, its own data sizes and U-Net."""
+  c = configs_loader.load("base_tiny.py:runlocal" if a.runlocal else "base_tiny.py")
+  frames, height, width = s["out"]
+  low = s["low"]
+  c.data.builder.update(dict(frames=frames, height=height, width=width, fps=8.0,
+                             extra_resolutions=(low,)))
+  low_key = "video_{}x{}x{}".format(*low)
+  c.data.low_res_keys = (low_key,)
+  c.data.batch_size = 4 if a.runlocal else s["batch"]
+  c.data.crop = s["crop"]
+  c.model.update(dict(channels=s["channels"], channel_mults=s["mults"], num_res_blocks=s["blocks"],
+                      resolution=height, attn_resolutions=(), cross_attn_resolutions=s["cross"],
+                      mid_spatial_attn=False, temporal_mixing="conv"))
+  if s["crop"]:  # trained on crops: the nominal resolution is the crop's
+    c.model.resolution = s["crop"][0]
+  c.stage = ml_collections.ConfigDict(dict(kind=s["kind"], low_res_key=low_key,
+                                           temporal_upsample="repeat", aug_max_level=0.5,
+                                           aug_level=SAMPLING[name][3]))
+  c.train.steps = 4 if a.runlocal else s["steps"]
+  c.train.sample_every = 0  # samples need a low-res input: see the cascade
+  c.sample.update(dict(fps=8.0, steps=4 if a.runlocal else 16, guidance=1.0))
+  return c
+

@@ -1,0 +1,69 @@
+"""Cascade: SR conditioning, stage shape checks, one-call sampling of a (runlocal) tiny cascade."""
+import os
+
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from imagen_video.cascade import cascade as cascade_lib
+from imagen_video.stage import conditioning
+from imagen_video.train import trainer
+from imagen_video.utils import configs_loader
+
+CONFIG = os.path.join(os.path.dirname(__file__), "..", "configs", "cascade_tiny.py")
+
+
+def test_temporal_upsampling_repeats_or_blends_frames():
+  low = jnp.arange(4, dtype=jnp.float32).reshape(1, 4, 1, 1, 1)
+  rep = conditioning.upsample(low, (1, 8, 1, 1, 1), "repeat")[0, :, 0, 0, 0]
+  np.testing.assert_array_equal(rep, [0, 0, 1, 1, 2, 2, 3, 3])
+  lin = conditioning.upsample(low, (1, 8, 1, 1, 1), "linear")[0, :, 0, 0, 0]
+  np.testing.assert_allclose(lin, [0, 0.5, 1, 1.5, 2, 2.5, 3, 3])
+
+
+def test_spatial_upsampling_is_bilinear_and_keeps_constants():
+  low = jnp.full((1, 2, 4, 4, 3), 0.25)
+  up = conditioning.upsample(low, (1, 2, 8, 8, 3))
+  assert up.shape == (1, 2, 8, 8, 3)
+  np.testing.assert_allclose(up, 0.25, atol=1e-6)
+
+
+def test_guidance_spec_constant_and_oscillating():
+  assert cascade_lib.guidance_weights(3.0, 8) == 3.0
+  w = cascade_lib.guidance_weights({"kind": "oscillating", "high": 15.0, "low": 1.0}, 6)
+  np.testing.assert_array_equal(w, [15, 1, 15, 1, 15, 1])
+
+
+@pytest.fixture(scope="module")
+def tiny_cascade(tmp_path_factory):
+  root = str(tmp_path_factory.mktemp("cascade"))
+  data_dir = os.path.join(root, "tfds")
+  arg = f"runlocal,root={root},data_dir={data_dir}"
+  for name in cascade_lib_order():
+    trainer.train_and_evaluate(configs_loader.load(f"{CONFIG}:{arg},stage={name}"),
+                               os.path.join(root, name))
+  return configs_loader.load(f"{CONFIG}:{arg}")
+
+
+def cascade_lib_order():
+  return [s["name"] for s in configs_loader.load(f"{CONFIG}:runlocal").stages]
+
+
+def test_tiny_cascade_samples_every_stage_in_one_call(tiny_cascade):
+  cascade = cascade_lib.Cascade.load(tiny_cascade)
+  assert [r.name for r in cascade.runs] == ["base", "tsr", "ssr1", "ssr2"]
+  # One T5 shared by the four stages (same text config).
+  assert len({id(r.stage.text) for r in cascade.runs}) == 1
+  video, stages = cascade.sample(["a red circle moving left", "a blue square moving up"], seed=0,
+                                 return_stages=True)
+  assert video.dtype == np.uint8 and video.shape == (2, 16, 64, 64, 3)
+  assert [s.shape[1:4] for s in stages] == [(8, 16, 16), (16, 16, 16), (16, 32, 32), (16, 64, 64)]
+  again = cascade.sample(["a red circle moving left", "a blue square moving up"], seed=0)
+  np.testing.assert_array_equal(video, again)
+
+
+def test_mismatched_stage_shapes_are_reported(tiny_cascade):
+  cascade = cascade_lib.Cascade.load(tiny_cascade)
+  cascade.runs = [cascade.runs[0], cascade.runs[2]]  # base 8x16x16 straight into ssr1
+  with pytest.raises(ValueError, match="ssr1 expects a 16x16x16 .* base produces 8x16x16"):
+    cascade.sample(["a red circle moving left"])
