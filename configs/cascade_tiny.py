@@ -8,8 +8,8 @@
 
 `get_config()` is the cascade listing (the stages' configs, workdirs and
 samplers); `get_config("stage=NAME")` one stage's training config. Arguments:
-stage (base, tsr, ssr1, ssr2), root (workdirs root, default
-workdirs/cascade_tiny), data_dir (TFDS dir), steps (override every stage's
+stage (base, tsr, ssr1, ssr2), root (workdirs root, default demo/stages,
+where `imagen-video demo` trains them), data_dir (TFDS dir), steps (override every stage's
 training steps), runlocal (seconds-long smoke configs for tests).
 
 Every stage trains on ground-truth (low-res, high-res) pairs of the same
@@ -24,12 +24,13 @@ from imagen_video.utils.config_args import parse_arg
 # name, kind, (frames, height, width), low-res input, U-Net, train steps, batch, crop
 SR_STAGES = {
     "tsr": dict(kind="tsr", out=(16, 16, 16), low=(8, 16, 16), channels=16, mults=(1, 2),
-                blocks=(1, 1), cross=(8,), steps=600, batch=16, crop=None),
+                blocks=(1, 1), cross=(8,), steps=300, batch=16, crop=None),
     "ssr1": dict(kind="ssr", out=(16, 32, 32), low=(16, 16, 16), channels=16, mults=(1, 2, 2),
-                 blocks=(1, 1, 1), cross=(8,), steps=600, batch=8, crop=None),
+                 blocks=(1, 1, 1), cross=(8,), steps=300, batch=8, crop=None),
     "ssr2": dict(kind="ssr", out=(16, 64, 64), low=(16, 32, 32), channels=16, mults=(1, 2),
-                 blocks=(1, 1), cross=(), steps=600, batch=8, crop=(32, 32)),
+                 blocks=(1, 1), cross=(), steps=300, batch=8, crop=(32, 32)),
 }
+BASE_STEPS = 800  # the demo's budget; the standalone base_tiny config trains longer
 ORDER = ("base", "tsr", "ssr1", "ssr2")
 SAMPLING = {  # sampler, steps, guidance, aug_level
     "base": ("ddim", 64, 3.0, None),
@@ -40,7 +41,8 @@ SAMPLING = {  # sampler, steps, guidance, aug_level
 
 
 def get_config(arg=None):
-  a = parse_arg(arg, stage="", root="workdirs/cascade_tiny", data_dir="", steps=0, runlocal=False)
+  a = parse_arg(arg, stage="", root="demo/stages", data_dir="demo/tensorflow_datasets", steps=0,
+                runlocal=False)
   if not a.stage:
     return _cascade(a)
   if a.stage == "base":
@@ -74,6 +76,9 @@ def _cascade(a):
 def _base(a):
   c = configs_loader.load("base_tiny.py:runlocal" if a.runlocal else "base_tiny.py")
   c.data.builder.fps = 4.0  # 8 frames over the same 2 s that the TSR output fills with 16
+  if not a.runlocal:
+    c.train.steps = BASE_STEPS
+    c.train.sample_every = 0
   c.sample.fps = 4.0
   return c
 

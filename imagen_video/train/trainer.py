@@ -34,11 +34,11 @@ def resolve_config(config):
   return config
 
 
-def build(config, mesh=None):
-  """(mesh, rules, stage) for a resolved config."""
+def build(config, mesh=None, text_encoder=None):
+  """(mesh, rules, stage) for a resolved config (`text_encoder` shares one T5)."""
   mesh = mesh or sharding.make_mesh(dict(config.mesh))
   rules = tuple(tuple(r) for r in config.sharding_rules)
-  return mesh, rules, Stage(config, mesh=mesh, rules=rules)
+  return mesh, rules, Stage(config, mesh=mesh, rules=rules, text_encoder=text_encoder)
 
 
 def _batch_sharding(mesh, rules, shape: tuple[int, ...]):
@@ -167,10 +167,11 @@ def state_spec(config, stage, tx, mesh, rules):
   return abstract_state, _state_shardings(abstract_state, param_shardings, mesh)
 
 
-def load_for_sampling(config, workdir: str, *, mesh=None, step: int | None = None):
+def load_for_sampling(config, workdir: str, *, mesh=None, step: int | None = None,
+                      text_encoder=None):
   """(stage, EMA params dict, step) from the newest (or given) checkpoint in workdir."""
   config = resolve_config(config)
-  mesh, rules, stage = build(config, mesh)
+  mesh, rules, stage = build(config, mesh, text_encoder)
   tx, _ = optimizer.make_optimizer(config.optim, config.train.steps)
   abstract_state, shardings = state_spec(config, stage, tx, mesh, rules)
   ckpt = checkpointing.Checkpoints(os.path.join(workdir, "checkpoints"), async_save=False)
