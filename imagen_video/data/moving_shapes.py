@@ -34,6 +34,7 @@ def caption(color: str, shape: str, direction: str) -> str:
 
 def parse_caption(text: str) -> tuple[str, str, str]:
   """Inverse of `caption`; raises ValueError naming what does not fit the grammar."""
+  text = text.decode() if isinstance(text, bytes) else text  # TFDS returns bytes
   words = text.strip().split()
   if len(words) != 5 or words[0] != "a" or words[3] != "moving":
     raise ValueError(f"caption {text!r} is not of the form 'a {{color}} {{shape}} moving {{direction}}'")
