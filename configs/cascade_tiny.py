@@ -24,13 +24,15 @@ from imagen_video.utils.config_args import parse_arg
 # name, kind, (frames, height, width), low-res input, U-Net, train steps, batch, crop
 SR_STAGES = {
     "tsr": dict(kind="tsr", out=(16, 16, 16), low=(8, 16, 16), channels=16, mults=(1, 2),
-                blocks=(1, 1), cross=(8,), steps=300, batch=16, crop=None),
+                blocks=(1, 1), cross=(8,), steps=150, batch=16, crop=None),
     "ssr1": dict(kind="ssr", out=(16, 32, 32), low=(16, 16, 16), channels=16, mults=(1, 2, 2),
-                 blocks=(1, 1, 1), cross=(8,), steps=300, batch=8, crop=None),
+                 blocks=(1, 1, 1), cross=(8,), steps=150, batch=8, crop=None),
     "ssr2": dict(kind="ssr", out=(16, 64, 64), low=(16, 32, 32), channels=16, mults=(1, 2),
-                 blocks=(1, 1), cross=(), steps=300, batch=8, crop=(32, 32)),
+                 blocks=(1, 1), cross=(), steps=150, batch=8, crop=(32, 32)),
 }
-BASE_STEPS = 800  # the demo's budget; the standalone base_tiny config trains longer
+# The demo's budget (minutes on 2 cores, not yet enough for prompt-following
+# quality); the standalone base_tiny config trains longer.
+BASE_STEPS, BASE_BATCH = 400, 16
 ORDER = ("base", "tsr", "ssr1", "ssr2")
 SAMPLING = {  # sampler, steps, guidance, aug_level
     "base": ("ddim", 64, 3.0, None),
@@ -78,6 +80,7 @@ def _base(a):
   c.data.builder.fps = 4.0  # 8 frames over the same 2 s that the TSR output fills with 16
   if not a.runlocal:
     c.train.steps = BASE_STEPS
+    c.data.batch_size = BASE_BATCH
     c.train.sample_every = 0
   c.sample.fps = 4.0
   return c
