@@ -149,13 +149,5 @@ def _set(config, dotted: str, value):
   node = config
   for p in parents:
     node = node[p]
-  with node.unlocked() if hasattr(node, "unlocked") else _null():
+  with node.unlocked():  # every node on a config path is a ConfigDict
     node[leaf] = value
-
-
-class _null:
-  def __enter__(self):
-    return self
-
-  def __exit__(self, *a):
-    return False
