@@ -50,7 +50,7 @@ def get_config(arg=None):
   if a.stage == "base":
     c = _base(a)
   elif a.stage in SR_STAGES:
-    c = _sr(SR_STAGES[a.stage], a, a.stage)
+    c = sr_stage(SR_STAGES[a.stage], a, aug_level=SAMPLING[a.stage][3])
   else:
     raise ValueError(f"stage={a.stage!r}: expected one of {ORDER}")
   if a.data_dir:
@@ -86,13 +86,18 @@ def _base(a):
   return c
 
 
-def _sr(s, a, name=None):
-  """An SR stage: the base config's data/text/optim, its own data sizes and U-Net."""
+def sr_stage(s, a, *, aug_level, data="moving_shapes", builder=None):
+  """An SR stage: the base config's data/text/optim, its own data sizes and U-Net.
+
+  `s` is an SR_STAGES-style entry; `data` the dataset builder and `builder` any
+  further builder parameters (configs/sr_textures.py reuses this for its stages).
+  """
   c = configs_loader.load("base_tiny.py:runlocal" if a.runlocal else "base_tiny.py")
   frames, height, width = s["out"]
   low = s["low"]
-  c.data.builder.update(dict(frames=frames, height=height, width=width, fps=8.0,
-                             extra_resolutions=(low,)))
+  c.data.name = data
+  c.data.builder.update({**dict(frames=frames, height=height, width=width, fps=8.0,
+                                extra_resolutions=(low,)), **(builder or {})})
   low_key = "video_{}x{}x{}".format(*low)
   c.data.low_res_keys = (low_key,)
   c.data.batch_size = 4 if a.runlocal else s["batch"]
@@ -104,9 +109,8 @@ def _sr(s, a, name=None):
     c.model.resolution = s["crop"][0]
   c.stage = ml_collections.ConfigDict(dict(kind=s["kind"], low_res_key=low_key,
                                            temporal_upsample="repeat", aug_max_level=0.5,
-                                           aug_level=SAMPLING[name][3]))
+                                           aug_level=aug_level))
   c.train.steps = 4 if a.runlocal else s["steps"]
   c.train.sample_every = 0  # samples need a low-res input: see the cascade
   c.sample.update(dict(fps=8.0, steps=4 if a.runlocal else 16, guidance=1.0))
   return c
-

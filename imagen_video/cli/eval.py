@@ -4,6 +4,10 @@ caption: samples all 28 color x direction prompts of `moving_shapes` (--num
 each, shapes cycling) with the stage's EMA weights and reports color,
 direction and both-together accuracy read from the pixels; writes
 caption_eval.md (tables) and caption_eval.png (contact sheet) to --out_dir.
+
+sr_psnr: for a TSR/SSR stage, samples the first --num clips of the test split
+from their low-res inputs (default augmentation level) and compares PSNR with
+bicubic (SSR) or linear frame blending (TSR); writes sr_psnr.md/.json/.png.
 """
 from __future__ import annotations
 
@@ -20,8 +24,8 @@ def main(argv: list[str]) -> int:
   fv = flags.FlagValues()
   flags_util.define_config(fv, argv)
   flags.DEFINE_string("workdir", None, "training workdir with checkpoints/", flag_values=fv)
-  flags.DEFINE_enum("metric", "caption", ["caption"], "what to measure", flag_values=fv)
-  flags.DEFINE_integer("num", 4, "samples per prompt", flag_values=fv)
+  flags.DEFINE_enum("metric", "caption", ["caption", "sr_psnr"], "what to measure", flag_values=fv)
+  flags.DEFINE_integer("num", 4, "samples per prompt (caption); test clips (sr_psnr)", flag_values=fv)
   flags.DEFINE_integer("seed", 0, "random seed", flag_values=fv)
   flags.DEFINE_integer("steps", None, "sampling steps (default config.sample.steps)", flag_values=fv)
   flags.DEFINE_float("guidance", None, "guidance weight (default config.sample.guidance)", flag_values=fv)
@@ -30,10 +34,36 @@ def main(argv: list[str]) -> int:
   if fv.config is None or not fv.workdir:
     raise SystemExit(f"{argv[0]}: --config and --workdir are required")
   s = fv.config.sample
+  out_dir = fv.out_dir or os.path.join(fv.workdir, "eval")
+  if fv.metric == "sr_psnr":
+    sr_psnr_eval(fv.config, fv.workdir, num=fv.num, seed=fv.seed, steps=fv.steps,
+                 guidance=fv.guidance, out_dir=out_dir)
+    return 0
   caption_eval(fv.config, fv.workdir, num=fv.num, seed=fv.seed, steps=fv.steps or s.steps,
                guidance=s.guidance if fv.guidance is None else fv.guidance,
-               out_dir=fv.out_dir or os.path.join(fv.workdir, "eval"))
+               out_dir=out_dir)
   return 0
+
+
+def sr_psnr_eval(config, workdir, *, num, seed=0, steps=None, guidance=None, out_dir) -> dict:
+  """sr_psnr.evaluate, printed and written as sr_psnr.md / .json / .png in out_dir."""
+  import jax
+  from imagen_video.eval import sr_psnr
+  name = os.path.basename(os.path.normpath(workdir))
+  result = sr_psnr.evaluate(config, workdir, num=num, seed=seed, steps=steps, guidance=guidance,
+                            name=name)
+  report = sr_psnr.table(result)
+  print(f"sr_psnr: {result['sampler']} {result['steps']} steps, guidance {result['guidance']}, "
+        f"aug_level {result['aug_level']}, {result['seconds']:.0f} s\n{report}")
+  if jax.process_index() == 0:
+    os.makedirs(out_dir, exist_ok=True)
+    with open(os.path.join(out_dir, "sr_psnr.md"), "w") as f:
+      f.write(f"{result['sampler']} {result['steps']} steps; guidance {result['guidance']}; "
+              f"aug_level {result['aug_level']}\n\n{report}\n")
+    with open(os.path.join(out_dir, "sr_psnr.json"), "w") as f:
+      json.dump(sr_psnr.summary(result), f, indent=2)
+    sr_psnr.contact_sheet(result, os.path.join(out_dir, "sr_psnr.png"))
+  return result
 
 
 def caption_eval(config, workdir, *, num, seed, steps, guidance, out_dir, sampler=None) -> dict:

@@ -9,7 +9,7 @@ import sys
 # command name -> (module, one-line help)
 COMMANDS = {
     "demo": ("imagen_video.cli.demo", "main job on built-in defaults"),
-    "prepare": ("imagen_video.cli.prepare", "build a TFDS dataset (moving_shapes, video_folder)"),
+    "prepare": ("imagen_video.cli.prepare", "build a TFDS dataset (moving_shapes, texture_pans, video_folder)"),
     "preview": ("imagen_video.cli.preview", "write an mp4 + contact sheet of dataset clips"),
     "train": ("imagen_video.cli.train", "train one stage from a config"),
     "sample": ("imagen_video.cli.sample", "sample one stage from its checkpoint"),

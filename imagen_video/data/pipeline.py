@@ -9,7 +9,7 @@ multiple of the global batch), and the stream can start at any step
 (`start_step`, the data position saved in checkpoints) without replaying it.
 
 `config.data` fields:
-  name            dataset builder ("moving_shapes", "video_folder")
+  name            dataset builder ("moving_shapes", "texture_pans", "video_folder")
   builder         ConfigDict of builder parameters (frames, height, width, ...)
   data_dir        TFDS data dir (None: ~/tensorflow_datasets)
   split           "train", "test", or any TFDS split string ("train[:90%]")

@@ -28,9 +28,16 @@ def resolve(spec: str) -> tuple[str, str | None]:
   return path, (arg if sep else None)
 
 
-def load(spec: str):
-  path, arg = resolve(spec)
+def load_module(path: str):
+  """The config file `path` as a module (configs reuse each other's helpers)."""
+  path, _ = resolve(path)
   module_spec = importlib.util.spec_from_file_location(f"_config_{abs(hash(path))}", path)
   module = importlib.util.module_from_spec(module_spec)
   module_spec.loader.exec_module(module)
+  return module
+
+
+def load(spec: str):
+  path, arg = resolve(spec)
+  module = load_module(path)
   return module.get_config(arg) if arg is not None else module.get_config()

@@ -1,0 +1,148 @@
+"""PSNR of a super-resolution stage against its classical baseline on held-out clips.
+
+For a TSR or SSR stage: the first `num` clips of the test split, their low-res
+input from the dataset, sampled with the config's sampler/steps/guidance and
+its default augmentation level (EMA weights, text prompt = the clip caption).
+Baselines: bicubic spatial upsampling (SSR); linear blending of the low-fps
+frames (TSR), placed where the dataset takes them: low frame i is high frame
+i*k, so high frame j blends low frames floor(j/k) and floor(j/k)+1, and the
+last k-1 frames (after the last low frame) hold it.
+"""
+from __future__ import annotations
+
+import time
+
+import jax
+import numpy as np
+
+from imagen_video.data import pipeline
+from imagen_video.stage import conditioning
+
+BASELINES = {"ssr": "bicubic", "tsr": "linear blend"}
+
+
+def psnr(a, b) -> np.ndarray:
+  """PSNR in dB of videos in [0, 1], one per leading index: [N, T, H, W, C] -> [N]."""
+  a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+  if a.shape != b.shape:
+    raise ValueError(f"psnr: shapes {a.shape} and {b.shape} differ; expected equal")
+  mse = ((a - b) ** 2).reshape(a.shape[0], -1).mean(axis=1)
+  with np.errstate(divide="ignore"):
+    return 10 * np.log10(1.0 / mse)
+
+
+def bicubic_upsample(low, height: int, width: int) -> np.ndarray:
+  """[N, T, h, w, C] in [0, 1] -> [N, T, height, width, C], bicubic, clipped to [0, 1]."""
+  low = np.asarray(low, np.float32)
+  up = jax.image.resize(low, low.shape[:2] + (height, width, low.shape[-1]), method="bicubic")
+  return np.clip(np.asarray(up), 0.0, 1.0)
+
+
+def linear_blend(low, frames: int) -> np.ndarray:
+  """[N, t, ...] -> [N, frames, ...]: low frame i at high frame i * frames/t, linear between."""
+  low = np.asarray(low, np.float32)
+  t = low.shape[1]
+  if frames % t:
+    raise ValueError(f"linear_blend: {frames} frames is not a multiple of the {t} low-res frames")
+  pos = np.arange(frames) * (t / frames)
+  lo = np.floor(pos).astype(int)
+  hi = np.minimum(lo + 1, t - 1)
+  f = (pos - lo).reshape((1, frames) + (1,) * (low.ndim - 2))
+  return (1 - f) * low[:, lo] + f * low[:, hi]
+
+
+def baseline(kind: str, low, shape) -> np.ndarray:
+  """The classical upsampling of `low` ([N, t, h, w, C] in [0, 1]) to shape [N, T, H, W, C]."""
+  if kind == "ssr":
+    return bicubic_upsample(low, shape[2], shape[3])
+  if kind == "tsr":
+    return linear_blend(low, shape[1])
+  raise ValueError(f"config.stage.kind={kind!r}: sr_psnr needs 'tsr' or 'ssr'")
+
+
+def test_clips(config, num: int) -> dict:
+  """The first `num` test clips, full frames: video, low-res video (both [0, 1]), caption."""
+  d = config.data.copy_and_resolve_references()
+  with d.unlocked():
+    d.update(dict(split="test", shuffle=False, repeat=False, drop_remainder=False, batch_size=num,
+                  crop=None, text="string", prefetch=0))
+  data = pipeline.VideoBatches(d, process_index=0, process_count=1)
+  try:
+    batch = next(data)
+  finally:
+    data.close()
+  if len(batch["caption"]) < num:
+    raise ValueError(f"num={num}: the test split of {d.name} has only {len(batch['caption'])} clips")
+  key = config.stage.low_res_key
+  return {"video": (batch["video"] + 1) / 2, "low": (batch[key] + 1) / 2,
+          "caption": [str(c) for c in batch["caption"]]}
+
+
+def evaluate(config, workdir: str, *, num: int = 8, seed: int = 0, steps=None, guidance=None,
+             chunk: int = 8, name: str | None = None) -> dict:
+  """Samples the stage in `workdir` on `num` test clips; PSNR of model and baseline."""
+  from imagen_video.train import trainer
+  kind = conditioning.kind(config)
+  if kind not in BASELINES:
+    raise ValueError(f"config.stage.kind={kind!r}: sr_psnr needs a 'tsr' or 'ssr' stage")
+  steps = steps or config.sample.steps
+  guidance = config.sample.guidance if guidance is None else guidance
+  clips = test_clips(config, num)
+  stage, ema, step = trainer.load_for_sampling(config, workdir)
+  text_params = ema.get("text", stage.text.params)
+  t0 = time.time()
+  outs = []
+  for i in range(0, num, chunk):
+    low = clips["low"][i:i + chunk] * 2 - 1
+    video = stage.sample(ema["unet"], text_params, clips["caption"][i:i + chunk],
+                         jax.random.fold_in(jax.random.key(seed), i),
+                         shape=clips["video"][i:i + chunk].shape, steps=steps,
+                         sampler=config.sample.sampler, guidance=guidance, low_res=low)
+    outs.append(np.clip((np.asarray(video, np.float32) + 1) / 2, 0, 1))
+  model = np.concatenate(outs)
+  base = baseline(kind, clips["low"], clips["video"].shape)
+  pm, pb = psnr(model, clips["video"]), psnr(base, clips["video"])
+  return {
+      "stage": name or kind, "kind": kind, "dataset": f"{config.data.name} test", "num": num,
+      "step": int(step), "sampler": config.sample.sampler, "steps": int(steps),
+      "guidance": float(guidance), "aug_level": float(config.stage.aug_level),
+      "baseline": BASELINES[kind],
+      "psnr_model": {"mean": float(pm.mean()), "std": float(pm.std()), "per_clip": pm.tolist()},
+      "psnr_baseline": {"mean": float(pb.mean()), "std": float(pb.std()), "per_clip": pb.tolist()},
+      "delta": float(pm.mean() - pb.mean()), "seconds": time.time() - t0,
+      "videos": {"low": clips["low"], "baseline": base, "model": model, "truth": clips["video"]},
+      "captions": clips["caption"],
+  }
+
+
+def table(result: dict) -> str:
+  """Markdown table of one (or a list of) `evaluate` results."""
+  rows = result if isinstance(result, list) else [result]
+  lines = ["| stage | dataset | clips | PSNR model (dB) | PSNR baseline (dB) | delta (dB) |",
+           "|---|---|---|---|---|---|"]
+  for r in rows:
+    m, b = r["psnr_model"], r["psnr_baseline"]
+    lines.append(f"| {r['stage']} ({r['kind']}, step {r['step']}) | {r['dataset']} | {r['num']} | "
+                 f"{m['mean']:.2f} ± {m['std']:.2f} | {b['mean']:.2f} ± {b['std']:.2f} "
+                 f"({r['baseline']}) | {r['delta']:+.2f} |")
+  return "\n".join(lines)
+
+
+def contact_sheet(result: dict, path: str, clips: int = 3) -> np.ndarray:
+  """Rows per clip: low-res input | baseline | model | ground truth."""
+  from imagen_video.media import contact_sheet as sheet
+  v = result["videos"]
+  rows, caps = [], []
+  for i in range(min(clips, result["num"])):
+    pm, pb = result["psnr_model"]["per_clip"][i], result["psnr_baseline"]["per_clip"][i]
+    rows += [v["low"][i], v["baseline"][i], v["model"][i], v["truth"][i]]
+    caps += [f"{result['captions'][i]}: low-res input {'x'.join(map(str, v['low'][i].shape[:3]))}",
+             f"{result['baseline']} {pb:.2f} dB", f"model {pm:.2f} dB", "ground truth"]
+  title = (f"{result['stage']} step {result['step']}: model {result['psnr_model']['mean']:.2f} dB vs "
+           f"{result['baseline']} {result['psnr_baseline']['mean']:.2f} dB on {result['num']} clips")
+  return sheet.stack_rows(rows, caps, path, title=title)
+
+
+def summary(result: dict) -> dict:
+  """`result` without the videos (for JSON)."""
+  return {k: v for k, v in result.items() if k != "videos"}

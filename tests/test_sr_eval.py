@@ -1,0 +1,66 @@
+"""sr_psnr: baselines and PSNR on known inputs; a runlocal texture SR stage end to end."""
+import json
+import os
+
+import numpy as np
+import pytest
+
+from imagen_video.eval import sr_psnr
+from imagen_video.stage import conditioning
+from imagen_video.utils import configs_loader
+
+CONFIG = os.path.join(os.path.dirname(__file__), "..", "configs", "sr_textures.py")
+
+
+def test_psnr_formula():
+  a = np.zeros((2, 1, 2, 2, 3))
+  b = a.copy()
+  b[0] += 0.1  # mse 0.01 -> 20 dB
+  b[1, 0, 0, 0, 0] = 1.0  # mse 1/12
+  np.testing.assert_allclose(sr_psnr.psnr(b, a), [20.0, 10 * np.log10(12)])
+  assert sr_psnr.psnr(a, a)[0] == np.inf
+  with pytest.raises(ValueError, match="shapes"):
+    sr_psnr.psnr(a, a[:, :, :1])
+
+
+def test_linear_blend_is_exact_on_linear_motion_and_matches_dataset_alignment():
+  k, t = 2, 4
+  high = np.arange(t * k, dtype=np.float32).reshape(1, t * k, 1, 1, 1) / 10  # linear in time
+  low = high[:, ::k]  # the dataset's low-fps frames: low frame i is high frame i*k
+  out = sr_psnr.linear_blend(low, t * k)
+  np.testing.assert_allclose(out[:, :-(k - 1)], high[:, :-(k - 1)], atol=1e-6)
+  np.testing.assert_allclose(out[:, -1], low[:, -1])  # after the last low frame: hold it
+  # Same alignment as the TSR stage's own 'linear' conditioning upsampler.
+  np.testing.assert_allclose(out, conditioning.upsample(low, out.shape, "linear"), atol=1e-6)
+  with pytest.raises(ValueError, match="multiple"):
+    sr_psnr.linear_blend(low, 7)
+
+
+def test_bicubic_keeps_constants_and_linear_ramps_in_range():
+  low = np.full((1, 2, 4, 4, 3), 0.3, np.float32)
+  np.testing.assert_allclose(sr_psnr.bicubic_upsample(low, 8, 8), 0.3, atol=1e-6)
+  step = np.zeros((1, 1, 4, 4, 3), np.float32)
+  step[:, :, :, 2:] = 1.0  # bicubic overshoots at edges: clipped to [0, 1]
+  up = sr_psnr.bicubic_upsample(step, 8, 8)
+  assert up.shape == (1, 1, 8, 8, 3) and up.min() >= 0 and up.max() <= 1
+  with pytest.raises(ValueError, match="kind"):
+    sr_psnr.baseline("base", low, (1, 2, 8, 8, 3))
+
+
+@pytest.mark.slow
+def test_runlocal_texture_tsr_then_sr_psnr_cli(tmp_path):
+  from imagen_video.cli import main as cli
+  from imagen_video.train import trainer
+  arg = f"{CONFIG}:stage=tsr,runlocal,data_dir={tmp_path / 'tfds'}"
+  workdir = str(tmp_path / "tsr")
+  trainer.train_and_evaluate(configs_loader.load(arg), workdir)
+  out_dir = tmp_path / "eval"
+  assert cli.main(["eval", "--config", arg, "--workdir", workdir, "--metric", "sr_psnr",
+                   "--num", "2", "--out_dir", str(out_dir)]) == 0
+  result = json.loads((out_dir / "sr_psnr.json").read_text())
+  assert result["kind"] == "tsr" and result["num"] == 2 and result["baseline"] == "linear blend"
+  assert result["aug_level"] == pytest.approx(0.1)
+  for key in ("psnr_model", "psnr_baseline"):
+    assert len(result[key]["per_clip"]) == 2 and np.isfinite(result[key]["mean"])
+  assert "| tsr (tsr, step 4) | texture_pans test | 2 |" in (out_dir / "sr_psnr.md").read_text()
+  assert (out_dir / "sr_psnr.png").stat().st_size > 0
