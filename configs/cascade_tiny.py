@@ -111,6 +111,8 @@ def sr_stage(s, a, *, aug_level, data="moving_shapes", builder=None):
                                            temporal_upsample="repeat", aug_max_level=0.5,
                                            aug_level=aug_level))
   c.train.steps = 4 if a.runlocal else s["steps"]
+  if not a.runlocal:  # base_tiny's warmup would outlast these short runs
+    c.optim.warmup_steps = 20
   c.train.sample_every = 0  # samples need a low-res input: see the cascade
   c.sample.update(dict(fps=8.0, steps=4 if a.runlocal else 16, guidance=1.0))
   return c

@@ -39,8 +39,6 @@ def get_config(arg=None):
   c = _tiny.sr_stage(STAGES[a.stage], a, aug_level=AUG_LEVEL, data="texture_pans",
                      builder=dict(extra_resolutions=LOW_RES, **sizes))
   c.data.data_dir = a.data_dir or None
-  if not a.runlocal:  # base_tiny's 200-step warmup would outlast the whole run
-    c.optim.warmup_steps = 20
   if a.steps:
     c.train.steps = a.steps
   c.sample.prompts = PROMPTS
