@@ -13,7 +13,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from imagen_video.nn.attention import Attention, RelativePositionBias
-from imagen_video.nn.layers import VIDEO_AXES, Conv2D, Dense, GroupNorm, dropout
+from imagen_video.nn.layers import VIDEO_AXES, Conv2D, Dense, GroupNorm, dropout, sinusoidal_embedding
 from imagen_video.parallel import sharding
 
 
@@ -76,10 +76,17 @@ class CrossAttention(nnx.Module):
 
 
 class TemporalAttention(nnx.Module):
-  """Self-attention over frames at each spatial position, T5 relative position bias."""
+  """Self-attention over frames at each spatial position, T5 relative position bias.
+
+  With `frame_pos`, sinusoidal frame-index features are added to its input (frames
+  that mix with others only). Without them the block starts out symmetric under
+  time reversal (the bias table is zero-initialised), so "moving left" and "moving
+  right" stay indistinguishable until the table slowly breaks the tie.
+  """
 
   def __init__(self, dim: int, heads: int, head_dim: int, *, groups: int, backend: str,
-               dtype, param_dtype, rngs: nnx.Rngs):
+               dtype, param_dtype, rngs: nnx.Rngs, frame_pos: bool = True):
+    self.frame_pos = frame_pos
     self.norm = GroupNorm(dim, groups, dtype=dtype, param_dtype=param_dtype)
     self.attn = Attention(dim, heads, head_dim, backend=backend, dtype=dtype,
                           param_dtype=param_dtype, rngs=rngs)
@@ -87,7 +94,12 @@ class TemporalAttention(nnx.Module):
 
   def __call__(self, x, allowed):
     b, t, h, w, c = x.shape
-    y = jnp.transpose(self.norm(x), (0, 2, 3, 1, 4)).reshape(b * h * w, t, c)
+    y = self.norm(x)
+    if self.frame_pos:
+      mixes = (allowed.sum(-1) > 1).astype(y.dtype)  # [B, T]: not an image or lone frame
+      pos = sinusoidal_embedding(jnp.arange(t), c, max_period=1000.0).astype(y.dtype)
+      y = y + mixes[:, :, None, None, None] * pos[None, :, None, None, :]
+    y = jnp.transpose(y, (0, 2, 3, 1, 4)).reshape(b * h * w, t, c)
     mask = jnp.broadcast_to(allowed[:, None, None], (b, h * w, 1, t, t)).reshape(b * h * w, 1, t, t)
     y = self.attn(y, bias=self.rel_pos(t)[None], mask=mask)
     y = jnp.transpose(y.reshape(b, h, w, t, c), (0, 3, 1, 2, 4))
@@ -128,10 +140,11 @@ class TemporalConv(nnx.Module):
 
 class SpaceTimeBlock(nnx.Module):
   """ResBlock, then optional spatial self-attention and text cross-attention,
-  then temporal mixing ('attention' | 'conv' | 'none')."""
+  then temporal mixing ('attention' | 'conv' | 'conv+attention' | 'none')."""
 
   def __init__(self, in_ch: int, out_ch: int, *, emb_dim: int, text_dim: int, spatial_attn: bool,
                cross_attn: bool, temporal_mixing: str, temporal_conv_kernel: int, heads: int,
+               frame_pos: bool,
                head_dim: int, groups: int, dropout_rate: float, backend: str, dtype, param_dtype,
                rngs: nnx.Rngs):
     kw = dict(dtype=dtype, param_dtype=param_dtype, rngs=rngs)
@@ -140,14 +153,20 @@ class SpaceTimeBlock(nnx.Module):
     self.spatial = SpatialAttention(out_ch, heads, head_dim, **attn_kw) if spatial_attn else None
     self.cross = (CrossAttention(out_ch, text_dim, heads, head_dim, **attn_kw)
                   if cross_attn and text_dim > 0 else None)
+    # 'conv+attention': a local temporal conv, then attention over all frames.
+    both = temporal_mixing == "conv+attention"
+    self.temporal_conv = (TemporalConv(out_ch, temporal_conv_kernel, groups=groups, **kw)
+                          if both else None)
+    temporal_mixing = "attention" if both else temporal_mixing
     if temporal_mixing == "attention":
-      self.temporal = TemporalAttention(out_ch, heads, head_dim, **attn_kw)
+      self.temporal = TemporalAttention(out_ch, heads, head_dim, frame_pos=frame_pos, **attn_kw)
     elif temporal_mixing == "conv":
       self.temporal = TemporalConv(out_ch, temporal_conv_kernel, groups=groups, **kw)
     elif temporal_mixing == "none":
       self.temporal = None
     else:
-      raise ValueError(f"temporal_mixing must be 'attention', 'conv' or 'none', got {temporal_mixing!r}")
+      raise ValueError("temporal_mixing must be 'attention', 'conv', 'conv+attention' or 'none', "
+                       f"got {temporal_mixing!r}")
 
   def __call__(self, x, ctx: dict, *, deterministic: bool = True):
     h = self.res(x, ctx["emb"], dropout_rng=ctx.get("dropout_rng"), deterministic=deterministic)
@@ -156,6 +175,8 @@ class SpaceTimeBlock(nnx.Module):
       h = self.spatial(h)
     if self.cross is not None:
       h = self.cross(h, ctx["text"], ctx["text_mask"])
+    if self.temporal_conv is not None:
+      h = self.temporal_conv(h, ctx["allowed"])
     if self.temporal is not None:
       h = self.temporal(h, ctx["allowed"])
     return sharding.constrain(h, VIDEO_AXES)

@@ -19,8 +19,11 @@ Built from `config.model` (an ml_collections.ConfigDict; defaults in
   mid_spatial_attn   spatial self-attention in the middle (lowest-res) stage. The middle
                      stage always cross-attends to text when text_dim > 0.
   temporal_mixing    'attention' (base: temporal self-attention with T5 relative position
-                     bias) | 'conv' (TSR/SSR: temporal convolution) | 'none'; in every block.
+                     bias) | 'conv' (TSR/SSR: temporal convolution) | 'conv+attention' (both,
+                     conv first: local motion learns fast) | 'none'; in every block.
   temporal_conv_kernel  odd kernel size over frames for 'conv'.
+  frame_position_embedding  sinusoidal frame-index features into temporal attention: breaks
+                     its time-reversal symmetry at init, so motion direction follows text.
   heads, head_dim    attention heads and per-head width (all attention layers).
   text_dim           width of the T5 token embeddings (4096 for T5-XXL); 0 = no text.
   emb_dim            width of the conditioning embedding (None -> 4 * channels).
@@ -75,7 +78,7 @@ def default_config() -> ml_collections.ConfigDict:
       channels=128, channel_mults=(1, 2, 4, 4), num_res_blocks=(2, 2, 3, 4),
       resolution=64, attn_resolutions=(16, 8), cross_attn_resolutions=(16, 8),
       mid_spatial_attn=True,
-      temporal_mixing="attention", temporal_conv_kernel=3,
+      temporal_mixing="attention", temporal_conv_kernel=3, frame_position_embedding=True,
       heads=8, head_dim=64, text_dim=4096, emb_dim=None, norm_groups=32, dropout=0.0,
       dtype="float32", param_dtype="float32", remat="none", attention_backend="xla",
       use_aug_level_embedding=False, skip_scale=2 ** -0.5,
@@ -125,7 +128,8 @@ class VideoUNet(nnx.Module):
       self.text_pool = Dense(cfg.text_dim, emb_dim, in_axes=("text_embed",), out_axes=("mlp",), **kw)
 
     block_kw = dict(emb_dim=emb_dim, text_dim=cfg.text_dim, temporal_mixing=cfg.temporal_mixing,
-                    temporal_conv_kernel=cfg.temporal_conv_kernel, heads=cfg.heads,
+                    temporal_conv_kernel=cfg.temporal_conv_kernel,
+                    frame_pos=cfg.get("frame_position_embedding", True), heads=cfg.heads,
                     head_dim=cfg.head_dim, groups=cfg.norm_groups, dropout_rate=cfg.dropout,
                     backend=cfg.attention_backend, **kw)
 
