@@ -67,3 +67,16 @@ def test_mismatched_stage_shapes_are_reported(tiny_cascade):
   cascade.runs = [cascade.runs[0], cascade.runs[2]]  # base 8x16x16 straight into ssr1
   with pytest.raises(ValueError, match="ssr1 expects a 16x16x16 .* base produces 8x16x16"):
     cascade.sample(["a red circle moving left"])
+
+
+def test_caption_eval_of_the_cascade_scores_its_final_output(tiny_cascade, tmp_path):
+  from imagen_video.cli import main as cli
+  root = os.path.dirname(tiny_cascade.stages[0]["workdir"])
+  spec = f"{CONFIG}:runlocal,root={root},data_dir={os.path.join(root, 'tfds')}"
+  assert cli.main(["eval", "--cascade", spec, "--num", "1", "--out_dir", str(tmp_path)]) == 0
+  import json
+  report = json.loads((tmp_path / "caption_eval.json").read_text())
+  assert report["samples"] == 28 and report["shape"] == "16x64x64"
+  assert set(report["accuracy"]) >= {"color", "direction", "color_direction"}
+  assert "base -> tsr -> ssr1 -> ssr2" in (tmp_path / "caption_eval.md").read_text()
+  assert (tmp_path / "caption_eval.png").stat().st_size > 0

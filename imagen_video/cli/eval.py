@@ -1,4 +1,5 @@
-"""imagen-video eval --config CONFIG --workdir DIR [--metric caption] [--num 4] [--out_dir DIR]
+"""imagen-video eval --config CONFIG --workdir DIR [--metric caption|sr_psnr] [--num 4] [--out_dir DIR]
+   imagen-video eval --cascade CASCADE_CONFIG [--num 2] [--out_dir DIR]     (caption, final stage)
 
 caption: samples all 28 color x direction prompts of `moving_shapes` (--num
 each, shapes cycling) with the stage's EMA weights and reports color,
@@ -23,6 +24,7 @@ from imagen_video.cli import flags_util
 def main(argv: list[str]) -> int:
   fv = flags.FlagValues()
   flags_util.define_config(fv, argv)
+  flags_util.define_config(fv, argv, name="cascade", help_string="cascade config file[:args]")
   flags.DEFINE_string("workdir", None, "training workdir with checkpoints/", flag_values=fv)
   flags.DEFINE_enum("metric", "caption", ["caption", "sr_psnr"], "what to measure", flag_values=fv)
   flags.DEFINE_integer("num", 4, "samples per prompt (caption); test clips (sr_psnr)", flag_values=fv)
@@ -31,17 +33,29 @@ def main(argv: list[str]) -> int:
   flags.DEFINE_float("guidance", None, "guidance weight (default config.sample.guidance)", flag_values=fv)
   flags.DEFINE_string("out_dir", None, "where to write the report (default WORKDIR/eval)", flag_values=fv)
   flags_util.parse(fv, argv, __doc__)
+  if fv.cascade is not None:
+    if fv.metric != "caption" or fv.config is not None:
+      raise SystemExit(f"{argv[0]}: --cascade goes with --metric caption and no --config")
+    from imagen_video.cli import sample
+    generate, _, names = sample.cascade_sampler(fv.cascade)
+    caption_eval(generate, num=fv.num, seed=fv.seed, out_dir=fv.out_dir or "cascade_eval",
+                 label="cascade " + " -> ".join(names) + " (final output)")
+    return 0
   if fv.config is None or not fv.workdir:
-    raise SystemExit(f"{argv[0]}: --config and --workdir are required")
+    raise SystemExit(f"{argv[0]}: --config and --workdir (or --cascade) are required")
   s = fv.config.sample
   out_dir = fv.out_dir or os.path.join(fv.workdir, "eval")
   if fv.metric == "sr_psnr":
     sr_psnr_eval(fv.config, fv.workdir, num=fv.num, seed=fv.seed, steps=fv.steps,
                  guidance=fv.guidance, out_dir=out_dir)
     return 0
-  caption_eval(fv.config, fv.workdir, num=fv.num, seed=fv.seed, steps=fv.steps or s.steps,
-               guidance=s.guidance if fv.guidance is None else fv.guidance,
-               out_dir=out_dir)
+  from imagen_video.cli import sample
+  steps, sampler = fv.steps or s.steps, s.sampler
+  guidance = s.guidance if fv.guidance is None else fv.guidance
+  generate, _ = sample.stage_sampler(fv.config, fv.workdir, steps=steps, guidance=guidance,
+                                     sampler=sampler)
+  caption_eval(generate, num=fv.num, seed=fv.seed, out_dir=out_dir,
+               label=stage_label(fv.config, fv.workdir, steps=steps, guidance=guidance, sampler=sampler))
   return 0
 
 
@@ -66,40 +80,40 @@ def sr_psnr_eval(config, workdir, *, num, seed=0, steps=None, guidance=None, out
   return result
 
 
-def caption_eval(config, workdir, *, num, seed, steps, guidance, out_dir, sampler=None) -> dict:
+def caption_eval(generate, *, num, seed, out_dir, label) -> dict:
+  """The caption check of `generate(prompts, seed) -> (uint8 videos, ...)` (one stage from
+  sample.stage_sampler or a whole cascade from sample.cascade_sampler); `label` heads the report."""
   import jax
-  import numpy as np
   from imagen_video.eval import prompt_following
-  from imagen_video.media import contact_sheet, video_io
-  from imagen_video.train import trainer
-  stage, ema, step = trainer.load_for_sampling(config, workdir)
-  text_params = ema.get("text", stage.text.params)
+  from imagen_video.media import contact_sheet
   calls = iter(range(10 ** 6))
 
   def sample_fn(prompts):
-    key = jax.random.fold_in(jax.random.key(seed), next(calls))
-    video = stage.sample(ema["unet"], text_params, prompts, key, steps=steps,
-                         sampler=sampler or config.sample.sampler, guidance=guidance)
-    return video_io.to_uint8(np.asarray(video))
+    return generate(prompts, seed * 10 ** 6 + next(calls))[0]
 
   t0 = time.time()
   prompts = prompt_following.grammar_prompts(num)
   result = prompt_following.evaluate(sample_fn, prompts)
   seconds = time.time() - t0
   report = prompt_following.table(result)
-  print(f"caption check: checkpoint step {step}, {len(prompts)} samples, {steps} steps, "
-        f"guidance {guidance}, {seconds:.0f} s\n{report}")
+  shape = "x".join(map(str, result["videos"][0].shape[:3]))
+  print(f"caption check: {label}; {len(prompts)} samples of {shape}, {seconds:.0f} s\n{report}")
   if jax.process_index() == 0:
     os.makedirs(out_dir, exist_ok=True)
     with open(os.path.join(out_dir, "caption_eval.md"), "w") as f:
-      f.write(f"checkpoint step {step}; {len(prompts)} samples; {steps} steps; guidance {guidance}\n\n")
-      f.write(report + "\n")
+      f.write(f"{label}; {len(prompts)} samples of {shape} (frames x height x width)\n\n{report}\n")
     with open(os.path.join(out_dir, "caption_eval.json"), "w") as f:
-      json.dump({"step": step, "accuracy": result["accuracy"], "steps": steps,
-                 "guidance": guidance, "seconds": seconds}, f, indent=2)
+      json.dump({"label": label, "accuracy": result["accuracy"], "samples": len(prompts),
+                 "shape": shape, "seconds": seconds}, f, indent=2)
     first = [result["videos"][i] for i in range(0, len(prompts), num)]  # one per prompt
     caps = [f"{p} -> {r['pred_color']}/{r['pred_direction']}"
             for p, r in zip(prompts[::num], result["rows"][::num])]
     contact_sheet.contact_sheet(first, caps, os.path.join(out_dir, "caption_eval.png"),
-                                title=f"step {step}: color+direction {result['accuracy']['color_direction']:.0%}")
+                                title=f"{label}: color+direction {result['accuracy']['color_direction']:.0%}")
   return result
+
+
+def stage_label(config, workdir, *, steps, guidance, sampler) -> str:
+  from imagen_video.train import checkpointing
+  step = checkpointing.Checkpoints(os.path.join(workdir, "checkpoints"), async_save=False).latest_step()
+  return f"{workdir} step {step}, EMA, {sampler} {steps} steps, guidance {guidance:g}"
