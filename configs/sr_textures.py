@@ -9,7 +9,9 @@
         --metric sr_psnr --num 16 --out_dir demo/textures/ssr/eval
 
 Arguments: stage (tsr, ssr), data_dir (TFDS dir), steps (training steps),
-runlocal (seconds-long smoke config for tests). The stages are built exactly
+residual (default true: diffuse the difference to the linear-blend / bilinear
+upsampled input; residual=false is the paper's plain SR), runlocal
+(seconds-long smoke config for tests). The stages are built exactly
 like cascade_tiny's SR stages (`sr_stage`), on a dataset whose test split
 holds only photographs that training never sees.
 """
@@ -32,12 +34,13 @@ PROMPTS = ("a pan left over a photograph of a cat", "a zoom in over a photograph
 
 
 def get_config(arg=None):
-  a = parse_arg(arg, stage="tsr", data_dir="demo/tensorflow_datasets", steps=0, runlocal=False)
+  a = parse_arg(arg, stage="tsr", data_dir="demo/tensorflow_datasets", steps=0, runlocal=False,
+                residual=True)
   if a.stage not in STAGES:
     raise ValueError(f"stage={a.stage!r}: expected one of {sorted(STAGES)}")
   sizes = dict(num_train=16, num_test=4) if a.runlocal else dict(num_train=1000, num_test=64)
   c = _tiny.sr_stage(STAGES[a.stage], a, aug_level=AUG_LEVEL, data="texture_pans",
-                     builder=dict(extra_resolutions=LOW_RES, **sizes))
+                     builder=dict(extra_resolutions=LOW_RES, **sizes), residual=a.residual)
   c.data.data_dir = a.data_dir or None
   if a.steps:
     c.train.steps = a.steps

@@ -1,6 +1,7 @@
 """Cascade: SR conditioning, stage shape checks, one-call sampling of a (runlocal) tiny cascade."""
 import os
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -80,3 +81,32 @@ def test_caption_eval_of_the_cascade_scores_its_final_output(tiny_cascade, tmp_p
   assert set(report["accuracy"]) >= {"color", "direction", "color_direction"}
   assert "base -> tsr -> ssr1 -> ssr2" in (tmp_path / "caption_eval.md").read_text()
   assert (tmp_path / "caption_eval.png").stat().st_size > 0
+
+
+def test_residual_sr_stage_diffuses_the_difference_to_the_upsampled_input(tiny_cascade):
+  # Same params and keys: a residual stage's loss on video equals a plain stage's on
+  # video - upsample(low), and its samples are the plain samples plus upsample(low).
+  config = configs_loader.load(tiny_cascade.stages[1]["config"])  # tsr
+  assert config.stage.residual and config.stage.temporal_upsample == "linear"
+  resid, params, _ = trainer.load_for_sampling(config, tiny_cascade.stages[1]["workdir"])
+  with config.unlocked():
+    config.stage.residual = False
+  plain, _, _ = trainer.load_for_sampling(config, tiny_cascade.stages[1]["workdir"],
+                                          text_encoder=resid.text)
+  key = config.stage.low_res_key
+  rng = np.random.default_rng(0)
+  low = jnp.asarray(rng.uniform(-1, 1, (2, 8, 16, 16, 3)), jnp.float32)
+  video = jnp.asarray(rng.uniform(-1, 1, (2, 16, 16, 16, 3)), jnp.float32)
+  up = conditioning.upsample(low, video.shape, config.stage.temporal_upsample)
+  ids, mask = resid.text.tokenize(["a red circle moving left"] * 2)
+  batch = {"video": video, key: low, "text_tokens": ids, "text_mask": mask}
+  k = jax.random.key(3)
+  text = params.get("text", resid.text.params)
+  l_res = resid.loss(params["unet"], text, batch, k, train=False)
+  l_plain = plain.loss(params["unet"], text, {**batch, "video": video - up}, k, train=False)
+  np.testing.assert_allclose(np.asarray(l_res[0] if isinstance(l_res, tuple) else l_res),
+                             np.asarray(l_plain[0] if isinstance(l_plain, tuple) else l_plain), rtol=1e-5)
+  kw = dict(steps=2, guidance=1.0, low_res=low, shape=video.shape)
+  s_res = resid.sample(params["unet"], text, ["a red circle moving left"] * 2, k, **kw)
+  s_plain = plain.sample(params["unet"], text, ["a red circle moving left"] * 2, k, **kw)
+  np.testing.assert_allclose(np.asarray(s_res), np.clip(np.asarray(s_plain + up), -1, 1), atol=1e-5)

@@ -7,6 +7,9 @@
   aug_max_level   training draws the augmentation level per example from
                   U(0, aug_max_level); 0 turns conditioning augmentation off
   aug_level       the fixed level used at sampling (Imagen: 0.1-0.3)
+  residual        False (the paper) | True: diffuse x - upsample(low) and add the
+                  upsampled low-res back after sampling (SRDiff-style residual SR:
+                  a short training run starts from the classical upsampling)
 
 The level is a diffusion time in [0, 1] of the stage's own cosine schedule: the
 low-res video is replaced by z = alpha(t) x + sigma(t) eps, and the network
@@ -92,3 +95,10 @@ def sampling_inputs(config, low_res, shape, aug_level, rng) -> dict:
   up = upsample(jnp.asarray(low_res, jnp.float32), shape, s.temporal_upsample)
   levels = jnp.full((shape[0],), level, jnp.float32)
   return {"cond_video": _augment(config, up, levels, rng), "aug_level": levels}
+
+
+def residual_base(config, low, shape):
+  """upsample(low) when config.stage.residual (what the stage's diffusion is relative to), else None."""
+  if kind(config) == "base" or not config.stage.get("residual", False):
+    return None
+  return upsample(jnp.asarray(low, jnp.float32), shape, config.stage.temporal_upsample)

@@ -59,6 +59,10 @@ class Stage:
       cond["drop_text"] = guidance_lib.condition_dropout(
           k_drop, b, self.config.diffusion.cond_drop_prob)
     cond.update(conditioning.training_inputs(self.config, batch, x0.shape, k_cond))
+    base = (conditioning.residual_base(self.config, batch[self.config.stage.low_res_key], x0.shape)
+            if conditioning.kind(self.config) != "base" else None)
+    if base is not None:
+      x0 = x0 - base
     net = nnx.merge(self.graphdef, unet_params)
     dropout = train and self.model_config.dropout > 0
 
@@ -88,11 +92,13 @@ class Stage:
     cond.update(conditioning.sampling_inputs(self.config, low_res, shape, aug_level,
                                              jax.random.fold_in(rng, 1)))
     d = self.config.diffusion
-    return samplers.sample(self.model_fn, unet_params, cond, rng, shape=shape, steps=steps,
-                           sampler=sampler, guidance=guidance, objective=d.objective,
-                           thresholding=thresholding, percentile=percentile, gamma=gamma,
-                           logsnr_min=d.logsnr_min, logsnr_max=d.logsnr_max,
-                           resolution_shift=d.resolution_shift)
+    out = samplers.sample(self.model_fn, unet_params, cond, rng, shape=shape, steps=steps,
+                          sampler=sampler, guidance=guidance, objective=d.objective,
+                          thresholding=thresholding, percentile=percentile, gamma=gamma,
+                          logsnr_min=d.logsnr_min, logsnr_max=d.logsnr_max,
+                          resolution_shift=d.resolution_shift)
+    base = conditioning.residual_base(self.config, low_res, shape) if low_res is not None else None
+    return out if base is None else jnp.clip(out + base, -1.0, 1.0)
 
   def output_shape(self, batch: int) -> tuple[int, ...]:
     """Full frames (a stage trained on crops is fully convolutional)."""
