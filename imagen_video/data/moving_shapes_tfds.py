@@ -16,7 +16,7 @@ import dataclasses
 import numpy as np
 import tensorflow_datasets as tfds
 
-from imagen_video.data import moving_shapes as ms
+from imagen_video.data import clip_config, moving_shapes as ms
 
 NUM_PREVIEW = 8
 
@@ -40,13 +40,8 @@ def extra_key(frames: int, height: int, width: int) -> str:
 def moving_shapes_config(frames=16, height=32, width=32, fps=8.0, num_train=1000, num_test=100,
                          seed=0, extra_resolutions=()) -> MovingShapesConfig:
   """A config whose name encodes every parameter, so variants never collide on disk."""
-  extra = tuple(tuple(int(v) for v in r) for r in extra_resolutions)
-  for f, h, w in extra:
-    if frames % f or abs(w / h - width / height) > 1e-6:
-      raise ValueError(f"moving_shapes extra resolution {f}x{h}x{w}: frames must divide {frames} "
-                       f"and the aspect must equal {width}x{height}'s")
-  name = f"{frames}x{height}x{width}_fps{fps:g}_n{num_train}-{num_test}_s{seed}"
-  name += "".join(f"_x{f}x{h}x{w}" for f, h, w in extra)
+  name, extra = clip_config.config_name("moving_shapes", frames, height, width, fps, num_train,
+                                        num_test, seed, extra_resolutions)
   return MovingShapesConfig(name=name, frames=frames, height=height, width=width, fps=float(fps),
                             num_train=num_train, num_test=num_test, seed=seed, extra_resolutions=extra,
                             description="one shape moving at constant speed on black")

@@ -15,7 +15,7 @@ import dataclasses
 import numpy as np
 import tensorflow_datasets as tfds
 
-from imagen_video.data import texture_pans as tp
+from imagen_video.data import clip_config, texture_pans as tp
 from imagen_video.data.moving_shapes_tfds import extra_key
 
 
@@ -34,13 +34,8 @@ class TexturePansConfig(tfds.core.BuilderConfig):
 def texture_pans_config(frames=16, height=32, width=32, fps=8.0, num_train=1000, num_test=100,
                         seed=0, extra_resolutions=()) -> TexturePansConfig:
   """A config whose name encodes every parameter, so variants never collide on disk."""
-  extra = tuple(tuple(int(v) for v in r) for r in extra_resolutions)
-  for f, h, w in extra:
-    if frames % f or abs(w / h - width / height) > 1e-6:
-      raise ValueError(f"texture_pans extra resolution {f}x{h}x{w}: frames must divide {frames} "
-                       f"and the aspect must equal {width}x{height}'s")
-  name = f"{frames}x{height}x{width}_fps{fps:g}_n{num_train}-{num_test}_s{seed}"
-  name += "".join(f"_x{f}x{h}x{w}" for f, h, w in extra)
+  name, extra = clip_config.config_name("texture_pans", frames, height, width, fps, num_train,
+                                        num_test, seed, extra_resolutions)
   return TexturePansConfig(name=name, frames=frames, height=height, width=width, fps=float(fps),
                            num_train=num_train, num_test=num_test, seed=seed, extra_resolutions=extra,
                            description="camera pans and zooms over scikit-image photographs")
