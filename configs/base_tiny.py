@@ -6,6 +6,10 @@
 
 Arguments: runlocal (a few steps, for tests), steps=N, mesh=data:fsdp:tensor
 (e.g. mesh=2:4:1 on 8 devices).
+
+Budget: 3000 steps x batch 32, 1.4 steps/s on 2 idle CPU cores (~36 min). Measured
+(docs/results/base_tiny_caption_eval.md): all 28 color x direction prompts x 4 samples,
+color 100%, direction 83.9%, both 83.9%.
 """
 import ml_collections
 

@@ -74,7 +74,8 @@ def test_caption_eval_of_the_cascade_scores_its_final_output(tiny_cascade, tmp_p
   from imagen_video.cli import main as cli
   root = os.path.dirname(tiny_cascade.stages[0]["workdir"])
   spec = f"{CONFIG}:runlocal,root={root},data_dir={os.path.join(root, 'tfds')}"
-  assert cli.main(["eval", "--cascade", spec, "--num", "1", "--out_dir", str(tmp_path)]) == 0
+  assert cli.main(["eval", "--cascade", spec, "--num", "1", "--batch", "4",
+                   "--out_dir", str(tmp_path)]) == 0
   import json
   report = json.loads((tmp_path / "caption_eval.json").read_text())
   assert report["samples"] == 28 and report["shape"] == "16x64x64"

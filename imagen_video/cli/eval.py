@@ -29,6 +29,8 @@ def main(argv: list[str]) -> int:
   flags.DEFINE_enum("metric", "caption", ["caption", "sr_psnr"], "what to measure", flag_values=fv)
   flags.DEFINE_integer("num", 4, "samples per prompt (caption); test clips (sr_psnr)", flag_values=fv)
   flags.DEFINE_integer("seed", 0, "random seed", flag_values=fv)
+  flags.DEFINE_integer("batch", 28, "prompts sampled together (caption; lower it to save memory)",
+                       flag_values=fv)
   flags.DEFINE_integer("steps", None, "sampling steps (default config.sample.steps)", flag_values=fv)
   flags.DEFINE_float("guidance", None, "guidance weight (default config.sample.guidance)", flag_values=fv)
   flags.DEFINE_string("out_dir", None, "where to write the report (default WORKDIR/eval)", flag_values=fv)
@@ -39,6 +41,7 @@ def main(argv: list[str]) -> int:
     from imagen_video.cli import sample
     generate, _, names = sample.cascade_sampler(fv.cascade)
     caption_eval(generate, num=fv.num, seed=fv.seed, out_dir=fv.out_dir or "cascade_eval",
+                 batch=fv.batch,
                  label="cascade " + " -> ".join(names) + " (final output)")
     return 0
   if fv.config is None or not fv.workdir:
@@ -54,7 +57,7 @@ def main(argv: list[str]) -> int:
   guidance = s.guidance if fv.guidance is None else fv.guidance
   generate, _ = sample.stage_sampler(fv.config, fv.workdir, steps=steps, guidance=guidance,
                                      sampler=sampler)
-  caption_eval(generate, num=fv.num, seed=fv.seed, out_dir=out_dir,
+  caption_eval(generate, num=fv.num, seed=fv.seed, out_dir=out_dir, batch=fv.batch,
                label=stage_label(fv.config, fv.workdir, steps=steps, guidance=guidance, sampler=sampler))
   return 0
 
@@ -80,7 +83,7 @@ def sr_psnr_eval(config, workdir, *, num, seed=0, steps=None, guidance=None, out
   return result
 
 
-def caption_eval(generate, *, num, seed, out_dir, label) -> dict:
+def caption_eval(generate, *, num, seed, out_dir, label, batch=28) -> dict:
   """The caption check of `generate(prompts, seed) -> (uint8 videos, ...)` (one stage from
   sample.stage_sampler or a whole cascade from sample.cascade_sampler); `label` heads the report."""
   import jax
@@ -93,7 +96,7 @@ def caption_eval(generate, *, num, seed, out_dir, label) -> dict:
 
   t0 = time.time()
   prompts = prompt_following.grammar_prompts(num)
-  result = prompt_following.evaluate(sample_fn, prompts)
+  result = prompt_following.evaluate(sample_fn, prompts, batch=batch)
   seconds = time.time() - t0
   report = prompt_following.table(result)
   shape = "x".join(map(str, result["videos"][0].shape[:3]))
