@@ -55,10 +55,10 @@ def main(argv: list[str]) -> int:
   from imagen_video.cli import sample
   steps, sampler = fv.steps or s.steps, s.sampler
   guidance = s.guidance if fv.guidance is None else fv.guidance
-  generate, _ = sample.stage_sampler(fv.config, fv.workdir, steps=steps, guidance=guidance,
-                                     sampler=sampler)
+  generate, _, step = sample.stage_sampler(fv.config, fv.workdir, steps=steps, guidance=guidance,
+                                           sampler=sampler)
   caption_eval(generate, num=fv.num, seed=fv.seed, out_dir=out_dir, batch=fv.batch,
-               label=stage_label(fv.config, fv.workdir, steps=steps, guidance=guidance, sampler=sampler))
+               label=f"{fv.workdir} step {step}, EMA, {sampler} {steps} steps, guidance {guidance:g}")
   return 0
 
 
@@ -115,8 +115,3 @@ def caption_eval(generate, *, num, seed, out_dir, label, batch=28) -> dict:
                                 title=f"{label}: color+direction {result['accuracy']['color_direction']:.0%}")
   return result
 
-
-def stage_label(config, workdir, *, steps, guidance, sampler) -> str:
-  from imagen_video.train import checkpointing
-  step = checkpointing.Checkpoints(os.path.join(workdir, "checkpoints"), async_save=False).latest_step()
-  return f"{workdir} step {step}, EMA, {sampler} {steps} steps, guidance {guidance:g}"

@@ -54,9 +54,9 @@ def main(argv: list[str]) -> int:
     generate, fps, names = cascade_sampler(fv.cascade)
   else:
     s = fv.config.sample
-    generate, fps = stage_sampler(fv.config, fv.workdir, steps=fv.steps or s.steps,
-                                  guidance=s.guidance if fv.guidance is None else fv.guidance,
-                                  sampler=fv.sampler or s.sampler)
+    generate, fps, _ = stage_sampler(fv.config, fv.workdir, steps=fv.steps or s.steps,
+                                     guidance=s.guidance if fv.guidance is None else fv.guidance,
+                                     sampler=fv.sampler or s.sampler)
     names = None
   write(generate, prompts, num=fv.num, seed=fv.seed, fps=fps, out=fv.out, out_dir=fv.out_dir,
         stage_names=names)
@@ -72,7 +72,7 @@ def read_prompts(path: str) -> list[str]:
 
 
 def stage_sampler(config, workdir, *, steps, guidance, sampler):
-  """generate(prompts, seed) -> (uint8 [B,T,H,W,3], None), fps."""
+  """generate(prompts, seed) -> (uint8 [B,T,H,W,3], None), fps, the checkpoint step."""
   import jax
   from imagen_video.media import video_io
   from imagen_video.train import trainer
@@ -83,7 +83,7 @@ def stage_sampler(config, workdir, *, steps, guidance, sampler):
     video = stage.sample(ema["unet"], text_params, prompts, jax.random.key(seed), steps=steps,
                          sampler=sampler, guidance=guidance)
     return video_io.to_uint8(np.asarray(video)), None
-  return generate, config.sample.get("fps", 8.0)
+  return generate, config.sample.get("fps", 8.0), step
 
 
 def cascade_sampler(cascade_config):

@@ -70,35 +70,37 @@ def _augment(config, video, level, rng):
   return bc(alpha) * video + bc(sigma) * jax.random.normal(rng, video.shape, video.dtype)
 
 
-def training_inputs(config, batch: dict, shape, rng) -> dict:
-  """cond_video and aug_level for a training batch (nothing for the base stage)."""
+def low_res_input(config, low_res, shape):
+  """The low-res video upsampled to `shape`: what SR stages condition on (None for the base)."""
   if kind(config) == "base":
+    if low_res is not None:
+      raise ValueError("the base stage takes no low-res video")
+    return None
+  if low_res is None:
+    raise ValueError(f"{kind(config)} stage: sampling needs the low-res video (low_res=...)")
+  return upsample(jnp.asarray(low_res, jnp.float32), shape, config.stage.temporal_upsample)
+
+
+def is_residual(config) -> bool:
+  """Whether the stage diffuses x - low_res_input (config.stage.residual)."""
+  return kind(config) != "base" and config.stage.get("residual", False)
+
+
+def training_inputs(config, up, rng) -> dict:
+  """cond_video and aug_level for a training batch from `low_res_input` (nothing for the base)."""
+  if up is None:
     return {}
   s = config.stage
   k_level, k_noise = jax.random.split(rng)
-  up = upsample(batch[s.low_res_key].astype(jnp.float32), shape, s.temporal_upsample)
-  level = jax.random.uniform(k_level, (shape[0],), maxval=s.aug_max_level)
+  level = jax.random.uniform(k_level, (up.shape[0],), maxval=s.aug_max_level)
   cond = jnp.where(s.aug_max_level > 0, _augment(config, up, level, k_noise), up)
   return {"cond_video": cond, "aug_level": level}
 
 
-def sampling_inputs(config, low_res, shape, aug_level, rng) -> dict:
+def sampling_inputs(config, up, aug_level, rng) -> dict:
   """cond_video and aug_level at sampling, at a fixed (configurable) level."""
-  if kind(config) == "base":
-    if low_res is not None:
-      raise ValueError("the base stage takes no low-res video")
+  if up is None:
     return {}
-  if low_res is None:
-    raise ValueError(f"{kind(config)} stage: sampling needs the low-res video (low_res=...)")
-  s = config.stage
-  level = s.aug_level if aug_level is None else aug_level
-  up = upsample(jnp.asarray(low_res, jnp.float32), shape, s.temporal_upsample)
-  levels = jnp.full((shape[0],), level, jnp.float32)
+  level = config.stage.aug_level if aug_level is None else aug_level
+  levels = jnp.full((up.shape[0],), level, jnp.float32)
   return {"cond_video": _augment(config, up, levels, rng), "aug_level": levels}
-
-
-def residual_base(config, low, shape):
-  """upsample(low) when config.stage.residual (what the stage's diffusion is relative to), else None."""
-  if kind(config) == "base" or not config.stage.get("residual", False):
-    return None
-  return upsample(jnp.asarray(low, jnp.float32), shape, config.stage.temporal_upsample)

@@ -58,11 +58,11 @@ class Stage:
     if train:
       cond["drop_text"] = guidance_lib.condition_dropout(
           k_drop, b, self.config.diffusion.cond_drop_prob)
-    cond.update(conditioning.training_inputs(self.config, batch, x0.shape, k_cond))
-    base = (conditioning.residual_base(self.config, batch[self.config.stage.low_res_key], x0.shape)
-            if conditioning.kind(self.config) != "base" else None)
-    if base is not None:
-      x0 = x0 - base
+    low = batch[self.config.stage.low_res_key] if conditioning.kind(self.config) != "base" else None
+    up = conditioning.low_res_input(self.config, low, x0.shape)
+    cond.update(conditioning.training_inputs(self.config, up, k_cond))
+    if conditioning.is_residual(self.config):
+      x0 = x0 - up
     net = nnx.merge(self.graphdef, unet_params)
     dropout = train and self.model_config.dropout > 0
 
@@ -89,16 +89,15 @@ class Stage:
     b = emb.shape[0]
     shape = shape or self.output_shape(b)
     cond = dict(text_emb=emb, text_mask=mask)
-    cond.update(conditioning.sampling_inputs(self.config, low_res, shape, aug_level,
-                                             jax.random.fold_in(rng, 1)))
+    up = conditioning.low_res_input(self.config, low_res, shape)
+    cond.update(conditioning.sampling_inputs(self.config, up, aug_level, jax.random.fold_in(rng, 1)))
     d = self.config.diffusion
     out = samplers.sample(self.model_fn, unet_params, cond, rng, shape=shape, steps=steps,
                           sampler=sampler, guidance=guidance, objective=d.objective,
                           thresholding=thresholding, percentile=percentile, gamma=gamma,
                           logsnr_min=d.logsnr_min, logsnr_max=d.logsnr_max,
                           resolution_shift=d.resolution_shift)
-    base = conditioning.residual_base(self.config, low_res, shape) if low_res is not None else None
-    return out if base is None else jnp.clip(out + base, -1.0, 1.0)
+    return jnp.clip(out + up, -1.0, 1.0) if conditioning.is_residual(self.config) else out
 
   def output_shape(self, batch: int) -> tuple[int, ...]:
     """Full frames (a stage trained on crops is fully convolutional)."""
