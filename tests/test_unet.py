@@ -211,3 +211,16 @@ def test_frame_position_embedding_breaks_time_reversal_symmetry(frame_pos):
     assert gap > 1e-2
   else:
     assert gap < 1e-5
+
+
+def test_frame_index_embedding_tells_each_video_frame_its_index_but_not_images():
+  # Identical frames and no temporal mixing: outputs differ across frames only through
+  # the frame index; a stack of independent images stays frame-independent.
+  graphdef, state = make(tiny_config(temporal_mixing="none", frame_index_embedding=True))
+  f = forward_fn(graphdef)
+  x, log_snr, text, mask = inputs()
+  x = jnp.broadcast_to(x[:, :1], x.shape)
+  out = f(state, x, log_snr, text, mask, {"is_image": jnp.array([False, True])})
+  spread = jnp.max(jnp.abs(out - out[:, :1]), axis=(1, 2, 3, 4)) / jnp.max(jnp.abs(out))
+  assert float(spread[0]) > 1e-2  # video: frame-dependent
+  assert float(spread[1]) < 1e-5  # images: no frame index

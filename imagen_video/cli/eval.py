@@ -34,6 +34,7 @@ def main(argv: list[str]) -> int:
   flags.DEFINE_integer("steps", None, "sampling steps (default config.sample.steps)", flag_values=fv)
   flags.DEFINE_float("guidance", None, "guidance weight (default config.sample.guidance)", flag_values=fv)
   flags.DEFINE_string("out_dir", None, "where to write the report (default WORKDIR/eval)", flag_values=fv)
+  flags.DEFINE_integer("step", None, "checkpoint step to evaluate (default the newest)", flag_values=fv)
   flags_util.parse(fv, argv, __doc__)
   if fv.cascade is not None:
     if fv.metric != "caption" or fv.config is not None:
@@ -50,25 +51,26 @@ def main(argv: list[str]) -> int:
   out_dir = fv.out_dir or os.path.join(fv.workdir, "eval")
   if fv.metric == "sr_psnr":
     sr_psnr_eval(fv.config, fv.workdir, num=fv.num, seed=fv.seed, steps=fv.steps,
-                 guidance=fv.guidance, out_dir=out_dir)
+                 guidance=fv.guidance, out_dir=out_dir, step=fv.step)
     return 0
   from imagen_video.cli import sample
   steps, sampler = fv.steps or s.steps, s.sampler
   guidance = s.guidance if fv.guidance is None else fv.guidance
   generate, _, step = sample.stage_sampler(fv.config, fv.workdir, steps=steps, guidance=guidance,
-                                           sampler=sampler)
+                                           sampler=sampler, step=fv.step)
   caption_eval(generate, num=fv.num, seed=fv.seed, out_dir=out_dir, batch=fv.batch,
                label=f"{fv.workdir} step {step}, EMA, {sampler} {steps} steps, guidance {guidance:g}")
   return 0
 
 
-def sr_psnr_eval(config, workdir, *, num, seed=0, steps=None, guidance=None, out_dir) -> dict:
+def sr_psnr_eval(config, workdir, *, num, seed=0, steps=None, guidance=None, out_dir,
+                 step=None) -> dict:
   """sr_psnr.evaluate, printed and written as sr_psnr.md / .json / .png in out_dir."""
   import jax
   from imagen_video.eval import sr_psnr
   name = os.path.basename(os.path.normpath(workdir))
   result = sr_psnr.evaluate(config, workdir, num=num, seed=seed, steps=steps, guidance=guidance,
-                            name=name)
+                            name=name, step=step)
   report = sr_psnr.table(result)
   print(f"sr_psnr: {result['sampler']} {result['steps']} steps, guidance {result['guidance']}, "
         f"aug_level {result['aug_level']}, {result['seconds']:.0f} s\n{report}")

@@ -71,12 +71,12 @@ def read_prompts(path: str) -> list[str]:
   return prompts
 
 
-def stage_sampler(config, workdir, *, steps, guidance, sampler):
+def stage_sampler(config, workdir, *, steps, guidance, sampler, step=None):
   """generate(prompts, seed) -> (uint8 [B,T,H,W,3], None), fps, the checkpoint step."""
   import jax
   from imagen_video.media import video_io
   from imagen_video.train import trainer
-  stage, ema, step = trainer.load_for_sampling(config, workdir)
+  stage, ema, step = trainer.load_for_sampling(config, workdir, step=step)
   text_params = ema.get("text", stage.text.params)
 
   def generate(prompts, seed):

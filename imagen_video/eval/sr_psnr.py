@@ -79,7 +79,7 @@ def test_clips(config, num: int) -> dict:
 
 
 def evaluate(config, workdir: str, *, num: int = 8, seed: int = 0, steps=None, guidance=None,
-             chunk: int = 8, name: str | None = None) -> dict:
+             chunk: int = 8, name: str | None = None, step: int | None = None) -> dict:
   """Samples the stage in `workdir` on `num` test clips; PSNR of model and baseline."""
   from imagen_video.train import trainer
   kind = conditioning.kind(config)
@@ -88,7 +88,7 @@ def evaluate(config, workdir: str, *, num: int = 8, seed: int = 0, steps=None, g
   steps = steps or config.sample.steps
   guidance = config.sample.guidance if guidance is None else guidance
   clips = test_clips(config, num)
-  stage, ema, step = trainer.load_for_sampling(config, workdir)
+  stage, ema, step = trainer.load_for_sampling(config, workdir, step=step)
   text_params = ema.get("text", stage.text.params)
   t0 = time.time()
   outs = []

@@ -36,7 +36,9 @@ class ResBlock(nnx.Module):
 
   def __call__(self, x, emb, *, dropout_rng=None, deterministic=True):
     h = self.conv1(jax.nn.silu(self.norm1(x)))
-    scale, shift = jnp.split(self.film(jax.nn.silu(emb))[:, None, None, None, :], 2, axis=-1)
+    film = self.film(jax.nn.silu(emb))  # emb [B, D] (per clip) or [B, T, D] (per frame)
+    film = film[:, None, None, None, :] if film.ndim == 2 else film[:, :, None, None, :]
+    scale, shift = jnp.split(film, 2, axis=-1)
     h = self.norm2(h) * (1 + scale) + shift
     h = dropout(jax.nn.silu(h), self.dropout_rate, dropout_rng, deterministic)
     h = self.conv2(h)

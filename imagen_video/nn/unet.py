@@ -24,6 +24,10 @@ Built from `config.model` (an ml_collections.ConfigDict; defaults in
   temporal_conv_kernel  odd kernel size over frames for 'conv'.
   frame_position_embedding  sinusoidal frame-index features into temporal attention: breaks
                      its time-reversal symmetry at init, so motion direction follows text.
+  frame_index_embedding  an MLP of the frame index added to each video frame's conditioning
+                     embedding (so every ResBlock's FiLM knows the frame): per-frame layout
+                     such as "where is the shape at frame t of a leftward move" is then
+                     learnable by the spatial layers directly. Images and lone frames get none.
   heads, head_dim    attention heads and per-head width (all attention layers).
   text_dim           width of the T5 token embeddings (4096 for T5-XXL); 0 = no text.
   emb_dim            width of the conditioning embedding (None -> 4 * channels).
@@ -79,6 +83,7 @@ def default_config() -> ml_collections.ConfigDict:
       resolution=64, attn_resolutions=(16, 8), cross_attn_resolutions=(16, 8),
       mid_spatial_attn=True,
       temporal_mixing="attention", temporal_conv_kernel=3, frame_position_embedding=True,
+      frame_index_embedding=False,
       heads=8, head_dim=64, text_dim=4096, emb_dim=None, norm_groups=32, dropout=0.0,
       dtype="float32", param_dtype="float32", remat="none", attention_backend="xla",
       use_aug_level_embedding=False, skip_scale=2 ** -0.5,
@@ -121,6 +126,10 @@ class VideoUNet(nnx.Module):
     self.aug_mlp = (nnx.List([Dense(cfg.channels, emb_dim, in_axes=("embed",), out_axes=("mlp",), **kw),
                               Dense(emb_dim, emb_dim, in_axes=("mlp",), out_axes=("mlp",), **kw)])
                     if cfg.use_aug_level_embedding else None)
+    self.frame_mlp = (nnx.List([Dense(cfg.channels, emb_dim, in_axes=("embed",), out_axes=("mlp",), **kw),
+                                Dense(emb_dim, emb_dim, in_axes=("mlp",), out_axes=("mlp",),
+                                      zero_init=True, **kw)])
+                      if cfg.get("frame_index_embedding", False) else None)
     if cfg.text_dim > 0:
       self.null_text = nnx.Param(jax.random.normal(rngs.params(), (cfg.text_dim,), param_dtype) * 0.02,
                                  logical_axes=("text_embed",))
@@ -209,6 +218,11 @@ class VideoUNet(nnx.Module):
       text_mask = jnp.ones(text_emb.shape[:2], bool) if text_mask is None else text_mask
       ctx["text"], ctx["text_mask"], pooled = self._text(text_emb, text_mask, drop_text)
       emb = emb + pooled
+    if self.frame_mlp is not None:  # [B, D] -> [B, T, D]; zero-init: a fresh model ignores it
+      mixes = (ctx["allowed"].sum(-1) > 1).astype(emb.dtype)  # [B, T]: frame of a video
+      frames = self._mlp(self.frame_mlp, sinusoidal_embedding(jnp.arange(t), self.channels,
+                                                             max_period=1000.0))
+      emb = emb[:, None, :] + mixes[:, :, None] * frames[None].astype(emb.dtype)
     ctx["emb"] = emb
 
     if self.cond_channels:

@@ -10,9 +10,13 @@
   residual        False (the paper) | True: diffuse x - upsample(low) and add the
                   upsampled low-res back after sampling (SRDiff-style residual SR:
                   a short training run starts from the classical upsampling)
+  back_projection  iterations of back-projection after sampling (0: the paper):
+                  out += upsample(low - downsample(out)), so the output agrees with
+                  its low-res input (source frames / area means) and only the detail
+                  the input lacks is the model's; removes low-frequency drift
 
-The level is a diffusion time in [0, 1] of the stage's own cosine schedule: the
-low-res video is replaced by z = alpha(t) x + sigma(t) eps, and the network
+The level is a diffusion time in [0, 1] of the stage's own cosine schedule
+(without its `diffusion.resolution_shift`): the low-res video is replaced by z = alpha(t) x + sigma(t) eps, and the network
 sees t through its augmentation embedding.
 """
 from __future__ import annotations
@@ -63,8 +67,32 @@ def upsample(low, shape, temporal: str = "repeat"):
   return low
 
 
+def downsample(video, low_shape):
+  """The inverse sampling of `upsample`: the source frames (every r-th, as the
+  datasets' low-fps renderings), area means in space (as their low-res renderings)."""
+  b, frames, height, width, c = video.shape
+  t, h, w = low_shape
+  if frames % t or height % h or width % w:
+    raise ValueError(f"cannot downsample {frames}x{height}x{width} to {t}x{h}x{w}: not integer factors")
+  video = video[:, ::frames // t]
+  if (height, width) != (h, w):
+    video = video.reshape(b, t, h, height // h, w, width // w, c).mean(axis=(3, 5))
+  return video
+
+
+def back_project(config, out, low_res):
+  """`config.stage.back_projection` rounds of out += upsample(low_res - downsample(out))."""
+  low_res = jnp.asarray(low_res, out.dtype)
+  for _ in range(int(config.stage.get("back_projection", 0))):
+    error = low_res - downsample(out, low_res.shape[1:4])
+    out = out + upsample(error, out.shape, config.stage.temporal_upsample)
+  return out
+
+
 def _augment(config, video, level, rng):
-  log_snr = schedule_from_config(config.diffusion)(level)
+  # The frames' own schedule: a resolution shift (e.g. for residual stages) moves the
+  # diffusion of x, not the meaning of an augmentation level.
+  log_snr = schedule_from_config({**config.diffusion.to_dict(), "resolution_shift": 1.0})(level)
   alpha, sigma = alpha_sigma(log_snr)
   bc = lambda a: a.reshape(a.shape + (1,) * (video.ndim - 1))
   return bc(alpha) * video + bc(sigma) * jax.random.normal(rng, video.shape, video.dtype)
