@@ -125,7 +125,8 @@ def sr_stage(s, a, *, aug_level, data="moving_shapes", builder=None, residual=Tr
   c.stage = ml_collections.ConfigDict(dict(kind=s["kind"], low_res_key=low_key,
                                            temporal_upsample="linear" if residual else "repeat",
                                            aug_max_level=0.5, aug_level=aug_level,
-                                           residual=residual, back_projection=0))
+                                           residual=residual,
+                                           back_projection=3 if residual else 0))
   c.diffusion.resolution_shift = float(s["shift"]) if residual else 1.0
   c.train.steps = 4 if a.runlocal else s["steps"]
   if not a.runlocal:  # base_tiny's warmup would outlast these short runs
