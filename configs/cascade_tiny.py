@@ -15,7 +15,7 @@ runlocal (seconds-long smoke configs for tests).
 
 Every stage trains on ground-truth (low-res, high-res) pairs of the same
 `moving_shapes` clips (the dataset's `extra_resolutions`), with conditioning
-augmentation; the last SSR is fully convolutional and trains on 32x32 crops.
+augmentation; the SSR stages train on 16x16 crops (the last is fully convolutional).
 """
 import ml_collections
 
@@ -30,7 +30,7 @@ SR_STAGES = {
     "ssr1": dict(kind="ssr", out=(16, 32, 32), low=(16, 16, 16), channels=16, mults=(1, 2, 2),
                  blocks=(1, 1, 1), cross=(8,), steps=150, batch=8, crop=(16, 16), shift=4),
     "ssr2": dict(kind="ssr", out=(16, 64, 64), low=(16, 32, 32), channels=16, mults=(1, 2),
-                 blocks=(1, 1), cross=(), steps=150, batch=8, crop=(32, 32), shift=4),
+                 blocks=(1, 1), cross=(), steps=150, batch=8, crop=(16, 16), shift=4),
 }
 # The demo's budget (minutes on 2 cores, not yet enough for prompt-following
 # quality); the standalone base_tiny config trains longer.
