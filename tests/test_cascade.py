@@ -89,6 +89,8 @@ def test_residual_sr_stage_diffuses_the_difference_to_the_upsampled_input(tiny_c
   # video - upsample(low), and its samples are the plain samples plus upsample(low).
   config = configs_loader.load(tiny_cascade.stages[1]["config"])  # tsr
   assert config.stage.residual and config.stage.temporal_upsample == "linear"
+  with config.unlocked():
+    config.stage.back_projection = 0  # the residual mechanism alone
   resid, params, _ = trainer.load_for_sampling(config, tiny_cascade.stages[1]["workdir"])
   with config.unlocked():
     config.stage.residual = False

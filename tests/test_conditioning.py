@@ -36,3 +36,15 @@ def test_back_projection_makes_the_output_agree_with_its_input():
 def test_downsample_rejects_non_integer_factors():
   with pytest.raises(ValueError, match="not integer factors"):
     conditioning.downsample(jnp.zeros((1, 8, 16, 16, 3)), (3, 8, 8))
+
+
+def test_augmentation_level_ignores_the_stages_schedule_shift():
+  from imagen_video.diffusion import objectives
+  video = jnp.zeros((1, 2, 8, 8, 3))
+  outs = []
+  for shift in (1.0, 8.0):  # residual stages shift their own schedule, not the augmentation
+    c = ml_collections.ConfigDict(dict(diffusion=objectives.default_diffusion_config()))
+    c.diffusion.resolution_shift = shift
+    outs.append(conditioning._augment(c, video, jnp.array([0.1]), jax.random.key(0)))
+  np.testing.assert_allclose(outs[0], outs[1])
+  assert 0.1 < float(jnp.std(outs[0])) < 0.25  # cosine t=0.1: sigma = 0.156
