@@ -37,8 +37,8 @@ def main(argv: list[str]) -> int:
   flags.DEFINE_integer("step", None, "checkpoint step to evaluate (default the newest)", flag_values=fv)
   flags_util.parse(fv, argv, __doc__)
   if fv.cascade is not None:
-    if fv.metric != "caption" or fv.config is not None:
-      raise SystemExit(f"{argv[0]}: --cascade goes with --metric caption and no --config")
+    if fv.metric != "caption" or fv.config is not None or fv.step is not None:
+      raise SystemExit(f"{argv[0]}: --cascade goes with --metric caption and no --config or --step")
     from imagen_video.cli import sample
     generate, _, names = sample.cascade_sampler(fv.cascade)
     caption_eval(generate, num=fv.num, seed=fv.seed, out_dir=fv.out_dir or "cascade_eval",

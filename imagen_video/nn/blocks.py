@@ -13,7 +13,8 @@ import jax.numpy as jnp
 from flax import nnx
 
 from imagen_video.nn.attention import Attention, RelativePositionBias
-from imagen_video.nn.layers import VIDEO_AXES, Conv2D, Dense, GroupNorm, dropout, sinusoidal_embedding
+from imagen_video.nn.layers import VIDEO_AXES, Conv2D, Dense, GroupNorm, dropout, frame_index_features
+from imagen_video.nn.masks import mixing_frames
 from imagen_video.parallel import sharding
 
 
@@ -98,8 +99,8 @@ class TemporalAttention(nnx.Module):
     b, t, h, w, c = x.shape
     y = self.norm(x)
     if self.frame_pos:
-      mixes = (allowed.sum(-1) > 1).astype(y.dtype)  # [B, T]: not an image or lone frame
-      pos = sinusoidal_embedding(jnp.arange(t), c, max_period=1000.0).astype(y.dtype)
+      mixes = mixing_frames(allowed).astype(y.dtype)  # [B, T]
+      pos = frame_index_features(t, c).astype(y.dtype)
       y = y + mixes[:, :, None, None, None] * pos[None, :, None, None, :]
     y = jnp.transpose(y, (0, 2, 3, 1, 4)).reshape(b * h * w, t, c)
     mask = jnp.broadcast_to(allowed[:, None, None], (b, h * w, 1, t, t)).reshape(b * h * w, 1, t, t)

@@ -123,6 +123,11 @@ class LayerNorm(nnx.Module):
     return (y * self.scale[...] + self.bias[...]).astype(self.dtype)
 
 
+def frame_index_features(frames: int, dim: int) -> jax.Array:
+  """[frames, dim] sinusoidal features of the frame index (frame position embeddings)."""
+  return sinusoidal_embedding(jnp.arange(frames), dim, max_period=1000.0)
+
+
 def sinusoidal_embedding(x: jax.Array, dim: int, max_period: float = 10000.0) -> jax.Array:
   """[B] float -> [B, dim] sin/cos features (transformer/DDPM style)."""
   half = dim // 2

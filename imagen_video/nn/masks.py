@@ -34,3 +34,8 @@ def temporal_allowed(batch: int, frames: int, frame_mask=None, is_image=None) ->
     video = video & ~is_image
   eye = jnp.eye(frames, dtype=bool)[None]
   return eye | (video[:, :, None] & video[:, None, :])
+
+
+def mixing_frames(allowed) -> jax.Array:
+  """[B, T, T] `temporal_allowed` -> [B, T] bool: frames of a video (not an image or a lone frame)."""
+  return allowed.sum(-1) > 1

@@ -65,8 +65,9 @@ import ml_collections
 from flax import nnx
 
 from imagen_video.nn.blocks import Downsample, SpaceTimeBlock, Upsample
-from imagen_video.nn.layers import VIDEO_AXES, Conv2D, Dense, GroupNorm, LayerNorm, sinusoidal_embedding
-from imagen_video.nn.masks import temporal_allowed
+from imagen_video.nn.layers import (VIDEO_AXES, Conv2D, Dense, GroupNorm, LayerNorm, frame_index_features,
+                                     sinusoidal_embedding)
+from imagen_video.nn.masks import mixing_frames, temporal_allowed
 from imagen_video.parallel import sharding
 
 _REMAT_POLICIES = {
@@ -219,9 +220,8 @@ class VideoUNet(nnx.Module):
       ctx["text"], ctx["text_mask"], pooled = self._text(text_emb, text_mask, drop_text)
       emb = emb + pooled
     if self.frame_mlp is not None:  # [B, D] -> [B, T, D]; zero-init: a fresh model ignores it
-      mixes = (ctx["allowed"].sum(-1) > 1).astype(emb.dtype)  # [B, T]: frame of a video
-      frames = self._mlp(self.frame_mlp, sinusoidal_embedding(jnp.arange(t), self.channels,
-                                                             max_period=1000.0))
+      mixes = mixing_frames(ctx["allowed"]).astype(emb.dtype)  # [B, T]
+      frames = self._mlp(self.frame_mlp, frame_index_features(t, self.channels))
       emb = emb[:, None, :] + mixes[:, :, None] * frames[None].astype(emb.dtype)
     ctx["emb"] = emb
 

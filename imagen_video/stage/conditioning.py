@@ -16,8 +16,9 @@
                   the input lacks is the model's; removes low-frequency drift
 
 The level is a diffusion time in [0, 1] of the stage's own cosine schedule
-(without its `diffusion.resolution_shift`): the low-res video is replaced by z = alpha(t) x + sigma(t) eps, and the network
-sees t through its augmentation embedding.
+(without its `diffusion.resolution_shift`): the low-res video is replaced by
+z = alpha(t) x + sigma(t) eps, and the network sees t through its augmentation
+embedding.
 """
 from __future__ import annotations
 

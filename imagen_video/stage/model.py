@@ -97,11 +97,11 @@ class Stage:
                           thresholding=thresholding, percentile=percentile, gamma=gamma,
                           logsnr_min=d.logsnr_min, logsnr_max=d.logsnr_max,
                           resolution_shift=d.resolution_shift)
+    if up is None:  # the base stage
+      return out
     if conditioning.is_residual(self.config):
       out = out + up
-    if up is not None and self.config.stage.get("back_projection", 0):
-      out = conditioning.back_project(self.config, out, low_res)
-    return jnp.clip(out, -1.0, 1.0) if up is not None else out
+    return jnp.clip(conditioning.back_project(self.config, out, low_res), -1.0, 1.0)
 
   def output_shape(self, batch: int) -> tuple[int, ...]:
     """Full frames (a stage trained on crops is fully convolutional)."""
