@@ -32,3 +32,18 @@ def test_compile_tiny_for_tpu():
   assert r.flops > 0 and r.argument_bytes > 0 and r.total_bytes > 0
   text = aot.format_report(r, sl)
   assert "GiB HBM" in text and "MFU" in text
+
+
+def test_abstract_batch_follows_frame_windows_and_crops():
+  """Training on frame windows / crops: the low-res input is cut at the same place, so its
+  abstract shape shrinks by the same factors (the 128-frame paper stages rely on this)."""
+  import jax
+  from imagen_video.parallel import sharding
+  from imagen_video.utils import configs_loader
+  config = configs_loader.load("configs/cascade_tiny.py:stage=tsr,runlocal=true")
+  config.data.frames = 8   # of 16 output frames; the TSR input has 8 of its own
+  config.data.crop = (8, 8)
+  mesh = sharding.make_mesh((1, 1, 1), jax.devices()[:1])
+  batch = aot.abstract_batch(config, mesh, config.sharding_rules, 2)
+  assert batch["video"].shape == (2, 8, 8, 8, 3)
+  assert batch[config.data.low_res_keys[0]].shape == (2, 4, 8, 8, 3)

@@ -64,3 +64,10 @@ def test_runlocal_texture_tsr_then_sr_psnr_cli(tmp_path):
     assert len(result[key]["per_clip"]) == 2 and np.isfinite(result[key]["mean"])
   assert "| tsr (tsr, step 4) | texture_pans test | 2 |" in (out_dir / "sr_psnr.md").read_text()
   assert (out_dir / "sr_psnr.png").stat().st_size > 0
+  # Two draws per clip: their average is scored too, beside the per-draw PSNR.
+  assert cli.main(["eval", "--config", arg, "--workdir", workdir, "--metric", "sr_psnr",
+                   "--num", "2", "--samples", "2", "--out_dir", str(out_dir)]) == 0
+  result = json.loads((out_dir / "sr_psnr.json").read_text())
+  assert result["samples"] == 2 and len(result["psnr_mean"]["per_clip"]) == 2
+  assert result["delta_mean"] == pytest.approx(result["psnr_mean"]["mean"] - result["psnr_baseline"]["mean"])
+  assert "PSNR of their mean" in (out_dir / "sr_psnr.md").read_text()

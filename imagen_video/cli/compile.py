@@ -34,6 +34,8 @@ def main(argv: list[str]) -> int:
   flags.DEFINE_integer("sample_batch", None, "prompts per sampler step (default: chips / 2, so the "
                        "guided 2 x batch U-Net pass has one video per chip)", flag_values=fv)
   flags.DEFINE_list("steps", ["train", "sample"], "which steps to compile", flag_values=fv)
+  flags.DEFINE_integer("oom_lines", 0, "when a step does not fit, print this many lines of XLA's "
+                       "report (its largest allocations, with shapes and ops)", flag_values=fv)
   flags_util.parse(fv, argv, __doc__)
   if fv.config is None:
     raise SystemExit(f"{argv[0]}: --config is required")
@@ -51,15 +53,15 @@ def main(argv: list[str]) -> int:
         f"mesh {dict(config.mesh)}", flush=True)
   fits = True
   if "train" in fv.steps:
-    fits &= _run("train_step", sl, "step", lambda: aot.compile_train_step(
+    fits &= _run("train_step", sl, "step", fv.oom_lines, lambda: aot.compile_train_step(
         config, devices, fv.batch or config.data.batch_size))
   if "sample" in fv.steps:
-    fits &= _run("sample_step", sl, "sampler step", lambda: aot.compile_sample_step(
+    fits &= _run("sample_step", sl, "sampler step", fv.oom_lines, lambda: aot.compile_sample_step(
         config, devices, fv.sample_batch or max(1, len(devices) // 2)))
   return 0 if fits else 1
 
 
-def _run(name, sl, per, compile_fn) -> bool:
+def _run(name, sl, per, oom_lines, compile_fn) -> bool:
   import jax
   from imagen_video.parallel import aot
   try:
@@ -68,7 +70,10 @@ def _run(name, sl, per, compile_fn) -> bool:
     if "RESOURCE_EXHAUSTED" not in str(e):
       raise
     # XLA refuses to compile what cannot fit in HBM: that is the answer, not a crash.
-    print(f"[{name}] DOES NOT FIT on {sl.name}: {str(e).splitlines()[0]}", flush=True)
+    lines = str(e).splitlines()
+    print(f"[{name}] DOES NOT FIT on {sl.name}: {lines[0]}", flush=True)
+    if oom_lines:
+      print("\n".join(lines[1:1 + oom_lines]), flush=True)
     return False
   print(aot.format_report(r, sl, per=per), flush=True)
   return r.total_bytes <= sl.chip.hbm_gib * aot.GIB

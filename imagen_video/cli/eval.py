@@ -35,6 +35,8 @@ def main(argv: list[str]) -> int:
   flags.DEFINE_float("guidance", None, "guidance weight (default config.sample.guidance)", flag_values=fv)
   flags.DEFINE_string("out_dir", None, "where to write the report (default WORKDIR/eval)", flag_values=fv)
   flags.DEFINE_integer("step", None, "checkpoint step to evaluate (default the newest)", flag_values=fv)
+  flags.DEFINE_integer("samples", 1, "sr_psnr: draws per clip; > 1 also scores their average "
+                       "(the posterior-mean estimate)", flag_values=fv)
   flags_util.parse(fv, argv, __doc__)
   if fv.cascade is not None:
     if fv.metric != "caption" or fv.config is not None or fv.step is not None:
@@ -51,7 +53,7 @@ def main(argv: list[str]) -> int:
   out_dir = fv.out_dir or os.path.join(fv.workdir, "eval")
   if fv.metric == "sr_psnr":
     sr_psnr_eval(fv.config, fv.workdir, num=fv.num, seed=fv.seed, steps=fv.steps,
-                 guidance=fv.guidance, out_dir=out_dir, step=fv.step)
+                 guidance=fv.guidance, out_dir=out_dir, step=fv.step, samples=fv.samples)
     return 0
   from imagen_video.cli import sample
   steps, sampler = fv.steps or s.steps, s.sampler
@@ -64,13 +66,13 @@ def main(argv: list[str]) -> int:
 
 
 def sr_psnr_eval(config, workdir, *, num, seed=0, steps=None, guidance=None, out_dir,
-                 step=None) -> dict:
+                 step=None, samples=1) -> dict:
   """sr_psnr.evaluate, printed and written as sr_psnr.md / .json / .png in out_dir."""
   import jax
   from imagen_video.eval import sr_psnr
   name = os.path.basename(os.path.normpath(workdir))
   result = sr_psnr.evaluate(config, workdir, num=num, seed=seed, steps=steps, guidance=guidance,
-                            name=name, step=step)
+                            name=name, step=step, samples=samples)
   report = sr_psnr.table(result)
   print(f"sr_psnr: {result['sampler']} {result['steps']} steps, guidance {result['guidance']}, "
         f"aug_level {result['aug_level']}, {result['seconds']:.0f} s\n{report}")

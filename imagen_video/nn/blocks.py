@@ -132,11 +132,15 @@ class TemporalConv(nnx.Module):
     w = self.kernel[...].astype(self.dtype)
     idx = jnp.arange(t)
     y = self.bias[...].astype(self.dtype)
-    for i, off in enumerate(range(-(k // 2), k // 2 + 1)):
+    p = k // 2
+    # Shifts as zero-pad + slice, not a gather over frames: when frames are sharded
+    # (sequence parallelism) XLA turns these into halo exchanges instead of all-gathers.
+    hp = jnp.pad(h, ((0, 0), (p, p), (0, 0), (0, 0), (0, 0)))
+    for i, off in enumerate(range(-p, p + 1)):
       src = idx + off
       inside = (src >= 0) & (src < t)
       ok = inside[None] & jnp.take_along_axis(allowed, jnp.clip(src, 0, t - 1)[None, :, None], axis=2)[..., 0]
-      shifted = jnp.take(h, jnp.clip(src, 0, t - 1), axis=1) * ok[:, :, None, None, None].astype(h.dtype)
+      shifted = jax.lax.slice_in_dim(hp, p + off, p + off + t, axis=1) * ok[:, :, None, None, None].astype(h.dtype)
       y = y + jnp.einsum("bthwc,cd->bthwd", shifted, w[i])
     return x + y
 

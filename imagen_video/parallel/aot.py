@@ -144,7 +144,8 @@ def abstract_batch(config, mesh, rules, batch: int) -> dict:
   out = {"video": _batch_arg(mesh, rules, (batch, frames, h, w, 3), jnp.float32)}
   for key in d.low_res_keys:
     lf, lh, lw = (int(v) for v in key.split("_")[-1].split("x"))
-    lh, lw = lh * h // b.height, lw * w // b.width  # crops are taken at the same place
+    # crops and frame windows are taken at the same place in the low-res video
+    lf, lh, lw = lf * frames // b.frames, lh * h // b.height, lw * w // b.width
     out[key] = _batch_arg(mesh, rules, (batch, lf, lh, lw, 3), jnp.float32)
   length = config.text.max_length
   if config.text.precomputed:
