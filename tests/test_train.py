@@ -35,6 +35,15 @@ def test_interrupted_run_resumes_with_identical_losses(data_dir, tmp_path):
   np.testing.assert_allclose([l for _, l in second], [l for s, l in full if s >= 5], rtol=0, atol=0)
   logged = [json.loads(line)["step"] for line in open(os.path.join(workdir, "metrics_train.jsonl"))]
   assert logged == [1, 2, 3, 4, 5, 6, 5, 6, 7, 8]
+  # Sampling restores the EMA alone (partial restore), identical to the saved full state's.
+  from imagen_video.train import checkpointing
+  _, ema, step = trainer.load_for_sampling(_config(data_dir), workdir)
+  ckpt = checkpointing.Checkpoints(os.path.join(workdir, "checkpoints"), async_save=False)
+  import orbax.checkpoint as ocp
+  full_state = ckpt.manager.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore()))["state"]
+  ckpt.close()
+  assert step == 8 and set(ema) == set(full_state["ema"])
+  jax.tree.map(lambda a, b: np.testing.assert_array_equal(np.asarray(a), np.asarray(b)), ema, full_state["ema"])
 
 
 def test_eight_devices_fsdp_match_one_device(data_dir, tmp_path):

@@ -43,6 +43,17 @@ class Checkpoints:
         state=ocp.args.StandardRestore(abstract_state), data=ocp.args.JsonRestore()))
     return restored["state"], restored["data"], step
 
+  def restore_part(self, abstract_part, step: int | None = None):
+    """(part, step): only the leaves named in `abstract_part` (a subtree of the saved state,
+    e.g. {"ema": ...}), so sampling never reads the optimizer moments (2x the params)."""
+    step = self.latest_step() if step is None else step
+    if step is None:
+      raise FileNotFoundError(f"no finished checkpoint in {self.directory}")
+    restored = self.manager.restore(step, args=ocp.args.Composite(state=ocp.args.PyTreeRestore(
+        item=abstract_part, restore_args=ocp.checkpoint_utils.construct_restore_args(abstract_part),
+        partial_restore=True)))
+    return restored["state"], step
+
   def wait(self):
     self.manager.wait_until_finished()
 

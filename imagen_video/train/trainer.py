@@ -178,7 +178,8 @@ def load_for_sampling(config, workdir: str, *, mesh=None, step: int | None = Non
   if ckpt.latest_step() is None:
     raise FileNotFoundError(f"no checkpoint in {ckpt.directory}: train first with "
                             f"`imagen-video train --config ... --workdir {workdir}`")
-  state, _, step = ckpt.restore(checkpointing.abstract_like(abstract_state, shardings), step)
+  part = checkpointing.abstract_like(abstract_state["ema"], shardings["ema"])
+  state, step = ckpt.restore_part({"ema": part}, step)
   ckpt.close()
   return stage, state["ema"], step
 
