@@ -42,8 +42,15 @@ def test_interrupted_run_resumes_with_identical_losses(data_dir, tmp_path):
   import orbax.checkpoint as ocp
   full_state = ckpt.manager.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore()))["state"]
   ckpt.close()
-  assert step == 8 and set(ema) == set(full_state["ema"])
-  jax.tree.map(lambda a, b: np.testing.assert_array_equal(np.asarray(a), np.asarray(b)), ema, full_state["ema"])
+  # Paths as "unet/down/0/..." (nnx States use int keys and `.value`; saved dicts str keys).
+  name = lambda e: str(getattr(e, "key", getattr(e, "name", getattr(e, "idx", e))))
+  flat = lambda tree: {"/".join(map(name, p)): np.asarray(x)
+                       for p, x in jax.tree_util.tree_flatten_with_path(tree)[0]}
+  loaded = flat(ema)
+  saved = flat(full_state["ema"])
+  assert step == 8 and loaded.keys() == saved.keys()
+  for key in saved:
+    np.testing.assert_array_equal(loaded[key], saved[key], err_msg=key)
 
 
 def test_eight_devices_fsdp_match_one_device(data_dir, tmp_path):
