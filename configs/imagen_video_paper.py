@@ -25,6 +25,10 @@ the last SSR is fully convolutional (no spatial or temporal self-attention; text
 enters through the pooled FiLM embedding and the middle blocks' cross-attention,
 which do not depend on position) and is trained on 192x320 crops (1/4 of each
 side), like Imagen's 1024px SR on 256px crops, then samples whole 768x1280 frames.
+Likewise in time (`window`): the 192x320 stages and ssr3 mix frames only by temporal
+convolution, so they train on 16-frame windows (`data.frames`) and sample whole clips;
+at one full 32-frame clip per chip ssr2's train step needs 100.8 GiB of temporaries on a
+v5p chip, with 16-frame windows 53.2 GiB in all (docs/aot_paper.md).
 Heads x head_dim are global in our U-Net (one width for every attention layer).
 
 Text: frozen T5-XXL (d_model 4096, 128 tokens), run on device in bf16 each step
@@ -52,23 +56,23 @@ from imagen_video.utils.config_args import parse_arg
 Spec = collections.namedtuple("Spec", [
     "name", "kind", "frames", "height", "width", "fps", "paper",
     "temporal", "channels", "mults", "blocks", "attn", "cross", "heads", "head_dim",
-    "batch", "tensor", "crop",
+    "batch", "tensor", "crop", "window",
 ])
 STAGES = (
     Spec("base", "base", 16, 24, 40, 3, 5.6e9, "attention", 800, (1, 2, 3, 4), (3, 3, 4, 4),
-         (12, 6, 3), (12, 6, 3), 16, 128, 512, 1, None),
+         (12, 6, 3), (12, 6, 3), 16, 128, 512, 1, None, None),
     Spec("tsr1", "tsr", 32, 24, 40, 6, 1.7e9, "conv", 480, (1, 2, 3, 4), (2, 3, 3, 3),
-         (6, 3), (12, 6, 3), 16, 64, 256, 1, None),
+         (6, 3), (12, 6, 3), 16, 64, 256, 1, None, None),
     Spec("ssr1", "ssr", 32, 48, 80, 6, 1.4e9, "conv", 320, (1, 2, 4, 6), (2, 2, 3, 3),
-         (12, 6), (24, 12, 6), 16, 64, 256, 1, None),
+         (12, 6), (24, 12, 6), 16, 64, 256, 1, None, None),
     Spec("ssr2", "ssr", 32, 192, 320, 6, 1.2e9, "conv", 192, (1, 2, 4, 8, 8), (2, 2, 3, 3, 3),
-         (12,), (24, 12), 16, 64, 64, 1, None),
+         (12,), (24, 12), 16, 64, 64, 1, None, 16),
     Spec("tsr2", "tsr", 64, 192, 320, 12, 780e6, "conv", 160, (1, 2, 4, 6, 8), (1, 2, 3, 3, 3),
-         (12,), (24, 12), 16, 64, 64, 1, None),
+         (12,), (24, 12), 16, 64, 64, 1, None, 16),
     Spec("tsr3", "tsr", 128, 192, 320, 24, 630e6, "conv", 160, (1, 2, 4, 6, 7), (1, 2, 2, 3, 3),
-         (12,), (24, 12), 16, 64, 64, 1, None),
+         (12,), (24, 12), 16, 64, 64, 1, None, 16),
     Spec("ssr3", "ssr", 128, 768, 1280, 24, 340e6, "conv", 144, (1, 2, 4, 8), (1, 2, 2, 3),
-         (), (), 16, 64, 64, 1, (192, 320)),
+         (), (), 16, 64, 64, 1, (192, 320), 16),
 )
 BY_NAME = {s.name: s for s in STAGES}
 
@@ -134,7 +138,7 @@ def stage_config(s: Spec, a) -> ml_collections.ConfigDict:
   c.data.builder = ml_collections.ConfigDict(dict(
       source_dir=a.source_dir, frames=s.frames, height=s.height, width=s.width, fps=float(s.fps),
       skip_bad=False))
-  c.data.frames = s.frames
+  c.data.frames = s.window or s.frames  # training clips; sampling makes all s.frames
   c.data.batch_size = a.batch or s.batch
   c.data.text = "tokens"
   c.data.tokenizer = f"{a.t5}/spiece.model"

@@ -47,3 +47,6 @@ def test_abstract_batch_follows_frame_windows_and_crops():
   batch = aot.abstract_batch(config, mesh, config.sharding_rules, 2)
   assert batch["video"].shape == (2, 8, 8, 8, 3)
   assert batch[config.data.low_res_keys[0]].shape == (2, 4, 8, 8, 3)
+  from imagen_video.stage.model import Stage
+  config.text.tokenizer = ""  # shapes only: no prepared dataset, no tokenizer
+  assert Stage(config).output_shape(2) == (2, 16, 16, 16, 3)  # samples whole clips

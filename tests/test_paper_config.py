@@ -43,8 +43,10 @@ def test_stage_configs():
   assert cascade.stages[0]["guidance"]["kind"] == "oscillating"
   for (name, _, frames, height, width, fps), prev in zip(PAPER, [None] + PAPER[:-1]):
     c = configs_loader.load(f"{CASCADE}:stage={name}")
-    assert (c.data.frames, c.data.builder.height, c.data.builder.width, c.data.builder.fps) == (
+    assert (c.data.builder.frames, c.data.builder.height, c.data.builder.width, c.data.builder.fps) == (
         frames, height, width, fps)
+    # the high-res, temporally convolutional stages train on 16-frame windows
+    assert c.data.frames == (16 if height >= 192 else frames)
     assert c.text.preset == "xxl" and c.diffusion.objective == "v"
     assert c.model.dtype == "bfloat16" and c.model.param_dtype == "float32"
     assert c.model.temporal_mixing == ("attention" if name == "base" else "conv")

@@ -23,6 +23,14 @@ def test_psnr_formula():
     sr_psnr.psnr(a, a[:, :, :1])
 
 
+def test_paired_difference_separates_a_consistent_win_from_spread():
+  base = np.array([20.0, 30.0, 25.0, 35.0])          # clips differ a lot...
+  r = sr_psnr.paired(base + [0.5, 0.4, 0.6, 0.5], base)  # ...the model wins each by ~0.5
+  assert r["delta"] == pytest.approx(0.5) and r["wins"] == 4
+  assert r["delta_se"] == pytest.approx(np.std([0.0, -0.1, 0.1, 0.0], ddof=1) / 2)
+  assert sr_psnr.paired(base - 0.2, base)["wins"] == 0
+
+
 def test_linear_blend_is_exact_on_linear_motion_and_matches_dataset_alignment():
   k, t = 2, 4
   high = np.arange(t * k, dtype=np.float32).reshape(1, t * k, 1, 1, 1) / 10  # linear in time

@@ -39,7 +39,7 @@ def attention_levels(model) -> str:
 
 def stage_row(name: str, config, paper: float | None) -> dict:
   b = config.data.builder
-  frames = config.data.get("frames") or b.frames
+  frames = b.get("frames") or config.data.get("frames")  # the output clip, not a training window
   n = unet_params(config)
   return dict(name=name, kind=config.stage.kind, output=f"{frames}x{b.height}x{b.width}",
               fps=f"{b.get('fps', 0):g}", temporal=config.model.temporal_mixing,

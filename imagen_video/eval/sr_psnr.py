@@ -122,7 +122,7 @@ def evaluate(config, workdir: str, *, num: int = 8, seed: int = 0, steps=None, g
     pmean = psnr(mean, clips["video"])
     extra = {"psnr_mean": {"mean": float(pmean.mean()), "std": float(pmean.std()),
                            "per_clip": pmean.tolist()},
-             "delta_mean": float(pmean.mean() - pb.mean())}
+             **{k + "_mean": v for k, v in paired(pmean, pb).items()}}
   return {**extra, "samples": samples,
       "stage": name or kind, "kind": kind, "dataset": f"{config.data.name} test", "num": num,
       "step": int(step), "sampler": config.sample.sampler, "steps": int(steps),
@@ -130,28 +130,39 @@ def evaluate(config, workdir: str, *, num: int = 8, seed: int = 0, steps=None, g
       "baseline": BASELINES[kind],
       "psnr_model": {"mean": float(pm.mean()), "std": float(pm.std()), "per_clip": pm.tolist()},
       "psnr_baseline": {"mean": float(pb.mean()), "std": float(pb.std()), "per_clip": pb.tolist()},
-      "delta": float(pm.mean() - pb.mean()), "seconds": time.time() - t0,
+      **paired(pm, pb), "seconds": time.time() - t0,
       "videos": {"low": clips["low"], "baseline": base, "model": model, "truth": clips["video"]},
       "captions": clips["caption"],
   }
+
+
+def paired(model, base) -> dict:
+  """Mean per-clip PSNR difference, its standard error and the clips the model wins: the
+  clips' spread is mostly shared by both (hard clips are hard for both), so the paired
+  difference is what tells a win from noise."""
+  d = np.asarray(model) - np.asarray(base)
+  se = float(d.std(ddof=1) / np.sqrt(len(d))) if len(d) > 1 else float("nan")
+  return {"delta": float(d.mean()), "delta_se": se, "wins": int((d > 0).sum())}
 
 
 def table(result: dict) -> str:
   """Markdown table of one (or a list of) `evaluate` results."""
   rows = result if isinstance(result, list) else [result]
   multi = any(r.get("samples", 1) > 1 for r in rows)
-  head = "| stage | dataset | clips | PSNR model (dB) | PSNR baseline (dB) | delta (dB) |"
-  lines = [head + (" draws | PSNR of their mean (dB) | delta (dB) |" if multi else ""),
+  head = ("| stage | dataset | clips | PSNR model (dB) | PSNR baseline (dB) | "
+          "delta (dB) ± paired SE, clips won |")
+  lines = [head + (" draws | PSNR of their mean (dB) | its delta (dB) |" if multi else ""),
            "|---|---|---|---|---|---|" + ("---|---|---|" if multi else "")]
   for r in rows:
     m, b = r["psnr_model"], r["psnr_baseline"]
     line = (f"| {r['stage']} ({r['kind']}, step {r['step']}) | {r['dataset']} | {r['num']} | "
             f"{m['mean']:.2f} ± {m['std']:.2f} | {b['mean']:.2f} ± {b['std']:.2f} "
-            f"({r['baseline']}) | {r['delta']:+.2f} |")
+            f"({r['baseline']}) | {r['delta']:+.2f} ± {r['delta_se']:.2f}, wins {r['wins']}/{r['num']} |")
     if multi:
       k = r.get("samples", 1)
       line += (f" {k} | {r['psnr_mean']['mean']:.2f} ± {r['psnr_mean']['std']:.2f} | "
-               f"{r['delta_mean']:+.2f} |" if k > 1 else f" {k} | | |")
+               f"{r['delta_mean']:+.2f} ± {r['delta_se_mean']:.2f}, wins {r['wins_mean']}/{r['num']} |"
+               if k > 1 else f" {k} | | |")
     lines.append(line)
   return "\n".join(lines)
 

@@ -104,9 +104,10 @@ class Stage:
     return jnp.clip(conditioning.back_project(self.config, out, low_res), -1.0, 1.0)
 
   def output_shape(self, batch: int) -> tuple[int, ...]:
-    """Full frames (a stage trained on crops is fully convolutional)."""
+    """Whole clips: a stage trained on crops or frame windows (`data.frames`) is
+    convolutional in space and time and samples the dataset's full clip."""
     b = self.config.data.builder
-    frames = self.config.data.get("frames") or b.frames
+    frames = b.get("frames") or self.config.data.get("frames")
     return (batch, frames, b.height, b.width, 3)
 
 
