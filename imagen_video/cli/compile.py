@@ -35,7 +35,7 @@ def main(argv: list[str]) -> int:
                        "guided 2 x batch U-Net pass has one video per chip)", flag_values=fv)
   flags.DEFINE_list("steps", ["train", "sample"], "which steps to compile", flag_values=fv)
   flags.DEFINE_integer("oom_lines", 0, "when a step does not fit, print this many lines of XLA's "
-                       "report (its largest allocations, with shapes and ops)", flag_values=fv)
+                       "error after its first (an allocation report, where XLA gives one)", flag_values=fv)
   flags_util.parse(fv, argv, __doc__)
   if fv.config is None:
     raise SystemExit(f"{argv[0]}: --config is required")

@@ -38,10 +38,10 @@ def attention_levels(model) -> str:
 
 
 def stage_row(name: str, config, paper: float | None) -> dict:
+  from imagen_video.stage.model import clip_shape
   b = config.data.builder
-  frames = b.get("frames") or config.data.get("frames")  # the output clip, not a training window
   n = unet_params(config)
-  return dict(name=name, kind=config.stage.kind, output=f"{frames}x{b.height}x{b.width}",
+  return dict(name=name, kind=config.stage.kind, output="x".join(map(str, clip_shape(config, 1)[1:4])),
               fps=f"{b.get('fps', 0):g}", temporal=config.model.temporal_mixing,
               attention=attention_levels(config.model), params=n, paper=paper,
               ratio=(n / paper) if paper else None)

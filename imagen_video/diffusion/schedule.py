@@ -46,12 +46,13 @@ def alpha_sigma(log_snr):
   return jnp.sqrt(jax.nn.sigmoid(log_snr)), jnp.sqrt(jax.nn.sigmoid(-log_snr))
 
 
-def schedule_from_config(config):
+def schedule_from_config(config, *, shifted: bool = True):
   """t -> log_snr from a `config.diffusion`-like ConfigDict
-  (schedule='cosine', logsnr_min, logsnr_max, resolution_shift)."""
+  (schedule='cosine', logsnr_min, logsnr_max, resolution_shift); `shifted=False`
+  ignores resolution_shift (the frames' own schedule)."""
   name = config.get("schedule", "cosine")
   if name != "cosine":
     raise ValueError(f"unknown schedule {name!r} (only 'cosine')")
   lo, hi = config.get("logsnr_min", -20.0), config.get("logsnr_max", 20.0)
-  shift = config.get("resolution_shift", 1.0)
+  shift = config.get("resolution_shift", 1.0) if shifted else 1.0
   return lambda t: logsnr_schedule_cosine(t, lo, hi, shift)

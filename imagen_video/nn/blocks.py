@@ -133,8 +133,8 @@ class TemporalConv(nnx.Module):
     idx = jnp.arange(t)
     y = self.bias[...].astype(self.dtype)
     p = k // 2
-    # Shifts as zero-pad + slice, not a gather over frames: when frames are sharded
-    # (sequence parallelism) XLA turns these into halo exchanges instead of all-gathers.
+    # Shifts as zero-pad + slice rather than a clipped gather over frames (out-of-range
+    # taps are masked anyway); sharding frames still costs more memory (docs/aot_paper.md).
     hp = jnp.pad(h, ((0, 0), (p, p), (0, 0), (0, 0), (0, 0)))
     for i, off in enumerate(range(-p, p + 1)):
       src = idx + off

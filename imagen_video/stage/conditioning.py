@@ -93,9 +93,7 @@ def back_project(config, out, low_res):
 def _augment(config, video, level, rng):
   # The frames' own schedule: a resolution shift (e.g. for residual stages) moves the
   # diffusion of x, not the meaning of an augmentation level.
-  d = config.diffusion
-  unshifted = {k: d.get(k) for k in ("schedule", "logsnr_min", "logsnr_max") if k in d}
-  log_snr = schedule_from_config(unshifted)(level)
+  log_snr = schedule_from_config(config.diffusion, shifted=False)(level)
   alpha, sigma = alpha_sigma(log_snr)
   bc = lambda a: a.reshape(a.shape + (1,) * (video.ndim - 1))
   return bc(alpha) * video + bc(sigma) * jax.random.normal(rng, video.shape, video.dtype)

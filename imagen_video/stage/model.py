@@ -104,11 +104,15 @@ class Stage:
     return jnp.clip(conditioning.back_project(self.config, out, low_res), -1.0, 1.0)
 
   def output_shape(self, batch: int) -> tuple[int, ...]:
-    """Whole clips: a stage trained on crops or frame windows (`data.frames`) is
-    convolutional in space and time and samples the dataset's full clip."""
-    b = self.config.data.builder
-    frames = b.get("frames") or self.config.data.get("frames")
-    return (batch, frames, b.height, b.width, 3)
+    return clip_shape(self.config, batch)
+
+
+def clip_shape(config, batch: int) -> tuple[int, ...]:
+  """[B, T, H, W, 3] of a stage's output: whole clips. A stage trained on crops or frame
+  windows (`data.frames`) is convolutional in space and time and samples the full clip."""
+  b = config.data.builder
+  frames = b.get("frames") or config.data.get("frames")
+  return (batch, frames, b.height, b.width, 3)
 
 
 _MODEL_FNS: dict = {}

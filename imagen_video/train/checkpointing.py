@@ -34,11 +34,15 @@ class Checkpoints:
     return self.manager.save(step, args=ocp.args.Composite(
         state=ocp.args.StandardSave(state), data=ocp.args.JsonSave(data_state)), force=force)
 
-  def restore(self, abstract_state, step: int | None = None):
-    """(state, data_state, step) from `step` (default newest), into abstract_state's shardings."""
+  def _step(self, step: int | None) -> int:
     step = self.latest_step() if step is None else step
     if step is None:
       raise FileNotFoundError(f"no finished checkpoint in {self.directory}")
+    return step
+
+  def restore(self, abstract_state, step: int | None = None):
+    """(state, data_state, step) from `step` (default newest), into abstract_state's shardings."""
+    step = self._step(step)
     restored = self.manager.restore(step, args=ocp.args.Composite(
         state=ocp.args.StandardRestore(abstract_state), data=ocp.args.JsonRestore()))
     return restored["state"], restored["data"], step
@@ -46,9 +50,7 @@ class Checkpoints:
   def restore_part(self, abstract_part, step: int | None = None):
     """(part, step): only the leaves named in `abstract_part` (a subtree of the saved state,
     e.g. {"ema": ...}), so sampling never reads the optimizer moments (2x the params)."""
-    step = self.latest_step() if step is None else step
-    if step is None:
-      raise FileNotFoundError(f"no finished checkpoint in {self.directory}")
+    step = self._step(step)
     restored = self.manager.restore(step, args=ocp.args.Composite(state=ocp.args.PyTreeRestore(
         item=abstract_part, restore_args=ocp.checkpoint_utils.construct_restore_args(abstract_part),
         partial_restore=True)))
