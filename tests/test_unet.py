@@ -86,7 +86,13 @@ def test_temporal_allowed_semantics():
   np.testing.assert_array_equal(allowed[1], np.eye(3))
 
 
-@pytest.mark.parametrize("net", ["attn_net", "conv_net"])
+@pytest.fixture(scope="module")
+def conv3d_net():
+  graphdef, state = make(tiny_config(temporal_mixing="conv+attention", temporal_conv_spatial=3))
+  return graphdef, state, forward_fn(graphdef)
+
+
+@pytest.mark.parametrize("net", ["attn_net", "conv_net", "conv3d_net"])
 def test_image_and_padding_frames_do_not_mix(net, request):
   graphdef, state, f = request.getfixturevalue(net)
   x, ls, text, mask = inputs()
@@ -224,3 +230,21 @@ def test_frame_index_embedding_tells_each_video_frame_its_index_but_not_images()
   spread = jnp.max(jnp.abs(out - out[:, :1]), axis=(1, 2, 3, 4)) / jnp.max(jnp.abs(out))
   assert float(spread[0]) > 1e-2  # video: frame-dependent
   assert float(spread[1]) < 1e-5  # images: no frame index
+
+
+def test_space_time_conv_matches_a_direct_3d_convolution():
+  from imagen_video.nn.blocks import TemporalConv
+  layer = TemporalConv(4, 3, groups=2, spatial=3, dtype=jnp.float32, param_dtype=jnp.float32,
+                       rngs=nnx.Rngs(0))
+  w = np.asarray(jax.random.normal(jax.random.key(1), layer.kernel.shape))
+  layer.kernel.value = jnp.asarray(w)
+  x = jax.random.normal(jax.random.key(2), (1, 5, 6, 7, 4))
+  allowed = temporal_allowed(1, 5)
+  y = np.asarray(layer(x, allowed))
+  h = np.pad(np.asarray(jax.nn.silu(layer.norm(x)))[0], ((1, 1), (1, 1), (1, 1), (0, 0)))
+  ref = np.asarray(x[0]).copy()
+  for dt in range(3):  # out[t, i, j] = sum over taps of h[t+dt-1, i+di-1, j+dj-1] @ w[dt, di, dj]
+    for di in range(3):
+      for dj in range(3):
+        ref += np.einsum("thwc,cd->thwd", h[dt:dt + 5, di:di + 6, dj:dj + 7], w[dt, di, dj])
+  np.testing.assert_allclose(y[0], ref, rtol=1e-4, atol=1e-4)

@@ -110,19 +110,26 @@ class TemporalAttention(nnx.Module):
 
 
 class TemporalConv(nnx.Module):
-  """1-D convolution over frames, written as a sum of masked frame shifts.
+  """Convolution over frames, written as a sum of masked frame shifts.
 
-  out[t] = sum_o allowed[t, t+o] * h[t+o] @ W[o]: frames that may not mix
+  out[t] = sum_o allowed[t, t+o] * conv_o(h[t+o]): frames that may not mix
   (padding, images) contribute zero, exactly as temporal attention masks them.
+  `spatial` = 1: conv_o is a 1x1 channel mix (the paper's factorised (2+1)-D conv);
+  `spatial` = 3: a 3x3 spatial conv per frame offset, i.e. a full 3x3x3 space-time
+  conv whose taps can encode motion ("one pixel right per frame") directly.
   """
 
-  def __init__(self, dim: int, kernel: int, *, groups: int, dtype, param_dtype, rngs: nnx.Rngs):
-    if kernel % 2 != 1:
-      raise ValueError(f"temporal_conv_kernel must be odd, got {kernel}")
+  def __init__(self, dim: int, kernel: int, *, groups: int, dtype, param_dtype, rngs: nnx.Rngs,
+               spatial: int = 1):
+    if kernel % 2 != 1 or spatial % 2 != 1:
+      raise ValueError(f"temporal_conv_kernel and temporal_conv_spatial must be odd, "
+                       f"got {kernel} and {spatial}")
     self.dtype = dtype
     self.norm = GroupNorm(dim, groups, dtype=dtype, param_dtype=param_dtype)
-    self.kernel = nnx.Param(jnp.zeros((kernel, dim, dim), param_dtype),
-                            logical_axes=("conv_t", "conv_in", "embed"))
+    shape, axes = (kernel, dim, dim), ("conv_t", "conv_in", "embed")
+    if spatial > 1:
+      shape, axes = (kernel, spatial, spatial, dim, dim), ("conv_t", "conv_h", "conv_w", "conv_in", "embed")
+    self.kernel = nnx.Param(jnp.zeros(shape, param_dtype), logical_axes=axes)
     self.bias = nnx.Param(jnp.zeros((dim,), param_dtype), logical_axes=("embed",))
 
   def __call__(self, x, allowed):
@@ -141,8 +148,16 @@ class TemporalConv(nnx.Module):
       inside = (src >= 0) & (src < t)
       ok = inside[None] & jnp.take_along_axis(allowed, jnp.clip(src, 0, t - 1)[None, :, None], axis=2)[..., 0]
       shifted = jax.lax.slice_in_dim(hp, p + off, p + off + t, axis=1) * ok[:, :, None, None, None].astype(h.dtype)
-      y = y + jnp.einsum("bthwc,cd->bthwd", shifted, w[i])
+      y = y + self._mix(shifted, w[i])
     return x + y
+
+  def _mix(self, h, w):
+    if w.ndim == 2:
+      return jnp.einsum("bthwc,cd->bthwd", h, w)
+    b, t, hh, ww, c = h.shape
+    out = jax.lax.conv_general_dilated(h.reshape(b * t, hh, ww, c), w, (1, 1), "SAME",
+                                       dimension_numbers=("NHWC", "HWIO", "NHWC"))
+    return out.reshape(b, t, hh, ww, -1)
 
 
 class SpaceTimeBlock(nnx.Module):
@@ -151,7 +166,7 @@ class SpaceTimeBlock(nnx.Module):
 
   def __init__(self, in_ch: int, out_ch: int, *, emb_dim: int, text_dim: int, spatial_attn: bool,
                cross_attn: bool, temporal_mixing: str, temporal_conv_kernel: int, heads: int,
-               frame_pos: bool,
+               frame_pos: bool, temporal_conv_spatial: int = 1,
                head_dim: int, groups: int, dropout_rate: float, backend: str, dtype, param_dtype,
                rngs: nnx.Rngs):
     kw = dict(dtype=dtype, param_dtype=param_dtype, rngs=rngs)
@@ -162,13 +177,13 @@ class SpaceTimeBlock(nnx.Module):
                   if cross_attn and text_dim > 0 else None)
     # 'conv+attention': a local temporal conv, then attention over all frames.
     both = temporal_mixing == "conv+attention"
-    self.temporal_conv = (TemporalConv(out_ch, temporal_conv_kernel, groups=groups, **kw)
-                          if both else None)
+    conv_kw = dict(groups=groups, spatial=temporal_conv_spatial, **kw)
+    self.temporal_conv = TemporalConv(out_ch, temporal_conv_kernel, **conv_kw) if both else None
     temporal_mixing = "attention" if both else temporal_mixing
     if temporal_mixing == "attention":
       self.temporal = TemporalAttention(out_ch, heads, head_dim, frame_pos=frame_pos, **attn_kw)
     elif temporal_mixing == "conv":
-      self.temporal = TemporalConv(out_ch, temporal_conv_kernel, groups=groups, **kw)
+      self.temporal = TemporalConv(out_ch, temporal_conv_kernel, **conv_kw)
     elif temporal_mixing == "none":
       self.temporal = None
     else:

@@ -22,6 +22,8 @@ Built from `config.model` (an ml_collections.ConfigDict; defaults in
                      bias) | 'conv' (TSR/SSR: temporal convolution) | 'conv+attention' (both,
                      conv first: local motion learns fast) | 'none'; in every block.
   temporal_conv_kernel  odd kernel size over frames for 'conv'.
+  temporal_conv_spatial  odd spatial size of that conv: 1 = factorised (2+1)-D (the paper's);
+                     3 = full 3x3x3 space-time conv (motion-selective taps; see docs/results).
   frame_position_embedding  sinusoidal frame-index features into temporal attention: breaks
                      its time-reversal symmetry at init, so motion direction follows text.
   frame_index_embedding  an MLP of the frame index added to each video frame's conditioning
@@ -83,7 +85,8 @@ def default_config() -> ml_collections.ConfigDict:
       channels=128, channel_mults=(1, 2, 4, 4), num_res_blocks=(2, 2, 3, 4),
       resolution=64, attn_resolutions=(16, 8), cross_attn_resolutions=(16, 8),
       mid_spatial_attn=True,
-      temporal_mixing="attention", temporal_conv_kernel=3, frame_position_embedding=True,
+      temporal_mixing="attention", temporal_conv_kernel=3, temporal_conv_spatial=1,
+      frame_position_embedding=True,
       frame_index_embedding=False,
       heads=8, head_dim=64, text_dim=4096, emb_dim=None, norm_groups=32, dropout=0.0,
       dtype="float32", param_dtype="float32", remat="none", attention_backend="xla",
@@ -139,6 +142,7 @@ class VideoUNet(nnx.Module):
 
     block_kw = dict(emb_dim=emb_dim, text_dim=cfg.text_dim, temporal_mixing=cfg.temporal_mixing,
                     temporal_conv_kernel=cfg.temporal_conv_kernel,
+                    temporal_conv_spatial=cfg.get("temporal_conv_spatial", 1),
                     frame_pos=cfg.get("frame_position_embedding", True), heads=cfg.heads,
                     head_dim=cfg.head_dim, groups=cfg.norm_groups, dropout_rate=cfg.dropout,
                     backend=cfg.attention_backend, **kw)
