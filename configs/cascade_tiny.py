@@ -26,7 +26,7 @@ from imagen_video.utils.config_args import parse_arg
 # residual schedule shift (about frames' std / residual std, see `sr_stage`)
 SR_STAGES = {
     "tsr": dict(kind="tsr", out=(16, 16, 16), low=(8, 16, 16), channels=16, mults=(1, 2),
-                blocks=(1, 1), cross=(8,), steps=150, batch=16, crop=None, shift=8),
+                blocks=(1, 1), cross=(8,), steps=120, batch=16, crop=None, shift=8),
     "ssr1": dict(kind="ssr", out=(16, 32, 32), low=(16, 16, 16), channels=16, mults=(1, 2, 2),
                  blocks=(1, 1, 1), cross=(8,), steps=150, batch=8, crop=(16, 16), shift=4),
     "ssr2": dict(kind="ssr", out=(16, 64, 64), low=(16, 32, 32), channels=16, mults=(1, 2),
@@ -34,8 +34,9 @@ SR_STAGES = {
 }
 # The demo's budget (minutes on 2 cores, not yet enough for prompt-following
 # quality); the standalone base_tiny config trains longer.
-BASE_STEPS, BASE_BATCH = 1600, 8  # batch 8 learns more per second than 16 (docs/results)
-SR_TRAIN_CLIPS = 1000  # 150 steps x batch 8-16 sees at most 2400: rendering more is wasted time
+BASE_STEPS, BASE_BATCH = 1500, 8  # batch 8 learns more per second than 16 (docs/results);
+# 1500 and TSR 120 steps pay for the base's 3x3x3 conv (+14% per step) within 15 minutes
+SR_TRAIN_CLIPS = 1000  # 120-150 steps x batch 8-16 sees at most 2400: rendering more is wasted time
 ORDER = ("base", "tsr", "ssr1", "ssr2")
 SAMPLING = {  # sampler, steps, guidance, aug_level
     "base": ("ddim", 64, 3.0, None),
@@ -83,12 +84,21 @@ def _cascade(a):
 def _base(a):
   c = configs_loader.load("base_tiny.py:runlocal" if a.runlocal else "base_tiny.py")
   c.data.builder.fps = 4.0  # 8 frames over the same 2 s that the TSR output fills with 16
+  # A 3x3x3 space-time conv before each temporal attention: its taps encode motion
+  # directly, so "left" vs "right" is learnt within the demo's budget (attention alone
+  # learns the axis but not the sign in 1600 steps; docs/results/base_direction.md).
+  c.model.update(dict(temporal_mixing="conv+attention", temporal_conv_spatial=3))
   if not a.runlocal:
     c.train.steps = BASE_STEPS
     c.data.batch_size = BASE_BATCH
     c.optim.warmup_steps = 100
     c.train.sample_every = 0
   c.sample.fps = 4.0
+  # Dynamic thresholding divides every pixel by the 99.5th percentile of |x0| when guided
+  # predictions overshoot, lifting the black background to grey (mean 0.22 vs 0.04 with
+  # static clipping, measured); the SR stages then make that grey grain, which the
+  # caption check reads as white (docs/results/base_direction.md).
+  c.sample.thresholding = "static"
   return c
 
 

@@ -80,7 +80,12 @@ def test_caption_eval_of_the_cascade_scores_its_final_output(tiny_cascade, tmp_p
   report = json.loads((tmp_path / "caption_eval.json").read_text())
   assert report["samples"] == 28 and report["shape"] == "16x64x64"
   assert set(report["accuracy"]) >= {"color", "direction", "color_direction"}
-  assert "base -> tsr -> ssr1 -> ssr2" in (tmp_path / "caption_eval.md").read_text()
+  md = (tmp_path / "caption_eval.md").read_text()
+  assert "base -> tsr -> ssr1 -> ssr2" in md
+  # Every stage scored too, at its own output size (where along the cascade a prompt is lost).
+  for name, shape in (("base", "8x16x16"), ("tsr", "16x16x16"), ("ssr1", "16x32x32"),
+                      ("ssr2", "16x64x64")):
+    assert f"| {name} | {shape} |" in md
   assert (tmp_path / "caption_eval.png").stat().st_size > 0
 
 
@@ -113,3 +118,14 @@ def test_residual_sr_stage_diffuses_the_difference_to_the_upsampled_input(tiny_c
   s_res = resid.sample(params["unet"], text, ["a red circle moving left"] * 2, k, **kw)
   s_plain = plain.sample(params["unet"], text, ["a red circle moving left"] * 2, k, **kw)
   np.testing.assert_allclose(np.asarray(s_res), np.clip(np.asarray(s_plain + up), -1, 1), atol=1e-5)
+
+
+def test_stage_samples_with_its_configured_thresholding(tiny_cascade):
+  # The tiny base clips x0 (static): dynamic thresholding greys its black background.
+  config = trainer.resolve_config(configs_loader.load(tiny_cascade.stages[0]["config"]))
+  assert config.sample.thresholding == "static"
+  stage, ema, _ = trainer.load_for_sampling(config, tiny_cascade.stages[0]["workdir"])
+  text = ema.get("text", stage.text.params)
+  run = lambda th: np.asarray(stage.sample(ema["unet"], text, ["a red circle moving left"],
+                                           jax.random.key(0), steps=2, thresholding=th))
+  np.testing.assert_array_equal(run(None), run("static"))

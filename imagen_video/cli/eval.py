@@ -44,7 +44,7 @@ def main(argv: list[str]) -> int:
     from imagen_video.cli import sample
     generate, _, names = sample.cascade_sampler(fv.cascade)
     caption_eval(generate, num=fv.num, seed=fv.seed, out_dir=fv.out_dir or "cascade_eval",
-                 batch=fv.batch,
+                 batch=fv.batch, stage_names=names,
                  label="cascade " + " -> ".join(names) + " (final output)")
     return 0
   if fv.config is None or not fv.workdir:
@@ -87,22 +87,29 @@ def sr_psnr_eval(config, workdir, *, num, seed=0, steps=None, guidance=None, out
   return result
 
 
-def caption_eval(generate, *, num, seed, out_dir, label, batch=28) -> dict:
-  """The caption check of `generate(prompts, seed) -> (uint8 videos, ...)` (one stage from
-  sample.stage_sampler or a whole cascade from sample.cascade_sampler); `label` heads the report."""
+def caption_eval(generate, *, num, seed, out_dir, label, batch=28, stage_names=None) -> dict:
+  """The caption check of `generate(prompts, seed) -> (uint8 videos, stage outputs or None)`
+  (one stage from sample.stage_sampler or a whole cascade from sample.cascade_sampler, whose
+  `stage_names` add a per-stage table); `label` heads the report."""
   import jax
   from imagen_video.eval import prompt_following
   from imagen_video.media import contact_sheet
   calls = iter(range(10 ** 6))
+  per_stage = []  # a cascade's every stage output, per call
 
   def sample_fn(prompts):
-    return generate(prompts, seed * 10 ** 6 + next(calls))[0]
+    final, stages = generate(prompts, seed * 10 ** 6 + next(calls))
+    if stages is not None and stage_names:
+      per_stage.append(stages)
+    return final
 
   t0 = time.time()
   prompts = prompt_following.grammar_prompts(num)
   result = prompt_following.evaluate(sample_fn, prompts, batch=batch)
   seconds = time.time() - t0
   report = prompt_following.table(result)
+  if per_stage:  # where along the cascade the prompt is lost
+    report += "\n\n" + prompt_following.stage_table(stage_names, per_stage, prompts)
   shape = "x".join(map(str, result["videos"][0].shape[:3]))
   print(f"caption check: {label}; {len(prompts)} samples of {shape}, {seconds:.0f} s\n{report}")
   if jax.process_index() == 0:

@@ -50,3 +50,17 @@ def table(result: dict) -> str:
     cells = [f"{np.mean(per.get((color, d), [np.nan])):.0%}" for d in ms.DIRECTIONS]
     lines.append(f"| {color} | " + " | ".join(cells) + " |")
   return "\n".join(lines)
+
+
+def stage_table(names: list[str], per_call: list[list[np.ndarray]], prompts: list[str]) -> str:
+  """Markdown: color / direction / both accuracy of every cascade stage's output.
+
+  `per_call[i][s]` is stage s's uint8 output for the i-th padded batch of `evaluate`."""
+  lines = ["| stage | output | color | direction | color + direction |", "|---|---|---|---|---|"]
+  for s, name in enumerate(names):
+    videos = np.concatenate([call[s] for call in per_call])[:len(prompts)]
+    acc = caption_check.score(list(videos), prompts)["accuracy"]
+    shape = "x".join(map(str, videos[0].shape[:3]))
+    lines.append(f"| {name} | {shape} | {acc['color']:.1%} | {acc['direction']:.1%} | "
+                 f"{acc['color_direction']:.1%} |")
+  return "\n".join(lines)

@@ -79,12 +79,14 @@ class Stage:
 
   def sample(self, unet_params, text_params, prompts, rng, *, shape=None, steps: int = 64,
              sampler: str = "ddim", guidance=3.0, low_res=None, aug_level=None, gamma=0.0,
-             thresholding: str = "dynamic", percentile=99.5, text=None):
+             thresholding: str | None = None, percentile=99.5, text=None):
     """Videos in [-1, 1], [B, T, H, W, 3], one per prompt.
 
     `guidance` is a scalar or per-step array (traced: no recompiles); `low_res`
-    is the previous stage's output for SR stages; `text` precomputed (emb, mask).
+    is the previous stage's output for SR stages; `text` precomputed (emb, mask);
+    `thresholding` defaults to the config's `sample.thresholding`, else 'dynamic'.
     """
+    thresholding = thresholding or (self.config.get("sample") or {}).get("thresholding", "dynamic")
     emb, mask = text if text is not None else self.embed_prompts(text_params, prompts)
     b = emb.shape[0]
     shape = shape or self.output_shape(b)
