@@ -32,8 +32,8 @@ SR_STAGES = {
     "ssr2": dict(kind="ssr", out=(16, 64, 64), low=(16, 32, 32), channels=16, mults=(1, 2),
                  blocks=(1, 1), cross=(), steps=150, batch=8, crop=(16, 16), shift=4),
 }
-# The demo's budget (minutes on 2 cores, not yet enough for prompt-following
-# quality); the standalone base_tiny config trains longer.
+# The demo's budget: under 15 minutes on 2 cores for all four stages
+# (docs/results/demo.md); the standalone base_tiny config trains longer.
 BASE_STEPS, BASE_BATCH = 1500, 8  # batch 8 learns more per second than 16 (docs/results);
 # 1500 and TSR 120 steps pay for the base's 3x3x3 conv (+14% per step) within 15 minutes
 SR_TRAIN_CLIPS = 1000  # 120-150 steps x batch 8-16 sees at most 2400: rendering more is wasted time

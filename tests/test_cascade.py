@@ -129,3 +129,20 @@ def test_stage_samples_with_its_configured_thresholding(tiny_cascade):
   run = lambda th: np.asarray(stage.sample(ema["unet"], text, ["a red circle moving left"],
                                            jax.random.key(0), steps=2, thresholding=th))
   np.testing.assert_array_equal(run(None), run("static"))
+
+
+def test_text_probe_reports_x0_error_per_caption_variant(tiny_cascade, tmp_path):
+  from imagen_video.cli import main as cli
+  from imagen_video.eval import text_probe
+  entry = tiny_cascade.stages[0]
+  assert cli.main(["eval", "--config", entry["config"], "--workdir", entry["workdir"],
+                   "--metric", "text_probe", "--num", "4", "--out_dir", str(tmp_path)]) == 0
+  md = (tmp_path / "text_probe.md").read_text()
+  assert "| log-SNR | true | flipped | rotated | null |" in md
+  # Same noise for every variant: an unchanged caption gives exactly the same error.
+  config = trainer.resolve_config(configs_loader.load(entry["config"]))
+  stage, ema, _ = trainer.load_for_sampling(config, entry["workdir"])
+  x0, caps = text_probe.test_clips(config.data.builder, 2)
+  err = text_probe.x0_errors(stage, ema["unet"], ema.get("text", stage.text.params), x0,
+                             {"true": caps, "again": list(caps)}, log_snrs=(-2.0, 2.0))
+  assert err["true"] == err["again"] and all(e > 0 for e in err["null"])

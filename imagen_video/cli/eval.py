@@ -26,8 +26,11 @@ def main(argv: list[str]) -> int:
   flags_util.define_config(fv, argv)
   flags_util.define_config(fv, argv, name="cascade", help_string="cascade config file[:args]")
   flags.DEFINE_string("workdir", None, "training workdir with checkpoints/", flag_values=fv)
-  flags.DEFINE_enum("metric", "caption", ["caption", "sr_psnr"], "what to measure", flag_values=fv)
-  flags.DEFINE_integer("num", 4, "samples per prompt (caption); test clips (sr_psnr)", flag_values=fv)
+  flags.DEFINE_enum("metric", "caption", ["caption", "sr_psnr", "text_probe"],
+                    "what to measure (text_probe: x0 error with the direction word changed)",
+                    flag_values=fv)
+  flags.DEFINE_integer("num", 4, "samples per prompt (caption); test clips (sr_psnr, text_probe)",
+                       flag_values=fv)
   flags.DEFINE_integer("seed", 0, "random seed", flag_values=fv)
   flags.DEFINE_integer("batch", 28, "prompts sampled together (caption; lower it to save memory)",
                        flag_values=fv)
@@ -54,6 +57,9 @@ def main(argv: list[str]) -> int:
   if fv.metric == "sr_psnr":
     sr_psnr_eval(fv.config, fv.workdir, num=fv.num, seed=fv.seed, steps=fv.steps,
                  guidance=fv.guidance, out_dir=out_dir, step=fv.step, samples=fv.samples)
+    return 0
+  if fv.metric == "text_probe":
+    text_probe_eval(fv.config, fv.workdir, num=fv.num, seed=fv.seed, out_dir=out_dir, step=fv.step)
     return 0
   from imagen_video.cli import sample
   steps, sampler = fv.steps or s.steps, s.sampler
@@ -85,6 +91,25 @@ def sr_psnr_eval(config, workdir, *, num, seed=0, steps=None, guidance=None, out
       json.dump(sr_psnr.summary(result), f, indent=2)
     sr_psnr.contact_sheet(result, os.path.join(out_dir, "sr_psnr.png"))
   return result
+
+
+def text_probe_eval(config, workdir, *, num, seed, out_dir, step=None) -> dict:
+  """`text_probe` on `num` held-out moving_shapes clips (true / flipped / rotated direction, null)."""
+  import jax
+  from imagen_video.eval import text_probe
+  from imagen_video.train import trainer
+  stage, ema, step = trainer.load_for_sampling(config, workdir, step=step)
+  x0, captions = text_probe.test_clips(stage.config.data.builder, num)
+  errors = text_probe.x0_errors(stage, ema["unet"], ema.get("text", stage.text.params), x0,
+                                text_probe.direction_variants(captions), seed=seed)
+  report = (f"text probe: {workdir} step {step}, EMA; x0-MSE on {num} test clips\n\n"
+            + text_probe.table(errors))
+  print(report)
+  if jax.process_index() == 0:
+    os.makedirs(out_dir, exist_ok=True)
+    with open(os.path.join(out_dir, "text_probe.md"), "w") as f:
+      f.write(report + "\n")
+  return errors
 
 
 def caption_eval(generate, *, num, seed, out_dir, label, batch=28, stage_names=None) -> dict:

@@ -1,0 +1,72 @@
+"""Does a base stage use a word of its prompt? x0 error with the caption changed, per noise level.
+
+Held-out clips are noised at fixed log-SNRs (the same noise for every variant) and
+denoised with the true caption, with edited captions (e.g. the direction word flipped
+or rotated) and with the null text. A word the stage uses raises the error when it
+is changed; an unchanged column means the stage ignores that part of the prompt,
+which shows long before samples do (docs/results/base_direction.md).
+"""
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from imagen_video.data import moving_shapes as ms
+from imagen_video.diffusion import objectives
+from imagen_video.diffusion.schedule import alpha_sigma
+
+FLIP = {"left": "right", "right": "left", "up": "down", "down": "up"}
+ROTATE = {"left": "up", "up": "right", "right": "down", "down": "left"}
+LOG_SNRS = (-6.0, -4.0, -2.0, 0.0, 2.0)
+
+
+def direction_variants(captions: list[str]) -> dict[str, list[str]]:
+  """true / flipped / rotated direction word of `moving_shapes` captions."""
+  out = {"true": list(captions), "flipped": [], "rotated": []}
+  for text in captions:
+    color, shape, direction = ms.parse_caption(text)
+    out["flipped"].append(ms.caption(color, shape, FLIP[direction]))
+    out["rotated"].append(ms.caption(color, shape, ROTATE[direction]))
+  return out
+
+
+def x0_errors(stage, unet_params, text_params, x0, variants: dict[str, list[str]],
+              log_snrs=LOG_SNRS, seed: int = 0) -> dict[str, list[float]]:
+  """{variant or 'null': [mean x0-MSE at each log-SNR]}; x0 [B, T, H, W, 3] in [-1, 1]."""
+  x0 = jnp.asarray(x0, jnp.float32)
+  b = x0.shape[0]
+  model_fn = jax.jit(stage.model_fn)
+  texts = {name: stage.embed_prompts(text_params, caps) for name, caps in variants.items()}
+  first = next(iter(texts))
+  out = {name: [] for name in [*variants, "null"]}
+  for i, log_snr in enumerate(log_snrs):
+    eps = jax.random.normal(jax.random.fold_in(jax.random.key(seed), i), x0.shape)
+    alpha, sigma = alpha_sigma(jnp.float32(log_snr))
+    z = alpha * x0 + sigma * eps
+    ls = jnp.full((b,), log_snr, jnp.float32)
+    for name in out:
+      emb, mask = texts[first if name == "null" else name]
+      cond = dict(text_emb=emb, text_mask=mask)
+      if name == "null":
+        cond["drop_text"] = jnp.ones((b,), bool)
+      pred = model_fn(unet_params, z, ls, cond)
+      x0_hat, _ = objectives.pred_to_x0_eps(pred, z, ls, stage.config.diffusion.objective)
+      out[name].append(float(jnp.mean(jnp.square(x0_hat - x0))))
+  return out
+
+
+def test_clips(builder, num: int) -> tuple[np.ndarray, list[str]]:
+  """The first `num` clips of the `moving_shapes` test split at the stage's size, in [-1, 1]."""
+  clips = [ms.sample_clip(builder.get("seed", 0), "test", i, builder.width / builder.height)
+           for i in range(num)]
+  videos = np.stack([ms.render(c, builder.frames, builder.height, builder.width) for c in clips])
+  return videos.astype(np.float32) / 127.5 - 1.0, [c.caption for c in clips]
+
+
+def table(errors: dict[str, list[float]], log_snrs=LOG_SNRS) -> str:
+  names = list(errors)
+  lines = ["| log-SNR | " + " | ".join(names) + " |", "|---|" + "---|" * len(names)]
+  for i, ls in enumerate(log_snrs):
+    lines.append(f"| {ls:g} | " + " | ".join(f"{errors[n][i]:.4f}" for n in names) + " |")
+  return "\n".join(lines)
