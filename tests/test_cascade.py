@@ -133,7 +133,7 @@ def test_stage_samples_with_its_configured_thresholding(tiny_cascade):
 
 def test_text_probe_reports_x0_error_per_caption_variant(tiny_cascade, tmp_path):
   from imagen_video.cli import main as cli
-  from imagen_video.eval import text_probe
+  from imagen_video.eval import sr_psnr, text_probe
   entry = tiny_cascade.stages[0]
   assert cli.main(["eval", "--config", entry["config"], "--workdir", entry["workdir"],
                    "--metric", "text_probe", "--num", "4", "--out_dir", str(tmp_path)]) == 0
@@ -142,7 +142,9 @@ def test_text_probe_reports_x0_error_per_caption_variant(tiny_cascade, tmp_path)
   # Same noise for every variant: an unchanged caption gives exactly the same error.
   config = trainer.resolve_config(configs_loader.load(entry["config"]))
   stage, ema, _ = trainer.load_for_sampling(config, entry["workdir"])
-  x0, caps = text_probe.test_clips(config.data.builder, 2)
-  err = text_probe.x0_errors(stage, ema["unet"], ema.get("text", stage.text.params), x0,
-                             {"true": caps, "again": list(caps)}, log_snrs=(-2.0, 2.0))
+  clips = sr_psnr.test_clips(stage.config, 2)
+  caps = clips["caption"]
+  err = text_probe.x0_errors(stage, ema["unet"], ema.get("text", stage.text.params),
+                             clips["video"] * 2 - 1, {"true": caps, "again": list(caps)},
+                             log_snrs=(-2.0, 2.0))
   assert err["true"] == err["again"] and all(e > 0 for e in err["null"])

@@ -96,12 +96,13 @@ def sr_psnr_eval(config, workdir, *, num, seed=0, steps=None, guidance=None, out
 def text_probe_eval(config, workdir, *, num, seed, out_dir, step=None) -> dict:
   """`text_probe` on `num` held-out moving_shapes clips (true / flipped / rotated direction, null)."""
   import jax
-  from imagen_video.eval import text_probe
+  from imagen_video.eval import sr_psnr, text_probe
   from imagen_video.train import trainer
   stage, ema, step = trainer.load_for_sampling(config, workdir, step=step)
-  x0, captions = text_probe.test_clips(stage.config.data.builder, num)
-  errors = text_probe.x0_errors(stage, ema["unet"], ema.get("text", stage.text.params), x0,
-                                text_probe.direction_variants(captions), seed=seed)
+  clips = sr_psnr.test_clips(stage.config, num)  # the prepared test split, like sr_psnr
+  errors = text_probe.x0_errors(stage, ema["unet"], ema.get("text", stage.text.params),
+                                clips["video"] * 2 - 1, text_probe.direction_variants(clips["caption"]),
+                                seed=seed)
   report = (f"text probe: {workdir} step {step}, EMA; x0-MSE on {num} test clips\n\n"
             + text_probe.table(errors))
   print(report)

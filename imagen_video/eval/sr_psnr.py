@@ -67,7 +67,8 @@ def baseline(kind: str, low, shape) -> np.ndarray:
 
 
 def test_clips(config, num: int) -> dict:
-  """The first `num` test clips, full frames: video, low-res video (both [0, 1]), caption."""
+  """The first `num` test clips, full frames: video, caption and, for SR stages, the low-res
+  video (videos in [0, 1])."""
   d = config.data.copy_and_resolve_references()
   with d.unlocked():
     d.update(dict(split="test", shuffle=False, repeat=False, drop_remainder=False, batch_size=num,
@@ -79,9 +80,11 @@ def test_clips(config, num: int) -> dict:
     data.close()
   if len(batch["caption"]) < num:
     raise ValueError(f"num={num}: the test split of {d.name} has only {len(batch['caption'])} clips")
-  key = config.stage.low_res_key
-  return {"video": (batch["video"] + 1) / 2, "low": (batch[key] + 1) / 2,
-          "caption": [str(c) for c in batch["caption"]]}
+  out = {"video": (batch["video"] + 1) / 2, "caption": [str(c) for c in batch["caption"]]}
+  key = config.stage.get("low_res_key")
+  if key:
+    out["low"] = (batch[key] + 1) / 2
+  return out
 
 
 def evaluate(config, workdir: str, *, num: int = 8, seed: int = 0, steps=None, guidance=None,

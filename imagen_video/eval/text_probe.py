@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 from imagen_video.data import moving_shapes as ms
 from imagen_video.diffusion import objectives
@@ -54,14 +53,6 @@ def x0_errors(stage, unet_params, text_params, x0, variants: dict[str, list[str]
       x0_hat, _ = objectives.pred_to_x0_eps(pred, z, ls, stage.config.diffusion.objective)
       out[name].append(float(jnp.mean(jnp.square(x0_hat - x0))))
   return out
-
-
-def test_clips(builder, num: int) -> tuple[np.ndarray, list[str]]:
-  """The first `num` clips of the `moving_shapes` test split at the stage's size, in [-1, 1]."""
-  clips = [ms.sample_clip(builder.get("seed", 0), "test", i, builder.width / builder.height)
-           for i in range(num)]
-  videos = np.stack([ms.render(c, builder.frames, builder.height, builder.width) for c in clips])
-  return videos.astype(np.float32) / 127.5 - 1.0, [c.caption for c in clips]
 
 
 def table(errors: dict[str, list[float]], log_snrs=LOG_SNRS) -> str:
