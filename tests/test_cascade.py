@@ -35,21 +35,6 @@ def test_guidance_spec_constant_and_oscillating():
   np.testing.assert_array_equal(w, [15, 1, 15, 1, 15, 1])
 
 
-@pytest.fixture(scope="module")
-def tiny_cascade(tmp_path_factory):
-  root = str(tmp_path_factory.mktemp("cascade"))
-  data_dir = os.path.join(root, "tfds")
-  arg = f"runlocal,root={root},data_dir={data_dir}"
-  for name in cascade_lib_order():
-    trainer.train_and_evaluate(configs_loader.load(f"{CONFIG}:{arg},stage={name}"),
-                               os.path.join(root, name))
-  return configs_loader.load(f"{CONFIG}:{arg}")
-
-
-def cascade_lib_order():
-  return [s["name"] for s in configs_loader.load(f"{CONFIG}:runlocal").stages]
-
-
 def test_tiny_cascade_samples_every_stage_in_one_call(tiny_cascade):
   cascade = cascade_lib.Cascade.load(tiny_cascade)
   assert [r.name for r in cascade.runs] == ["base", "tsr", "ssr1", "ssr2"]
@@ -148,3 +133,24 @@ def test_text_probe_reports_x0_error_per_caption_variant(tiny_cascade, tmp_path)
                              clips["video"] * 2 - 1, {"true": caps, "again": list(caps)},
                              log_snrs=(-2.0, 2.0))
   assert err["true"] == err["again"] and all(e > 0 for e in err["null"])
+
+
+def test_fvd_eval_of_a_stage_and_of_the_cascade(tiny_cascade, tmp_path):
+  import json
+  from imagen_video.cli import main as cli
+  root = os.path.dirname(tiny_cascade.stages[0]["workdir"])
+  spec = f"{CONFIG}:runlocal,root={root},data_dir={os.path.join(root, 'tfds')}"
+  assert cli.main(["eval", "--cascade", spec, "--metric", "fvd", "--num", "4", "--batch", "4",
+                   "--out_dir", str(tmp_path / "cascade")]) == 0
+  entry = tiny_cascade.stages[0]
+  assert cli.main(["eval", "--config", entry["config"], "--workdir", entry["workdir"],
+                   "--metric", "fvd", "--num", "4", "--batch", "2",
+                   "--out_dir", str(tmp_path / "base")]) == 0
+  final = json.loads((tmp_path / "cascade" / "fvd.json").read_text())
+  base = json.loads((tmp_path / "base" / "fvd.json").read_text())
+  assert final["num"] == 4 and final["shape"] == [16, 64, 64] and final["frame_repeat"] == 1
+  assert base["shape"] == [8, 16, 16] and base["frame_repeat"] == 2  # I3D needs >= 9 frames
+  for r in (final, base):  # a 4-step runlocal model is far from the data
+    assert r["fvd"] > 1.0 and r["spread_real"] > 0 and r["spread_generated"] > 0
+  assert "| FVD |" in (tmp_path / "base" / "fvd.md").read_text()
+  assert (tmp_path / "cascade" / "fvd.png").stat().st_size > 0

@@ -1,5 +1,5 @@
 """imagen-video eval --config CONFIG --workdir DIR [--metric caption|sr_psnr] [--num 4] [--out_dir DIR]
-   imagen-video eval --cascade CASCADE_CONFIG [--num 2] [--out_dir DIR]     (caption, final stage)
+   imagen-video eval --cascade CASCADE_CONFIG [--metric caption|fvd] [--num 2] [--out_dir DIR]
 
 caption: samples all 28 color x direction prompts of `moving_shapes` (--num
 each, shapes cycling) with the stage's EMA weights and reports color,
@@ -9,6 +9,10 @@ caption_eval.md (tables) and caption_eval.png (contact sheet) to --out_dir.
 sr_psnr: for a TSR/SSR stage, samples the first --num clips of the test split
 from their low-res inputs (default augmentation level) and compares PSNR with
 bicubic (SSR) or linear frame blending (TSR); writes sr_psnr.md/.json/.png.
+
+fvd: samples the captions of the first --num test clips (base stage or whole
+cascade) and computes FVD (Kinetics-400 I3D) against those held-out clips;
+writes fvd.md/.json/.png. Use --num 64 or more: FVD is biased at small counts.
 """
 from __future__ import annotations
 
@@ -26,10 +30,10 @@ def main(argv: list[str]) -> int:
   flags_util.define_config(fv, argv)
   flags_util.define_config(fv, argv, name="cascade", help_string="cascade config file[:args]")
   flags.DEFINE_string("workdir", None, "training workdir with checkpoints/", flag_values=fv)
-  flags.DEFINE_enum("metric", "caption", ["caption", "sr_psnr", "text_probe"],
+  flags.DEFINE_enum("metric", "caption", ["caption", "sr_psnr", "text_probe", "fvd"],
                     "what to measure (text_probe: x0 error with the direction word changed)",
                     flag_values=fv)
-  flags.DEFINE_integer("num", 4, "samples per prompt (caption); test clips (sr_psnr, text_probe)",
+  flags.DEFINE_integer("num", 4, "samples per prompt (caption); test clips (sr_psnr, text_probe, fvd)",
                        flag_values=fv)
   flags.DEFINE_integer("seed", 0, "random seed", flag_values=fv)
   flags.DEFINE_integer("batch", 28, "prompts sampled together (caption; lower it to save memory)",
@@ -42,8 +46,15 @@ def main(argv: list[str]) -> int:
                        "(the posterior-mean estimate)", flag_values=fv)
   flags_util.parse(fv, argv, __doc__)
   if fv.cascade is not None:
-    if fv.metric != "caption" or fv.config is not None or fv.step is not None:
-      raise SystemExit(f"{argv[0]}: --cascade goes with --metric caption and no --config or --step")
+    if fv.metric not in ("caption", "fvd") or fv.config is not None or fv.step is not None:
+      raise SystemExit(f"{argv[0]}: --cascade goes with --metric caption or fvd and no --config or --step")
+    if fv.metric == "fvd":
+      from imagen_video.cascade.cascade import Cascade
+      cascade = Cascade.load(fv.cascade)
+      fvd_eval(lambda prompts, seed: cascade.sample(prompts, seed=seed), cascade.runs[-1].stage.config,
+               num=fv.num, seed=fv.seed, batch=fv.batch, out_dir=fv.out_dir or "cascade_eval",
+               label="cascade " + " -> ".join(r.name for r in cascade.runs))
+      return 0
     from imagen_video.cli import sample
     generate, _, names = sample.cascade_sampler(fv.cascade)
     caption_eval(generate, num=fv.num, seed=fv.seed, out_dir=fv.out_dir or "cascade_eval",
@@ -66,6 +77,11 @@ def main(argv: list[str]) -> int:
   guidance = s.guidance if fv.guidance is None else fv.guidance
   generate, _, step = sample.stage_sampler(fv.config, fv.workdir, steps=steps, guidance=guidance,
                                            sampler=sampler, step=fv.step)
+  if fv.metric == "fvd":
+    fvd_eval(lambda prompts, seed: generate(prompts, seed)[0], fv.config, num=fv.num, seed=fv.seed,
+             batch=fv.batch, out_dir=out_dir,
+             label=f"{fv.workdir} step {step}, EMA, {sampler} {steps} steps, guidance {guidance:g}")
+    return 0
   caption_eval(generate, num=fv.num, seed=fv.seed, out_dir=out_dir, batch=fv.batch,
                label=f"{fv.workdir} step {step}, EMA, {sampler} {steps} steps, guidance {guidance:g}")
   return 0
@@ -90,6 +106,32 @@ def sr_psnr_eval(config, workdir, *, num, seed=0, steps=None, guidance=None, out
     with open(os.path.join(out_dir, "sr_psnr.json"), "w") as f:
       json.dump(sr_psnr.summary(result), f, indent=2)
     sr_psnr.contact_sheet(result, os.path.join(out_dir, "sr_psnr.png"))
+  return result
+
+
+def fvd_eval(generate, config, *, num, seed, batch, out_dir, label) -> dict:
+  """FVD of `generate` on the captions of `config`'s first `num` test clips against those
+  clips; printed and written as fvd.md / .json / .png (generated | held-out) in out_dir."""
+  import jax
+  from imagen_video.eval import fvd, sr_psnr
+  from imagen_video.media import contact_sheet, video_io
+  clips = sr_psnr.test_clips(config, num)
+  real = video_io.to_uint8(clips["video"], (0.0, 1.0))
+  result = fvd.evaluate(generate, real, clips["caption"], batch=batch, seed=seed)
+  report = f"FVD (Kinetics-400 I3D) against held-out {config.data.name} test clips\n\n" + \
+      fvd.table([(label, result)])
+  print(report)
+  if jax.process_index() == 0:
+    os.makedirs(out_dir, exist_ok=True)
+    with open(os.path.join(out_dir, "fvd.md"), "w") as f:
+      f.write(report + "\n")
+    with open(os.path.join(out_dir, "fvd.json"), "w") as f:
+      json.dump({"label": label, **{k: v for k, v in result.items() if k != "examples"}}, f, indent=2)
+    shown = len(result["examples"])
+    contact_sheet.contact_sheet(
+        list(result["examples"]) + list(real[:shown]),
+        [f"generated: {c}" for c in clips["caption"][:shown]] + ["held-out clip"] * shown,
+        os.path.join(out_dir, "fvd.png"), title=f"{label}: FVD {result['fvd']:.1f}")
   return result
 
 

@@ -24,15 +24,19 @@ def grammar_prompts(num: int) -> list[str]:
 
 def evaluate(sample_fn, prompts: list[str], batch: int = 28) -> dict:
   """`sample_fn(prompts) -> uint8 [B, T, H, W, 3]`; returns caption_check.score + videos."""
-  videos = []
+  calls = []
   for i in range(0, len(prompts), batch):
     chunk = prompts[i:i + batch]
-    pad = chunk + [chunk[-1]] * (batch - len(chunk))  # one compiled batch size
-    videos.append(np.asarray(sample_fn(pad))[:len(chunk)])
-  videos = np.concatenate(videos)
+    calls.append(np.asarray(sample_fn(chunk + [chunk[-1]] * (batch - len(chunk)))))  # one batch size
+  videos = unpad(calls, len(prompts))
   result = caption_check.score(list(videos), prompts)
   result["videos"] = videos
   return result
+
+
+def unpad(calls: list[np.ndarray], n: int) -> np.ndarray:
+  """The padded batches of `evaluate`'s calls, joined and cut to the `n` prompts."""
+  return np.concatenate(calls)[:n]
 
 
 def table(result: dict) -> str:
@@ -58,7 +62,7 @@ def stage_table(names: list[str], per_call: list[list[np.ndarray]], prompts: lis
   `per_call[i][s]` is stage s's uint8 output for the i-th padded batch of `evaluate`."""
   lines = ["| stage | output | color | direction | color + direction |", "|---|---|---|---|---|"]
   for s, name in enumerate(names):
-    videos = np.concatenate([call[s] for call in per_call])[:len(prompts)]
+    videos = unpad([call[s] for call in per_call], len(prompts))
     acc = caption_check.score(list(videos), prompts)["accuracy"]
     shape = "x".join(map(str, videos[0].shape[:3]))
     lines.append(f"| {name} | {shape} | {acc['color']:.1%} | {acc['direction']:.1%} | "

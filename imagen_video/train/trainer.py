@@ -156,13 +156,20 @@ def train_and_evaluate(config, workdir: str, *, mesh=None, stop_after: int | Non
   return {"losses": losses, "step": step, "state": state, "stage": stage, "mesh": mesh}
 
 
-def state_spec(config, stage, tx, mesh, rules):
-  """(abstract train state, its shardings): params/EMA by the logical rules."""
+def param_spec(config, stage, mesh, rules):
+  """(abstract trained params, their shardings by the logical rules): the U-Net, plus the
+  text encoder when it is trained. The EMA has the same structure."""
   params_abstract = {"unet": stage.abstract_params}
   param_shardings = {"unet": sharding.state_shardings(stage.abstract_params, mesh, rules)}
   if not config.text.frozen:
     params_abstract["text"] = jax.eval_shape(lambda: stage.text.params)
     param_shardings["text"] = sharding.state_shardings(params_abstract["text"], mesh, rules)
+  return params_abstract, param_shardings
+
+
+def state_spec(config, stage, tx, mesh, rules):
+  """(abstract train state, its shardings): params/EMA by the logical rules."""
+  params_abstract, param_shardings = param_spec(config, stage, mesh, rules)
   abstract_state = jax.eval_shape(lambda p: train_step.init_state(p, tx), params_abstract)
   return abstract_state, _state_shardings(abstract_state, param_shardings, mesh)
 
@@ -172,13 +179,12 @@ def load_for_sampling(config, workdir: str, *, mesh=None, step: int | None = Non
   """(stage, EMA params dict, step) from the newest (or given) checkpoint in workdir."""
   config = resolve_config(config)
   mesh, rules, stage = build(config, mesh, text_encoder)
-  tx, _ = optimizer.make_optimizer(config.optim, config.train.steps)
-  abstract_state, shardings = state_spec(config, stage, tx, mesh, rules)
+  ema_abstract, ema_shardings = param_spec(config, stage, mesh, rules)  # no optimizer needed
   ckpt = checkpointing.Checkpoints(os.path.join(workdir, "checkpoints"), async_save=False)
   if ckpt.latest_step() is None:
     raise FileNotFoundError(f"no checkpoint in {ckpt.directory}: train first with "
                             f"`imagen-video train --config ... --workdir {workdir}`")
-  part = checkpointing.abstract_like(abstract_state["ema"], shardings["ema"])
+  part = checkpointing.abstract_like(ema_abstract, ema_shardings)
   state, step = ckpt.restore_part({"ema": part}, step)
   ckpt.close()
   return stage, state["ema"], step
