@@ -87,10 +87,24 @@ def main(argv: list[str]) -> int:
   return 0
 
 
+def _write_report(out_dir: str, stem: str, markdown: str, summary: dict | None = None) -> bool:
+  """Process 0 writes out_dir/STEM.md (and STEM.json of `summary`); True there, where the
+  caller then draws its picture."""
+  import jax
+  if jax.process_index() != 0:
+    return False
+  os.makedirs(out_dir, exist_ok=True)
+  with open(os.path.join(out_dir, stem + ".md"), "w") as f:
+    f.write(markdown + "\n")
+  if summary is not None:
+    with open(os.path.join(out_dir, stem + ".json"), "w") as f:
+      json.dump(summary, f, indent=2)
+  return True
+
+
 def sr_psnr_eval(config, workdir, *, num, seed=0, steps=None, guidance=None, out_dir,
                  step=None, samples=1) -> dict:
   """sr_psnr.evaluate, printed and written as sr_psnr.md / .json / .png in out_dir."""
-  import jax
   from imagen_video.eval import sr_psnr
   name = os.path.basename(os.path.normpath(workdir))
   result = sr_psnr.evaluate(config, workdir, num=num, seed=seed, steps=steps, guidance=guidance,
@@ -98,13 +112,9 @@ def sr_psnr_eval(config, workdir, *, num, seed=0, steps=None, guidance=None, out
   report = sr_psnr.table(result)
   print(f"sr_psnr: {result['sampler']} {result['steps']} steps, guidance {result['guidance']}, "
         f"aug_level {result['aug_level']}, {result['seconds']:.0f} s\n{report}")
-  if jax.process_index() == 0:
-    os.makedirs(out_dir, exist_ok=True)
-    with open(os.path.join(out_dir, "sr_psnr.md"), "w") as f:
-      f.write(f"{result['sampler']} {result['steps']} steps; guidance {result['guidance']}; "
-              f"aug_level {result['aug_level']}\n\n{report}\n")
-    with open(os.path.join(out_dir, "sr_psnr.json"), "w") as f:
-      json.dump(sr_psnr.summary(result), f, indent=2)
+  header = (f"{result['sampler']} {result['steps']} steps; guidance {result['guidance']}; "
+            f"aug_level {result['aug_level']}")
+  if _write_report(out_dir, "sr_psnr", f"{header}\n\n{report}", sr_psnr.summary(result)):
     sr_psnr.contact_sheet(result, os.path.join(out_dir, "sr_psnr.png"))
   return result
 
@@ -112,7 +122,6 @@ def sr_psnr_eval(config, workdir, *, num, seed=0, steps=None, guidance=None, out
 def fvd_eval(generate, config, *, num, seed, batch, out_dir, label) -> dict:
   """FVD of `generate` on the captions of `config`'s first `num` test clips against those
   clips; printed and written as fvd.md / .json / .png (generated | held-out) in out_dir."""
-  import jax
   from imagen_video.eval import fvd, sr_psnr
   from imagen_video.media import contact_sheet, video_io
   clips = sr_psnr.test_clips(config, num)
@@ -121,12 +130,8 @@ def fvd_eval(generate, config, *, num, seed, batch, out_dir, label) -> dict:
   report = f"FVD (Kinetics-400 I3D) against held-out {config.data.name} test clips\n\n" + \
       fvd.table([(label, result)])
   print(report)
-  if jax.process_index() == 0:
-    os.makedirs(out_dir, exist_ok=True)
-    with open(os.path.join(out_dir, "fvd.md"), "w") as f:
-      f.write(report + "\n")
-    with open(os.path.join(out_dir, "fvd.json"), "w") as f:
-      json.dump({"label": label, **{k: v for k, v in result.items() if k != "examples"}}, f, indent=2)
+  summary = {"label": label, **{k: v for k, v in result.items() if k != "examples"}}
+  if _write_report(out_dir, "fvd", report, summary):
     shown = len(result["examples"])
     contact_sheet.contact_sheet(
         list(result["examples"]) + list(real[:shown]),
@@ -137,7 +142,6 @@ def fvd_eval(generate, config, *, num, seed, batch, out_dir, label) -> dict:
 
 def text_probe_eval(config, workdir, *, num, seed, out_dir, step=None) -> dict:
   """`text_probe` on `num` held-out moving_shapes clips (true / flipped / rotated direction, null)."""
-  import jax
   from imagen_video.eval import sr_psnr, text_probe
   from imagen_video.train import trainer
   stage, ema, step = trainer.load_for_sampling(config, workdir, step=step)
@@ -148,10 +152,7 @@ def text_probe_eval(config, workdir, *, num, seed, out_dir, step=None) -> dict:
   report = (f"text probe: {workdir} step {step}, EMA; x0-MSE on {num} test clips\n\n"
             + text_probe.table(errors))
   print(report)
-  if jax.process_index() == 0:
-    os.makedirs(out_dir, exist_ok=True)
-    with open(os.path.join(out_dir, "text_probe.md"), "w") as f:
-      f.write(report + "\n")
+  _write_report(out_dir, "text_probe", report)
   return errors
 
 
@@ -159,7 +160,6 @@ def caption_eval(generate, *, num, seed, out_dir, label, batch=28, stage_names=N
   """The caption check of `generate(prompts, seed) -> (uint8 videos, stage outputs or None)`
   (one stage from sample.stage_sampler or a whole cascade from sample.cascade_sampler, whose
   `stage_names` add a per-stage table); `label` heads the report."""
-  import jax
   from imagen_video.eval import prompt_following
   from imagen_video.media import contact_sheet
   calls = iter(range(10 ** 6))
@@ -180,13 +180,11 @@ def caption_eval(generate, *, num, seed, out_dir, label, batch=28, stage_names=N
     report += "\n\n" + prompt_following.stage_table(stage_names, per_stage, prompts)
   shape = "x".join(map(str, result["videos"][0].shape[:3]))
   print(f"caption check: {label}; {len(prompts)} samples of {shape}, {seconds:.0f} s\n{report}")
-  if jax.process_index() == 0:
-    os.makedirs(out_dir, exist_ok=True)
-    with open(os.path.join(out_dir, "caption_eval.md"), "w") as f:
-      f.write(f"{label}; {len(prompts)} samples of {shape} (frames x height x width)\n\n{report}\n")
-    with open(os.path.join(out_dir, "caption_eval.json"), "w") as f:
-      json.dump({"label": label, "accuracy": result["accuracy"], "samples": len(prompts),
-                 "shape": shape, "seconds": seconds}, f, indent=2)
+  summary = {"label": label, "accuracy": result["accuracy"], "samples": len(prompts),
+             "shape": shape, "seconds": seconds}
+  if _write_report(out_dir, "caption_eval",
+                   f"{label}; {len(prompts)} samples of {shape} (frames x height x width)\n\n{report}",
+                   summary):
     first = [result["videos"][i] for i in range(0, len(prompts), num)]  # one per prompt
     caps = [f"{p} -> {r['pred_color']}/{r['pred_direction']}"
             for p, r in zip(prompts[::num], result["rows"][::num])]

