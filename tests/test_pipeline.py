@@ -101,3 +101,25 @@ def test_token_ids_from_the_tokenizer_trained_at_preparation(data_dir):
     n = int(mask.sum())
     assert ids[n - 1] == 1 and (ids[n:] == 0).all()  # eos then padding, as T5 expects
     assert batches.tokenizer.sp.decode(ids[:n - 1].tolist()) == caption
+
+
+def test_extra_images_are_frames_of_other_clips_with_the_same_caption(data_dir):
+  batches = pipeline.VideoBatches(_config(data_dir, extra_images=3), process_index=0, process_count=1)
+  batch = next(batches)
+  assert batch["video"].shape == (4, 11, 16, 16, 3)
+  assert batch["is_image"].shape == (4, 11) and batch["is_image"].dtype == bool
+  assert (batch["is_image"].sum(1) == 3).all() and not batch["is_image"][:, :8].any()
+  source = batches.source
+  captions = [source[i]["caption"].decode() for i in range(len(source))]
+  ids = [int(source[i]["index"]) for i in range(len(source))]
+  for b, caption in enumerate(batch["caption"]):
+    same = [i for i, c in enumerate(captions) if c == caption]
+    others = [i for i in same if ids[i] != int(batch["index"][b])] or same  # itself if alone
+    for image in batch["video"][b, 8:]:
+      found = [i for i in others if (np.abs(np.asarray(source[i]["video"]) / 127.5 - 1 - image)
+                                     .max(axis=(1, 2, 3)) < 1e-6).any()]
+      assert found, f"extra image of {caption!r} is no frame of another clip with that caption"
+  assert any(len([c for c in captions if c == cap]) > 1 for cap in batch["caption"])
+  with pytest.raises(ValueError, match="extra_images=2 with low_res_keys"):
+    pipeline.VideoBatches(_config(data_dir, extra_images=2, low_res_keys=("video_4x8x8",)),
+                          process_index=0, process_count=1)

@@ -24,7 +24,8 @@ def gaussian_model(mu_cond, mu_uncond=0.0, std=0.5, trace_log=None):
   return model_fn
 
 
-@pytest.mark.parametrize("sampler,gamma", [("ddim", 0.0), ("ancestral", 0.0), ("ancestral", 0.7)])
+@pytest.mark.parametrize("sampler,gamma", [("ddim", 0.0), ("ancestral", 0.0), ("ancestral", 0.7),
+                                           ("dpm++2m", 0.0), ("stochastic", 0.0)])
 def test_sampler_recovers_gaussian_data(sampler, gamma):
   fn = gaussian_model(1.0)
   out = samplers.sample(fn, {"mu": jnp.float32(1.5)}, {"shift": jnp.ones(SHAPE[0])},
@@ -33,6 +34,26 @@ def test_sampler_recovers_gaussian_data(sampler, gamma):
   assert out.shape == SHAPE
   assert float(jnp.mean(out)) == pytest.approx(1.5, abs=0.03)
   assert float(jnp.std(out)) == pytest.approx(0.5, abs=0.03)
+
+
+def test_dpm_solver_follows_the_exact_ode_in_few_steps():
+  """Gaussian data: the probability-flow ODE keeps xi = (z - alpha mu) / sqrt(alpha^2 std^2 +
+  sigma^2) constant, so the exact output from given noise is known in closed form."""
+  mu, std, steps = 0.8, 0.5, 40
+  fn = gaussian_model(1.0, std=std)
+  noise = jax.random.normal(jax.random.key(5), SHAPE)
+  a1, s1 = schedule.alpha_sigma(schedule.logsnr_schedule_cosine(1.0))
+  xi = (noise - a1 * mu) / jnp.sqrt(a1 ** 2 * std ** 2 + s1 ** 2)
+  a, s = schedule.alpha_sigma(schedule.logsnr_schedule_cosine(1.0 / steps))  # the last x0_hat's level
+  exact = mu + a * std ** 2 * xi / jnp.sqrt(a ** 2 * std ** 2 + s ** 2)
+  err = {}
+  for sampler in ("ddim", "dpm++2m"):
+    out = samplers.sample(fn, {"mu": jnp.float32(mu)}, {"shift": jnp.ones(SHAPE[0])}, jax.random.key(0),
+                          shape=SHAPE, steps=steps, sampler=sampler, guided=False,
+                          thresholding="none", noise=noise)
+    err[sampler] = float(jnp.sqrt(jnp.mean((out - exact) ** 2)))
+  assert err["dpm++2m"] < err["ddim"] / 3, err
+  assert err["dpm++2m"] < 0.01, err
 
 
 def test_ddim_converges_to_a_data_point():

@@ -71,6 +71,8 @@ def test_runlocal_texture_tsr_then_sr_psnr_cli(tmp_path):
   for key in ("psnr_model", "psnr_baseline"):
     assert len(result[key]["per_clip"]) == 2 and np.isfinite(result[key]["mean"])
   assert "| tsr (tsr, step 4) | texture_pans test | 2 |" in (out_dir / "sr_psnr.md").read_text()
+  assert 0 < result["ssim_model"] <= 1 and 0 < result["ssim_baseline"] <= 1
+  assert "SSIM per frame" in (out_dir / "sr_psnr.md").read_text()
   assert (out_dir / "sr_psnr.png").stat().st_size > 0
   # Two draws per clip: their average is scored too, beside the per-draw PSNR.
   assert cli.main(["eval", "--config", arg, "--workdir", workdir, "--metric", "sr_psnr",

@@ -114,6 +114,9 @@ def sr_psnr_eval(config, workdir, *, num, seed=0, steps=None, guidance=None, out
         f"aug_level {result['aug_level']}, {result['seconds']:.0f} s\n{report}")
   header = (f"{result['sampler']} {result['steps']} steps; guidance {result['guidance']}; "
             f"aug_level {result['aug_level']}")
+  if "ssim_model" in result:
+    header += (f"; SSIM per frame (first draw): model {result['ssim_model']:.4f}, "
+               f"{result['baseline']} {result['ssim_baseline']:.4f}")
   if _write_report(out_dir, "sr_psnr", f"{header}\n\n{report}", sr_psnr.summary(result)):
     sr_psnr.contact_sheet(result, os.path.join(out_dir, "sr_psnr.png"))
   return result

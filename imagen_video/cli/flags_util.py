@@ -26,3 +26,13 @@ def parse(fv: flags.FlagValues, argv: list[str], doc: str) -> list[str]:
     msg = f"unknown config field {msg}" if "Did you mean" in msg else msg
     print(f"{argv[0]}: {msg}\n(see {argv[0]} --help)", file=sys.stderr)
     raise SystemExit(2)
+
+
+def load_config(spec: str, overrides: dict[str, str] | None = None):
+  """The config `FILE[:ARGS]` with `key=value` overrides applied exactly as the commands'
+  `--config.key=value` flags apply them (same parsing, same errors)."""
+  fv = flags.FlagValues()
+  argv = ["load_config", f"--config={spec}", *(f"--config.{k}={v}" for k, v in (overrides or {}).items())]
+  define_config(fv, argv)
+  parse(fv, argv, "")
+  return fv.config

@@ -36,8 +36,8 @@ def main(argv: list[str]) -> int:
   flags.DEFINE_integer("steps", None, "sampling steps (one stage; default config.sample.steps)", flag_values=fv)
   flags.DEFINE_float("guidance", None, "guidance weight (one stage; default config.sample.guidance)",
                      flag_values=fv)
-  flags.DEFINE_string("sampler", None, "ddim | ancestral (one stage; default config.sample.sampler)",
-                      flag_values=fv)
+  flags.DEFINE_string("sampler", None, "ddim | ancestral | dpm++2m | stochastic "
+                      "(one stage; default config.sample.sampler)", flag_values=fv)
   flags_util.parse(fv, argv, __doc__)
   if (fv.config is None) == (fv.cascade is None):
     raise SystemExit(f"{argv[0]}: give --config (with --workdir) or --cascade")

@@ -23,6 +23,11 @@ multiple of the global batch), and the stream can start at any step
   crop            (height, width) random crop, None for the full frame; paired
                   low-res videos are cropped at the same place, scaled
   low_res_keys    extra video features to return (e.g. "video_8x16x16")
+  extra_images    joint image-video training (Video Diffusion Models): append this
+                  many independent images to each video, each a random frame of
+                  another clip with the same caption (so the caption describes
+                  them too), and return `is_image` [T + extra_images] bool, which
+                  keeps them out of the temporal layers. 0: videos only
   text            "string" (captions as str) or "tokens" (adds `text_tokens`,
                   `text_mask` from the sentencepiece model `tokenizer`, padded
                   to `max_text_length`; tokenizer "dataset" = the one trained
@@ -57,6 +62,7 @@ def default_data_config() -> ml_collections.ConfigDict:
       frames=ml_collections.FieldReference(None, field_type=int),
       crop=ml_collections.FieldReference(None, field_type=tuple),
       low_res_keys=(),
+      extra_images=0,
       text="string",
       tokenizer=ml_collections.FieldReference(None, field_type=str),
       max_text_length=32,
@@ -102,10 +108,27 @@ class VideoBatches:
     self.tokenizer = _make_tokenizer(c, self.builder) if c.text == "tokens" else None
     if c.text not in ("string", "tokens"):
       raise ValueError(f"config.data.text={c.text!r}: expected 'string' or 'tokens'")
+    self.extra_images = int(c.get("extra_images") or 0)
+    self._same_caption = self._caption_index() if self.extra_images else None
     self.step = start_step
     self._pool = concurrent.futures.ThreadPoolExecutor(max_workers=2)
     self._pending: collections.deque = collections.deque()
     self._next_to_submit = start_step
+
+  def _caption_index(self) -> dict[str, np.ndarray]:
+    """caption -> positions of the split's clips with that caption (for extra images)."""
+    c = self.config
+    if c.low_res_keys:
+      raise ValueError(f"config.data.extra_images={self.extra_images} with low_res_keys "
+                       f"{tuple(c.low_res_keys)}: extra images are for stages without a "
+                       "low-res input (the base); set extra_images=0")
+    index: dict[str, list[int]] = {}
+    for i in range(self.size):
+      caption = self.source[i].get("caption")
+      if caption is None:
+        raise KeyError(f"config.data.extra_images needs captions; {c.name} examples have none")
+      index.setdefault(caption.decode() if isinstance(caption, bytes) else str(caption), []).append(i)
+    return {k: np.asarray(v) for k, v in index.items()}
 
   # -- order -----------------------------------------------------------------
   def _permutation(self, epoch: int) -> np.ndarray:
@@ -152,7 +175,9 @@ class VideoBatches:
       out = _time_window(out, c.frames, rng if c.shuffle else None)
     if c.crop is not None:
       out = _random_crop(out, tuple(c.crop), rng)
-    out = {k: v.astype(np.float32) / 127.5 - 1.0 for k, v in out.items()}
+    if self.extra_images:
+      out[VIDEO_KEY], out["is_image"] = self._append_images(out[VIDEO_KEY], raw, position, rng)
+    out = {k: v if k == "is_image" else v.astype(np.float32) / 127.5 - 1.0 for k, v in out.items()}
     for key, value in raw.items():
       if key in out or key.startswith(VIDEO_KEY):
         continue
@@ -161,6 +186,22 @@ class VideoBatches:
       ids, mask = self.tokenizer(out["caption"])
       out["text_tokens"], out["text_mask"] = ids[0], mask[0]
     return out
+
+  def _append_images(self, video, raw, position: int, rng):
+    """video [T, ...] -> ([T + n, ...], is_image [T + n]): n random frames of other clips
+    with this clip's caption (of itself only when it is the caption's one clip)."""
+    caption = raw["caption"]
+    pool = self._same_caption[caption.decode() if isinstance(caption, bytes) else str(caption)]
+    others = pool[pool != position] if len(pool) > 1 else pool
+    images = []
+    for p in rng.choice(others, size=self.extra_images, replace=len(others) < self.extra_images):
+      frames = self.source[int(p)][VIDEO_KEY]
+      frame = np.asarray(frames[int(rng.integers(len(frames)))])[None]
+      if self.config.crop is not None:
+        frame = _random_crop({VIDEO_KEY: frame}, tuple(self.config.crop), rng)[VIDEO_KEY]
+      images.append(frame)
+    is_image = np.arange(len(video) + self.extra_images) >= len(video)
+    return np.concatenate([video] + images), is_image
 
   def _collate(self, examples: list[dict]) -> dict:
     batch = {}

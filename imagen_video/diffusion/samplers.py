@@ -1,4 +1,4 @@
-"""DDIM and ancestral samplers, each one jitted function around a `lax.fori_loop`.
+"""DDIM, ancestral, DPM-Solver++(2M) and stochastic N-step samplers, each one jitted function around a `lax.fori_loop`.
 
     model_fn(state, x, log_snr, cond) -> prediction
 
@@ -26,7 +26,13 @@ d = log_snr_t - log_snr_s < 0:
          sigma^2_{t|s}  = (1 - e^d) sigma_t^2   (forward-process variance, upper bound)
   so gamma = 0 is standard DDPM, gamma = 1 the upper bound (gamma is traced).
 DDIM step: z_s = alpha_s x0_hat + sigma_s eps_hat.
-In both, eps_hat is recomputed from the thresholded x0_hat.
+DPM-Solver++(2M) (Lu et al. 2022), with lambda = log_snr / 2 and h = lambda_s - lambda_t:
+  z_s = (sigma_s / sigma_t) z_t - alpha_s expm1(-h) D, D = x0_hat on the first step, else
+  (1 + 1/(2r)) x0_hat - 1/(2r) x0_hat_prev with r = h_prev / h (second order, multistep).
+Stochastic N-step sampler (Salimans & Ho 2022, used by Imagen Video's distilled stages):
+  a DDIM step from t to t - 2/N, then the forward process back up to t - 1/N
+  (z_s = (alpha_s / alpha_u) z_u + sqrt(sigma_s^2 - (alpha_s / alpha_u)^2 sigma_u^2) noise).
+In all, eps_hat is recomputed from the thresholded x0_hat.
 """
 from __future__ import annotations
 
@@ -41,7 +47,7 @@ from imagen_video.diffusion.guidance import apply_threshold, cfg_combine
 from imagen_video.diffusion.objectives import _bcast, eps_from_x0, pred_to_x0_eps
 from imagen_video.diffusion.schedule import alpha_sigma, logsnr_schedule_cosine
 
-SAMPLERS = ("ddim", "ancestral")
+SAMPLERS = ("ddim", "ancestral", "dpm++2m", "stochastic")
 
 
 @functools.lru_cache(maxsize=64)
@@ -71,7 +77,7 @@ def _sample_loop(model_fn, state, cond, rng, noise, guidance, percentile, gamma,
   z0 = jax.random.normal(rng, shape, jnp.float32) if noise is None else noise.astype(jnp.float32)
 
   def body(i, carry):
-    z, key = carry
+    z, key, x0_prev, h_prev = carry
     key, k_noise = jax.random.split(key)
     ls_t = jnp.full((b,), sched(1.0 - i / steps))
     ls_s = jnp.full((b,), sched(1.0 - (i + 1) / steps))
@@ -82,18 +88,31 @@ def _sample_loop(model_fn, state, cond, rng, noise, guidance, percentile, gamma,
     x0, _ = pred_to_x0_eps(pred, z, ls_t, objective)
     x0 = apply_threshold(x0, thresholding, percentile)
     (alpha_t, sigma_t), (alpha_s, sigma_s) = alpha_sigma(ls_t), alpha_sigma(ls_s)
+    h = (ls_s - ls_t) / 2
     if sampler == "ddim":
       eps = eps_from_x0(z, x0, ls_t)
       z_s = _bcast(alpha_s, z) * x0 + _bcast(sigma_s, z) * eps
+    elif sampler == "dpm++2m":
+      half_over_r = _bcast(jnp.where(i > 0, h / (2 * h_prev), 0.0), z)
+      d = (1 + half_over_r) * x0 - half_over_r * x0_prev
+      z_s = _bcast(sigma_s / sigma_t, z) * z - _bcast(alpha_s * jnp.expm1(-h), z) * d
+    elif sampler == "stochastic":
+      ls_u = jnp.full((b,), sched(jnp.maximum(1.0 - (i + 2) / steps, 0.0)))
+      alpha_u, sigma_u = alpha_sigma(ls_u)
+      z_u = _bcast(alpha_u, z) * x0 + _bcast(sigma_u, z) * eps_from_x0(z, x0, ls_t)
+      a = alpha_s / alpha_u
+      std = jnp.sqrt(jnp.maximum(sigma_s ** 2 - (a * sigma_u) ** 2, 0.0))
+      z_s = _bcast(a, z) * z_u + _bcast(std, z) * jax.random.normal(k_noise, z.shape, z.dtype)
     else:
       d = ls_t - ls_s
       one_minus = -jnp.expm1(d)
       mean = _bcast(jnp.exp(d) * alpha_s / alpha_t, z) * z + _bcast(one_minus * alpha_s, z) * x0
       log_var = (jnp.log(one_minus) + (1 - gamma) * 2 * jnp.log(sigma_s) + gamma * 2 * jnp.log(sigma_t))
       z_s = mean + _bcast(jnp.exp(0.5 * log_var), z) * jax.random.normal(k_noise, z.shape, z.dtype)
-    return jnp.where(i == steps - 1, x0, z_s), key
+    return jnp.where(i == steps - 1, x0, z_s), key, x0, h
 
-  return jax.lax.fori_loop(0, steps, body, (z0, rng))[0]
+  init = (z0, rng, jnp.zeros(shape, jnp.float32), jnp.ones((b,), jnp.float32))
+  return jax.lax.fori_loop(0, steps, body, init)[0]
 
 
 def sample(model_fn: Callable, state, cond: dict, rng, *, shape, steps: int, sampler: str = "ddim",
@@ -105,7 +124,7 @@ def sample(model_fn: Callable, state, cond: dict, rng, *, shape, steps: int, sam
   guidance: scalar, [steps] (per-step schedule) or [steps, B]; always traced.
   guided=False: no unconditional half (unguided or unconditional models).
   thresholding: 'dynamic' (percentile, traced) | 'static' (clip to [-1, 1]) | 'none'.
-  gamma: ancestral variance interpolation in [0, 1] (traced); ignored by DDIM.
+  gamma: ancestral variance interpolation in [0, 1] (traced); used by 'ancestral' only.
   """
   if sampler not in SAMPLERS:
     raise ValueError(f"sampler must be one of {SAMPLERS}, got {sampler!r}")

@@ -22,6 +22,7 @@ import jax
 import numpy as np
 
 from imagen_video.data import pipeline
+from imagen_video.eval import video_metrics
 from imagen_video.stage import conditioning
 
 BASELINES = {"ssr": "bicubic", "tsr": "linear blend"}
@@ -72,7 +73,7 @@ def test_clips(config, num: int) -> dict:
   d = config.data.copy_and_resolve_references()
   with d.unlocked():
     d.update(dict(split="test", shuffle=False, repeat=False, drop_remainder=False, batch_size=num,
-                  crop=None, text="string", prefetch=0))
+                  crop=None, text="string", prefetch=0, extra_images=0))
   data = pipeline.VideoBatches(d, process_index=0, process_count=1)
   try:
     batch = next(data)
@@ -102,19 +103,10 @@ def evaluate(config, workdir: str, *, num: int = 8, seed: int = 0, steps=None, g
   guidance = config.sample.guidance if guidance is None else guidance
   clips = test_clips(config, num)
   stage, ema, step = trainer.load_for_sampling(config, workdir, step=step)
-  text_params = ema.get("text", stage.text.params)
   t0 = time.time()
-  draws = []
-  for k in range(samples):
-    outs = []
-    for i in range(0, num, chunk):
-      low = clips["low"][i:i + chunk] * 2 - 1
-      video = stage.sample(ema["unet"], text_params, clips["caption"][i:i + chunk],
-                           jax.random.fold_in(jax.random.key(seed), i + 1_000_003 * k),
-                           shape=clips["video"][i:i + chunk].shape, steps=steps,
-                           sampler=config.sample.sampler, guidance=guidance, low_res=low)
-      outs.append(np.clip((np.asarray(video, np.float32) + 1) / 2, 0, 1))
-    draws.append(np.concatenate(outs))
+  draws = [upsample_clips(stage, ema, clips["low"], clips["caption"], clips["video"].shape,
+                          seed=seed + 1_000_003 * k, steps=steps, guidance=guidance, chunk=chunk)
+           for k in range(samples)]
   model = draws[0]
   base = baseline(kind, clips["low"], clips["video"].shape)
   pm = np.mean([psnr(d, clips["video"]) for d in draws], axis=0)
@@ -126,6 +118,9 @@ def evaluate(config, workdir: str, *, num: int = 8, seed: int = 0, steps=None, g
     extra = {"psnr_mean": {"mean": float(pmean.mean()), "std": float(pmean.std()),
                            "per_clip": pmean.tolist()},
              **{k + "_mean": v for k, v in paired(pmean, pb).items()}}
+  if min(model.shape[2:4]) > 10:  # SSIM's 11-tap window: per frame, averaged
+    extra["ssim_model"] = video_metrics.frame_scores(model, clips["video"])["ssim"]
+    extra["ssim_baseline"] = video_metrics.frame_scores(base, clips["video"])["ssim"]
   return {**extra, "samples": samples,
       "stage": name or kind, "kind": kind, "dataset": f"{config.data.name} test", "num": num,
       "step": int(step), "sampler": config.sample.sampler, "steps": int(steps),
@@ -137,6 +132,21 @@ def evaluate(config, workdir: str, *, num: int = 8, seed: int = 0, steps=None, g
       "videos": {"low": clips["low"], "baseline": base, "model": model, "truth": clips["video"]},
       "captions": clips["caption"],
   }
+
+
+def upsample_clips(stage, ema, low, captions, shape, *, seed, steps, guidance, chunk=8) -> np.ndarray:
+  """The SR `stage` (EMA params `ema`) applied to `low` ([N, t, h, w, C] in [0, 1]) in chunks,
+  with its config's sampler and default augmentation level -> [N, *shape[1:]] in [0, 1]."""
+  text_params = ema.get("text", stage.text.params)
+  outs = []
+  for i in range(0, len(low), chunk):
+    part = np.asarray(low[i:i + chunk])
+    video = stage.sample(ema["unet"], text_params, list(captions[i:i + chunk]),
+                         jax.random.fold_in(jax.random.key(seed), i + 1),
+                         shape=(len(part),) + tuple(shape[1:]), steps=steps,
+                         sampler=stage.config.sample.sampler, guidance=guidance, low_res=part * 2 - 1)
+    outs.append(np.clip((np.asarray(video, np.float32) + 1) / 2, 0, 1))
+  return np.concatenate(outs)
 
 
 def paired(model, base) -> dict:
