@@ -15,7 +15,8 @@ Budgets, measured on 2 CPU cores (docs/results/ablations.md): a base run of 1000
 steps x batch 8 takes ~9 min (11.6 with 8 extra images per video), an SSR run of
 400 steps ~2.5 min; measuring a base row ~6 min (FVD of 64 samples is 3.5 of
 them), an SR row ~1 min. Whole ablations: v_vs_eps 33 min, cond_aug 9, guidance
-37, joint_images 47 (temporal_mixing and width ~55 together, not yet run).
+37, joint_images 47 (temporal_mixing and width: ~55 together, estimated; only their
+runlocal smoke run has been timed).
 """
 import ml_collections
 
