@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from imagen_video.eval import ablation
+from imagen_video.train import sweep
 from imagen_video.utils import configs_loader
 
 ABLATIONS = configs_loader.load_module("configs/ablations.py")
@@ -21,7 +22,7 @@ def test_every_ablation_config_loads_its_variants(name):
     assert not v["vs"] or v["vs"] in names, f"{name}/{v['name']} compares with unknown {v['vs']}"
     assert set(v["expect"]) <= {k for k, _ in spec.metrics}
   for v in spec.variants:  # overrides name real config fields
-    flags_util.load_config(config_spec, ablation._overrides(v["overrides"]))
+    flags_util.load_config(config_spec, sweep.parse_overrides(v["overrides"]))
   with pytest.raises(ValueError, match="expected one of"):
     ABLATIONS.get_config("name=nope")
 

@@ -16,13 +16,13 @@ writes fvd.md/.json/.png. Use --num 64 or more: FVD is biased at small counts.
 """
 from __future__ import annotations
 
-import json
 import os
 import time
 
 from absl import flags
 
 from imagen_video.cli import flags_util
+from imagen_video.eval import report as report_lib
 
 
 def main(argv: list[str]) -> int:
@@ -87,21 +87,6 @@ def main(argv: list[str]) -> int:
   return 0
 
 
-def _write_report(out_dir: str, stem: str, markdown: str, summary: dict | None = None) -> bool:
-  """Process 0 writes out_dir/STEM.md (and STEM.json of `summary`); True there, where the
-  caller then draws its picture."""
-  import jax
-  if jax.process_index() != 0:
-    return False
-  os.makedirs(out_dir, exist_ok=True)
-  with open(os.path.join(out_dir, stem + ".md"), "w") as f:
-    f.write(markdown + "\n")
-  if summary is not None:
-    with open(os.path.join(out_dir, stem + ".json"), "w") as f:
-      json.dump(summary, f, indent=2)
-  return True
-
-
 def sr_psnr_eval(config, workdir, *, num, seed=0, steps=None, guidance=None, out_dir,
                  step=None, samples=1) -> dict:
   """sr_psnr.evaluate, printed and written as sr_psnr.md / .json / .png in out_dir."""
@@ -117,7 +102,7 @@ def sr_psnr_eval(config, workdir, *, num, seed=0, steps=None, guidance=None, out
   if "ssim_model" in result:
     header += (f"; SSIM per frame (first draw): model {result['ssim_model']:.4f}, "
                f"{result['baseline']} {result['ssim_baseline']:.4f}")
-  if _write_report(out_dir, "sr_psnr", f"{header}\n\n{report}", sr_psnr.summary(result)):
+  if report_lib.write(out_dir, "sr_psnr", f"{header}\n\n{report}", sr_psnr.summary(result)):
     sr_psnr.contact_sheet(result, os.path.join(out_dir, "sr_psnr.png"))
   return result
 
@@ -134,7 +119,7 @@ def fvd_eval(generate, config, *, num, seed, batch, out_dir, label) -> dict:
       fvd.table([(label, result)])
   print(report)
   summary = {"label": label, **{k: v for k, v in result.items() if k != "examples"}}
-  if _write_report(out_dir, "fvd", report, summary):
+  if report_lib.write(out_dir, "fvd", report, summary):
     shown = len(result["examples"])
     contact_sheet.contact_sheet(
         list(result["examples"]) + list(real[:shown]),
@@ -155,7 +140,7 @@ def text_probe_eval(config, workdir, *, num, seed, out_dir, step=None) -> dict:
   report = (f"text probe: {workdir} step {step}, EMA; x0-MSE on {num} test clips\n\n"
             + text_probe.table(errors))
   print(report)
-  _write_report(out_dir, "text_probe", report)
+  report_lib.write(out_dir, "text_probe", report)
   return errors
 
 
@@ -185,7 +170,7 @@ def caption_eval(generate, *, num, seed, out_dir, label, batch=28, stage_names=N
   print(f"caption check: {label}; {len(prompts)} samples of {shape}, {seconds:.0f} s\n{report}")
   summary = {"label": label, "accuracy": result["accuracy"], "samples": len(prompts),
              "shape": shape, "seconds": seconds}
-  if _write_report(out_dir, "caption_eval",
+  if report_lib.write(out_dir, "caption_eval",
                    f"{label}; {len(prompts)} samples of {shape} (frames x height x width)\n\n{report}",
                    summary):
     first = [result["videos"][i] for i in range(0, len(prompts), num)]  # one per prompt

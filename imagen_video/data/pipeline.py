@@ -127,7 +127,7 @@ class VideoBatches:
       caption = self.source[i].get("caption")
       if caption is None:
         raise KeyError(f"config.data.extra_images needs captions; {c.name} examples have none")
-      index.setdefault(caption.decode() if isinstance(caption, bytes) else str(caption), []).append(i)
+      index.setdefault(_text(caption), []).append(i)
     return {k: np.asarray(v) for k, v in index.items()}
 
   # -- order -----------------------------------------------------------------
@@ -190,8 +190,7 @@ class VideoBatches:
   def _append_images(self, video, raw, position: int, rng):
     """video [T, ...] -> ([T + n, ...], is_image [T + n]): n random frames of other clips
     with this clip's caption (of itself only when it is the caption's one clip)."""
-    caption = raw["caption"]
-    pool = self._same_caption[caption.decode() if isinstance(caption, bytes) else str(caption)]
+    pool = self._same_caption[_text(raw["caption"])]
     others = pool[pool != position] if len(pool) > 1 else pool
     images = []
     for p in rng.choice(others, size=self.extra_images, replace=len(others) < self.extra_images):
@@ -241,6 +240,11 @@ class VideoBatches:
 
   def close(self):
     self._pool.shutdown(wait=False, cancel_futures=True)
+
+
+def _text(value) -> str:
+  """A caption as stored (bytes) or already decoded, as str."""
+  return value.decode() if isinstance(value, bytes) else str(value)
 
 
 def _time_window(videos: dict, frames: int, rng) -> dict:

@@ -34,7 +34,7 @@ from imagen_video.train import sweep
 def train_variants(spec, root: str, data_dir: str) -> tuple[str, list[dict]]:
   """Trains what the ablation needs; -> (stage config spec, its variants)."""
   config = spec.train_config.format(data_dir=data_dir)
-  variants = [dict(v, overrides=_overrides(v["overrides"])) for v in spec.variants]
+  variants = [dict(v, overrides=sweep.parse_overrides(v["overrides"])) for v in spec.variants]
   to_train = [dict(name=v["name"], overrides=v["overrides"]) for v in variants
               if not v.get("run") and (not spec.train_only or v["name"] in spec.train_only)]
   summary = sweep.run(config, os.path.join(root, "runs"), to_train, done_at=spec.steps)
@@ -43,10 +43,6 @@ def train_variants(spec, root: str, data_dir: str) -> tuple[str, list[dict]]:
     raise RuntimeError(f"ablation {spec.name}: training of {failed} failed (logs above; "
                        f"{os.path.join(root, 'runs', 'summary.json')})")
   return config, variants
-
-
-def _overrides(text: str) -> dict:
-  return sweep.parse_variant("name=x " + text)["overrides"] if text.strip() else {}
 
 
 def run(spec, root: str, *, data_dir: str | None = None) -> dict:
@@ -78,13 +74,13 @@ def _row(v, workdir, metrics, seconds, sheet) -> dict:
           "train_steps_per_sec": rate, "sheet": sheet}
 
 
+def _print_row(spec, name: str, metrics: dict, seconds: float) -> None:
+  print(f"[ablate] {spec.name}/{name}: " + ", ".join(f"{k} {v:.4g}" for k, v in metrics.items())
+        + f" (measured in {seconds:.0f} s)", flush=True)
+
+
 def _train_rate(workdir: str) -> float | None:
-  path = os.path.join(workdir, "metrics_train.jsonl")
-  if not os.path.exists(path):
-    return None
-  with open(path) as f:
-    rates = [json.loads(ln).get("steps_per_sec") for ln in f if ln.strip()]
-  rates = [r for r in rates if r]
+  rates = [r["steps_per_sec"] for r in sweep.train_metrics(workdir) if r.get("steps_per_sec")]
   return float(np.median(rates)) if rates else None
 
 
@@ -132,6 +128,7 @@ def _measure_base(spec, variant, config, workdir) -> list[dict]:
   errors = text_probe.x0_errors(stage, ema["unet"], text_params, clips["video"][:e.x0_clips] * 2 - 1,
                                 {"true": clips["caption"][:e.x0_clips]}, seed=e.seed)
   x0_mse, x0_seconds = float(np.mean(errors["true"])), time.time() - t0
+  held_out = {"color_shift": video_metrics.color_shift(clips["video"][:e.fvd_num or None])}
   settings = spec.settings if e.kind == "guidance" else [variant]
   rows = []
   for s in settings:
@@ -175,10 +172,8 @@ def _measure_base(spec, variant, config, workdir) -> list[dict]:
     key = dict(eval=e.to_dict(), setting=s["name"], guidance=np.asarray(w).tolist(), step=step)
     metrics, sheet, seconds = _cached(workdir, key, measure)
     seconds += x0_seconds
-    print(f"[ablate] {spec.name}/{s['name']}: " + ", ".join(f"{k} {v:.4g}" for k, v in metrics.items())
-          + f" ({seconds:.0f} s)", flush=True)
-    rows.append(_row(s, workdir, metrics, seconds, sheet))
-    rows[-1]["held_out"] = {"color_shift": video_metrics.color_shift(clips["video"][:e.fvd_num or None])}
+    _print_row(spec, s["name"], metrics, seconds)
+    rows.append(dict(_row(s, workdir, metrics, seconds, sheet), held_out=held_out))
   if e.kind == "guidance":
     for r in rows:  # guidance does not change the denoiser
       r["metrics"].pop("x0_mse")
@@ -229,8 +224,7 @@ def _measure_sr(spec, variant, config, workdir) -> list[dict]:
     if cond == "degraded":
       sheet = (out[:3] * 255).round().astype(np.uint8)
   seconds = time.time() - t0
-  print(f"[ablate] {spec.name}/{variant['name']}: " +
-        ", ".join(f"{k} {v:.4g}" for k, v in metrics.items()) + f" ({seconds:.0f} s)", flush=True)
+  _print_row(spec, variant["name"], metrics, seconds)
   return [_row(variant, workdir, metrics, seconds, sheet)]
 
 
@@ -293,16 +287,11 @@ def markdown(spec, result: dict) -> str:
 
 
 def write_report(spec, result: dict, out_dir: str) -> None:
-  import jax
-  if jax.process_index() != 0:
-    return
+  from imagen_video.eval import report as report_lib
   from imagen_video.media import contact_sheet
-  os.makedirs(out_dir, exist_ok=True)
-  with open(os.path.join(out_dir, "report.md"), "w") as f:
-    f.write(markdown(spec, result) + "\n")
-  with open(os.path.join(out_dir, "report.json"), "w") as f:
-    json.dump({**result, "rows": [{k: v for k, v in r.items() if k != "sheet"} for r in result["rows"]]},
-              f, indent=2)
+  summary = {**result, "rows": [{k: v for k, v in r.items() if k != "sheet"} for r in result["rows"]]}
+  if not report_lib.write(out_dir, "report", markdown(spec, result), summary):
+    return
   plot(spec, result, os.path.join(out_dir, "metrics.png"))
   videos, captions = [], []
   for r in result["rows"]:

@@ -119,8 +119,8 @@ def evaluate(config, workdir: str, *, num: int = 8, seed: int = 0, steps=None, g
                            "per_clip": pmean.tolist()},
              **{k + "_mean": v for k, v in paired(pmean, pb).items()}}
   if min(model.shape[2:4]) > 10:  # SSIM's 11-tap window: per frame, averaged
-    extra["ssim_model"] = video_metrics.frame_scores(model, clips["video"])["ssim"]
-    extra["ssim_baseline"] = video_metrics.frame_scores(base, clips["video"])["ssim"]
+    extra["ssim_model"] = float(video_metrics.ssim_per_frame(model, clips["video"]).mean())
+    extra["ssim_baseline"] = float(video_metrics.ssim_per_frame(base, clips["video"]).mean())
   return {**extra, "samples": samples,
       "stage": name or kind, "kind": kind, "dataset": f"{config.data.name} test", "num": num,
       "step": int(step), "sampler": config.sample.sampler, "steps": int(steps),

@@ -21,13 +21,17 @@ LAUNCH_LOCAL = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(
     os.path.abspath(__file__)))), "launch", "local.py")
 
 
+def parse_overrides(text: str) -> dict:
+  """'config.x.y=1 z=2' -> {'x.y': '1', 'z': '2'} (the `config.` prefix is optional)."""
+  return {k.removeprefix("config."): v for k, v in (part.split("=", 1) for part in shlex.split(text))}
+
+
 def parse_variant(text: str) -> dict:
   """'name=a config.x.y=1 z=2' -> {'name': 'a', 'overrides': {'x.y': '1', 'z': '2'}}."""
-  fields = dict(part.split("=", 1) for part in shlex.split(text))
-  name = fields.pop("name", None) or "_".join(f"{k.split('.')[-1]}-{v}" for k, v in fields.items())
+  overrides = parse_overrides(text)
+  name = overrides.pop("name", None) or "_".join(f"{k.split('.')[-1]}-{v}" for k, v in overrides.items())
   if not re.fullmatch(r"[\w.+-]+", name):
     raise ValueError(f"variant name {name!r}: use letters, digits and ._+- only")
-  overrides = {k.removeprefix("config."): v for k, v in fields.items()}
   return {"name": name, "overrides": overrides}
 
 
@@ -52,12 +56,17 @@ def train_command(config: str, workdir: str, overrides: dict, common: list[str],
   return [sys.executable, "-m", "imagen_video.cli.main", *train]
 
 
-def last_loss(workdir: str) -> float | None:
+def train_metrics(workdir: str) -> list[dict]:
+  """The rows of WORKDIR/metrics_train.jsonl (none before the first log)."""
   path = os.path.join(workdir, "metrics_train.jsonl")
   if not os.path.exists(path):
-    return None
+    return []
   with open(path) as f:
-    rows = [json.loads(ln) for ln in f if ln.strip()]
+    return [json.loads(ln) for ln in f if ln.strip()]
+
+
+def last_loss(workdir: str) -> float | None:
+  rows = train_metrics(workdir)
   return rows[-1].get("loss") if rows else None
 
 
