@@ -16,6 +16,7 @@ _BUILDERS = {
     "moving_shapes": ("imagen_video.data.moving_shapes_tfds", "MovingShapes", "moving_shapes_config"),
     "video_folder": ("imagen_video.data.video_folder_tfds", "VideoFolder", "video_folder_config"),
     "texture_pans": ("imagen_video.data.texture_pans_tfds", "TexturePans", "texture_pans_config"),
+    "athletes": ("imagen_video.data.athletes_tfds", "Athletes", "athletes_config"),
 }
 DEFAULT_DATA_DIR = os.path.join("~", "tensorflow_datasets")
 
