@@ -11,7 +11,11 @@ samplers); `get_config("stage=NAME")` one stage's training config. Arguments:
 stage (base, tsr, ssr1, ssr2), root (workdirs root, default demo/stages,
 where `imagen-video demo` trains them), data_dir (TFDS dir), steps (override every stage's
 training steps), residual (default true; false: the paper's plain SR stages),
-runlocal (seconds-long smoke configs for tests).
+runlocal (seconds-long smoke configs for tests), distilled (root of `imagen-video distill`
+students DIR/{base,tsr,ssr1,ssr2}: the same cascade with every stage at its final student,
+DIR/NAME/steps8, sampled with 8 steps; runlocal: steps2 and 2 steps), wrap (base only:
+`moving_shapes` with wrap-around motion, whose continuation has a ground truth at any
+length: video extension).
 
 Every stage trains on ground-truth (low-res, high-res) pairs of the same
 `moving_shapes` clips (the dataset's `extra_resolutions`), with conditioning
@@ -38,6 +42,7 @@ BASE_STEPS, BASE_BATCH = 1600, 8  # batch 8 learns more per second than 16 (docs
 # TSR 120 steps pay for the base's 3x3x3 conv (+14% per step) within 15 minutes
 SR_TRAIN_CLIPS = 1000  # 120-150 steps x batch 8-16 sees at most 2400: rendering more is wasted time
 ORDER = ("base", "tsr", "ssr1", "ssr2")
+DISTILLED_STEPS = 8  # Imagen Video's distilled stages
 SAMPLING = {  # sampler, steps, guidance, aug_level
     "base": ("ddim", 64, 3.0, None),
     "tsr": ("ddim", 16, 1.0, 0.1),
@@ -48,11 +53,13 @@ SAMPLING = {  # sampler, steps, guidance, aug_level
 
 def get_config(arg=None):
   a = parse_arg(arg, stage="", root="demo/stages", data_dir="demo/tensorflow_datasets", steps=0,
-                runlocal=False, residual=True)
+                runlocal=False, residual=True, distilled="", wrap=False)
   if not a.stage:
     return _cascade(a)
   if a.stage == "base":
     c = _base(a)
+    if a.wrap:
+      c.data.builder.wrap = True
   elif a.stage in SR_STAGES:
     c = sr_stage(SR_STAGES[a.stage], a, aug_level=SAMPLING[a.stage][3], residual=a.residual)
   else:
@@ -75,9 +82,14 @@ def _cascade(a):
   stages = []
   for name in ORDER:
     sampler, steps, guidance, aug = SAMPLING[name]
+    steps = 4 if a.runlocal else steps
+    workdir = f"{a.root}/{name}"
+    if a.distilled:  # the distilled student (its config.json adds any guidance embedding)
+      steps = 2 if a.runlocal else DISTILLED_STEPS
+      workdir = f"{a.distilled}/{name}/steps{steps}"
     stages.append(dict(name=name, config=f"configs/cascade_tiny.py:{_args(a, stage=name)}",
-                       workdir=f"{a.root}/{name}", sampler=sampler,
-                       steps=4 if a.runlocal else steps, guidance=guidance, aug_level=aug))
+                       workdir=workdir, sampler=sampler, steps=steps, guidance=guidance,
+                       aug_level=aug))
   return ml_collections.ConfigDict(dict(stages=stages))
 
 

@@ -113,8 +113,12 @@ class Cascade:
       shapes.append(out)
     return shapes
 
-  def sample(self, prompts, seed: int = 0, *, return_stages: bool = False, log=print):
-    """uint8 video [B, T, H, W, 3] for the prompts (and each stage's uint8 output)."""
+  def sample(self, prompts, seed: int = 0, *, return_stages: bool = False, log=print,
+             known=None, conditioning: str = "reconstruction", recon_weight=None):
+    """uint8 video [B, T, H, W, 3] for the prompts (and each stage's uint8 output).
+
+    `known` (a `stage.known.Known`, usually at the final frames and size) conditions
+    every stage on the known frames/pixels at that stage's frames and size."""
     from imagen_video.media import video_io
     prompts = list(prompts)
     self.check_shapes(len(prompts))
@@ -125,11 +129,12 @@ class Cascade:
       text_params = run.params.get("text", run.stage.text.params)
       video = run.stage.sample(run.params["unet"], text_params, prompts, key, steps=run.steps,
                                sampler=run.sampler, guidance=guidance_weights(run.guidance, run.steps),
-                               low_res=video, aug_level=run.aug_level)
+                               low_res=video, aug_level=run.aug_level, known=known,
+                               conditioning=conditioning, recon_weight=recon_weight)
       video = jax.block_until_ready(video)
       outputs.append(video_io.to_uint8(np.asarray(video)))
       log(f"[cascade {i + 1}/{len(self.runs)}] {run.name}: {tuple(video.shape)} in "
-          f"{time.time() - t0:.1f} s ({run.steps} {run.sampler} steps)")
+          f"{time.time() - t0:.2f} s ({run.steps} {run.sampler} steps)")
     return (outputs[-1], outputs) if return_stages else outputs[-1]
 
 

@@ -10,6 +10,12 @@ sr_psnr: for a TSR/SSR stage, samples the first --num clips of the test split
 from their low-res inputs (default augmentation level) and compares PSNR with
 bicubic (SSR) or linear frame blending (TSR); writes sr_psnr.md/.json/.png.
 
+conditional: for a stage, image-to-video, interpolation, prediction and inpainting
+of the first --num test clips by replacement and by reconstruction guidance, PSNR/SSIM
+against the truth and a classical baseline each; on a wrap moving_shapes dataset also
+autoregressive extension to --extend x the clip length (trajectory error); writes
+conditional.md/.json/.png, extension.png, extension_error.png. --tasks picks some.
+
 fvd: samples the captions of the first --num test clips (base stage or whole
 cascade) and computes FVD (Kinetics-400 I3D) against those held-out clips;
 writes fvd.md/.json/.png. Use --num 64 or more: FVD is biased at small counts.
@@ -30,7 +36,7 @@ def main(argv: list[str]) -> int:
   flags_util.define_config(fv, argv)
   flags_util.define_config(fv, argv, name="cascade", help_string="cascade config file[:args]")
   flags.DEFINE_string("workdir", None, "training workdir with checkpoints/", flag_values=fv)
-  flags.DEFINE_enum("metric", "caption", ["caption", "sr_psnr", "text_probe", "fvd"],
+  flags.DEFINE_enum("metric", "caption", ["caption", "sr_psnr", "text_probe", "fvd", "conditional"],
                     "what to measure (text_probe: x0 error with the direction word changed)",
                     flag_values=fv)
   flags.DEFINE_integer("num", 4, "samples per prompt (caption); test clips (sr_psnr, text_probe, fvd)",
@@ -44,6 +50,11 @@ def main(argv: list[str]) -> int:
   flags.DEFINE_integer("step", None, "checkpoint step to evaluate (default the newest)", flag_values=fv)
   flags.DEFINE_integer("samples", 1, "sr_psnr: draws per clip; > 1 also scores their average "
                        "(the posterior-mean estimate)", flag_values=fv)
+  flags.DEFINE_string("tasks", "i2v,interpolation,prediction,inpainting,extension",
+                      "conditional: which tasks", flag_values=fv)
+  flags.DEFINE_integer("extend", 4, "conditional: extension length in clip lengths", flag_values=fv)
+  flags.DEFINE_float("recon_weight", None, "conditional: reconstruction guidance weight "
+                     "(default config.sample.recon_weight)", flag_values=fv)
   flags_util.parse(fv, argv, __doc__)
   if fv.cascade is not None:
     if fv.metric not in ("caption", "fvd") or fv.config is not None or fv.step is not None:
@@ -72,6 +83,12 @@ def main(argv: list[str]) -> int:
   if fv.metric == "text_probe":
     text_probe_eval(fv.config, fv.workdir, num=fv.num, seed=fv.seed, out_dir=out_dir, step=fv.step)
     return 0
+  if fv.metric == "conditional":
+    conditional_eval(fv.config, fv.workdir, num=fv.num, seed=fv.seed, steps=fv.steps or s.steps,
+                     guidance=s.guidance if fv.guidance is None else fv.guidance, out_dir=out_dir,
+                     step=fv.step, tasks=fv.tasks.split(","), extend=fv.extend,
+                     recon_weight=fv.recon_weight)
+    return 0
   from imagen_video.cli import sample
   steps, sampler = fv.steps or s.steps, s.sampler
   guidance = s.guidance if fv.guidance is None else fv.guidance
@@ -85,6 +102,34 @@ def main(argv: list[str]) -> int:
   caption_eval(generate, num=fv.num, seed=fv.seed, out_dir=out_dir, batch=fv.batch,
                label=f"{fv.workdir} step {step}, EMA, {sampler} {steps} steps, guidance {guidance:g}")
   return 0
+
+
+def conditional_eval(config, workdir, *, num, seed, steps, guidance, out_dir, step=None,
+                     tasks=(), extend=4, recon_weight=None) -> dict:
+  from imagen_video.eval import conditional, sr_psnr
+  from imagen_video.train import trainer
+  unknown = set(tasks) - set(conditional.TASKS) - {"extension"}
+  if unknown:
+    raise SystemExit(f"--tasks: unknown {sorted(unknown)}; expected some of "
+                     f"{list(conditional.TASKS) + ['extension']}")
+  stage, ema, step = trainer.load_for_sampling(config, workdir, step=step)
+  sample = conditional.stage_sampler(stage, ema, steps=steps, guidance=guidance,
+                                     sampler=config.sample.sampler, seed=seed, recon_weight=recon_weight)
+  picked = [t for t in conditional.TASKS if t in tasks]
+  result = conditional.evaluate_tasks(sample, sr_psnr.test_clips(config, num), tasks=picked) if picked else None
+  ext = None
+  if "extension" in tasks:
+    if config.data.builder.get("wrap"):
+      clips = conditional.extension_clips(config.data.builder, num, extend)
+      ext = conditional.extension(sample, clips, window=config.data.builder.frames)
+    else:
+      print("[conditional] extension skipped: it needs data.builder.wrap=True (a wrap-around "
+            "moving_shapes dataset, where the continued motion has a ground truth)")
+  label = (f"{workdir} step {step}, {config.sample.sampler} {steps} steps, guidance {guidance:g}, "
+           f"reconstruction weight {recon_weight if recon_weight is not None else 'default'}, {num} test clips")
+  conditional.write_report(out_dir, result, ext, label)
+  print(f"wrote {out_dir}/conditional.md")
+  return {"tasks": result, "extension": ext}
 
 
 def sr_psnr_eval(config, workdir, *, num, seed=0, steps=None, guidance=None, out_dir,

@@ -18,6 +18,7 @@ def parse(fv: flags.FlagValues, argv: list[str], doc: str) -> list[str]:
   if any(a in ("-h", "--help", "-help") for a in argv[1:]):
     print(doc.strip(), "\n\nflags:\n" + fv.get_help(include_special_flags=False))
     raise SystemExit(0)
+  argv = [argv[0]] + [_underscored(a, fv) for a in argv[1:]]
   try:
     return fv(argv)
   except (flags.Error, KeyError, AttributeError) as e:
@@ -26,6 +27,14 @@ def parse(fv: flags.FlagValues, argv: list[str], doc: str) -> list[str]:
     msg = f"unknown config field {msg}" if "Did you mean" in msg else msg
     print(f"{argv[0]}: {msg}\n(see {argv[0]} --help)", file=sys.stderr)
     raise SystemExit(2)
+
+
+def _underscored(arg: str, fv: flags.FlagValues) -> str:
+  """--first-frame=x -> --first_frame=x where that flag exists (both spellings work)."""
+  name, eq, value = arg[2:].partition("=")
+  if arg.startswith("--") and "-" in name and name.replace("-", "_") in fv:
+    return f"--{name.replace('-', '_')}{eq}{value}"
+  return arg
 
 
 def load_config(spec: str, overrides: dict[str, str] | None = None):

@@ -17,6 +17,7 @@ COMMANDS = {
     "convert-t5": ("imagen_video.cli.convert_t5", "convert a Hugging Face T5 checkpoint to an Orbax encoder"),
     "encode-text": ("imagen_video.cli.encode_text", "write T5 embeddings + masks of prompts to .npz"),
     "ablate": ("imagen_video.cli.ablate", "train + measure the papers' ablations, write reports"),
+    "distill": ("imagen_video.cli.distill", "distill a stage to few sampling steps (guidance + halvings)"),
     "describe": ("imagen_video.cli.describe", "table of a cascade's stages and parameter counts"),
     "compile": ("imagen_video.cli.compile", "AOT-compile a stage for a TPU slice: memory, FLOPs"),
 }

@@ -9,6 +9,17 @@ for a cascade one row per stage); with --prompts (one per line) one mp4 per
 prompt and sample plus `samples.jsonl` (prompt, seed, file) in --out_dir,
 compiling the samplers once. Guidance weights are traced: changing them never
 recompiles. Only process 0 writes files.
+
+Conditional generation (one stage or the cascade; inputs are resized to the output size):
+  --first_frame IMG                  image-to-video: IMG is frame 0
+  --keyframes A.png@0,B.png@11       interpolation: keyframes at any output frame indices
+  --init_video V.mp4                 prediction: V's frames are the first ones (its last half
+                                     window if longer), the rest is generated; with --extend_to
+                                     N, autoregressive extension to N frames (--context frames
+                                     of overlap per window)
+  --init_video V.mp4 --mask M.png    inpainting: white pixels of M (an image for every frame,
+                                     or a video) are generated, the rest of V kept
+by reconstruction guidance (--conditioning, --recon_weight) or replacement.
 """
 from __future__ import annotations
 
@@ -19,7 +30,7 @@ import time
 import numpy as np
 from absl import flags
 
-from imagen_video.cli import flags_util
+from imagen_video.cli import flags_util, known_flags
 
 
 def main(argv: list[str]) -> int:
@@ -38,6 +49,7 @@ def main(argv: list[str]) -> int:
                      flag_values=fv)
   flags.DEFINE_string("sampler", None, "ddim | ancestral | dpm++2m | stochastic "
                       "(one stage; default config.sample.sampler)", flag_values=fv)
+  known_flags.define(fv)
   flags_util.parse(fv, argv, __doc__)
   if (fv.config is None) == (fv.cascade is None):
     raise SystemExit(f"{argv[0]}: give --config (with --workdir) or --cascade")
@@ -58,6 +70,7 @@ def main(argv: list[str]) -> int:
                                      guidance=s.guidance if fv.guidance is None else fv.guidance,
                                      sampler=fv.sampler or s.sampler)
     names = None
+  generate = known_flags.conditioned(generate, fv)
   write(generate, prompts, num=fv.num, seed=fv.seed, fps=fps, out=fv.out, out_dir=fv.out_dir,
         stage_names=names)
   return 0
@@ -72,27 +85,31 @@ def read_prompts(path: str) -> list[str]:
 
 
 def stage_sampler(config, workdir, *, steps, guidance, sampler, step=None):
-  """generate(prompts, seed) -> (uint8 [B,T,H,W,3], None), fps, the checkpoint step."""
+  """generate(prompts, seed, **known_args) -> (uint8 [B,T,H,W,3], None), fps, the checkpoint
+  step; known_args: known, conditioning, recon_weight (see Stage.sample)."""
   import jax
   from imagen_video.media import video_io
   from imagen_video.train import trainer
   stage, ema, step = trainer.load_for_sampling(config, workdir, step=step)
   text_params = ema.get("text", stage.text.params)
 
-  def generate(prompts, seed):
+  def generate(prompts, seed, **known_args):
     video = stage.sample(ema["unet"], text_params, prompts, jax.random.key(seed), steps=steps,
-                         sampler=sampler, guidance=guidance)
+                         sampler=sampler, guidance=guidance, **known_args)
     return video_io.to_uint8(np.asarray(video)), None
+  generate.output_shape = stage.output_shape
   return generate, config.sample.get("fps", 8.0), step
 
 
 def cascade_sampler(cascade_config):
-  """generate(prompts, seed) -> (final uint8 video, every stage's output), fps, stage names."""
+  """generate(prompts, seed, **known_args) -> (final uint8 video, every stage's output), fps,
+  stage names."""
   from imagen_video.cascade.cascade import Cascade
   cascade = Cascade.load(cascade_config)
 
-  def generate(prompts, seed):
-    return cascade.sample(prompts, seed=seed, return_stages=True)
+  def generate(prompts, seed, **known_args):
+    return cascade.sample(prompts, seed=seed, return_stages=True, **known_args)
+  generate.output_shape = cascade.runs[-1].stage.output_shape
   last = cascade.runs[-1].stage.config
   return generate, last.sample.get("fps", 8.0), [r.name for r in cascade.runs]
 

@@ -61,6 +61,7 @@ class Clip:
   start: tuple[float, float]
   velocity: tuple[float, float]
   aspect: float
+  wrap: bool = False  # the frame is a torus: what leaves one side enters the opposite one
 
   @property
   def caption(self) -> str:
@@ -70,11 +71,15 @@ class Clip:
     """Shape centres [frames, 2] (x, y), normalised to [0, 1] on each axis."""
     t = np.arange(frames) / frames
     xy = np.asarray(self.start)[None] + t[:, None] * np.asarray(self.velocity)[None]
-    return (xy / np.array([self.aspect, 1.0])).astype(np.float32)
+    xy = xy / np.array([self.aspect, 1.0])
+    return (xy % 1.0 if self.wrap else xy).astype(np.float32)
 
 
-def sample_clip(seed: int, split: str, index: int, aspect: float = 1.0) -> Clip:
-  """The clip `index` of `split` for `seed`; independent of frames and size."""
+def sample_clip(seed: int, split: str, index: int, aspect: float = 1.0, wrap: bool = False) -> Clip:
+  """The clip `index` of `split` for `seed`; independent of frames and size.
+
+  `wrap`: the same draws, but the shape starts anywhere and wraps around the frame's
+  borders, so its motion can continue for any length (video extension)."""
   rng = np.random.default_rng([seed, zlib.crc32(split.encode()), index])
   color = list(COLORS)[rng.integers(len(COLORS))]
   shape = SHAPES[rng.integers(len(SHAPES))]
@@ -90,8 +95,10 @@ def sample_clip(seed: int, split: str, index: int, aspect: float = 1.0) -> Clip:
   travel = float(rng.uniform(0.45, 0.8)) * room
   start = rng.uniform(lo, hi)
   start[axis] = lo[axis] + rng.uniform(0, room - travel) if d[axis] > 0 else hi[axis] - rng.uniform(0, room - travel)
+  if wrap:
+    start = rng.uniform((0.0, 0.0), (aspect, 1.0))
   return Clip(color, shape, direction, size, (float(start[0]), float(start[1])),
-              tuple(float(v) for v in d * travel), aspect)
+              tuple(float(v) for v in d * travel), aspect, wrap)
 
 
 def _inside(shape: str, dx: np.ndarray, dy: np.ndarray, r: float) -> np.ndarray:
@@ -119,8 +126,12 @@ def render(clip: Clip, frames: int, height: int, width: int, supersample: int = 
   centers = clip.centers(frames) * np.array([clip.aspect, 1.0])
   out = np.empty((frames, height, width, 3), np.uint8)
   rgb = np.asarray(COLORS[clip.color], np.float32)
+  # With wrap, the copies one frame-width/height away draw the part across a border.
+  shifts = [(i * clip.aspect, j) for i in (-1, 0, 1) for j in (-1, 0, 1)] if clip.wrap else [(0, 0)]
   for f, (cx, cy) in enumerate(centers):
-    mask = _inside(clip.shape, xs[None, :] - cx, ys[:, None] - cy, clip.size)
+    mask = np.zeros((height * ss, width * ss), bool)
+    for sx, sy in shifts:
+      mask |= _inside(clip.shape, xs[None, :] - cx - sx, ys[:, None] - cy - sy, clip.size)
     cover = mask.reshape(height, ss, width, ss).mean(axis=(1, 3))
     out[f] = np.round(cover[..., None] * rgb * 255).astype(np.uint8)
   return out

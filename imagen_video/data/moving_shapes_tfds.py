@@ -31,6 +31,7 @@ class MovingShapesConfig(tfds.core.BuilderConfig):
   num_test: int = 100
   seed: int = 0
   extra_resolutions: tuple = ()
+  wrap: bool = False
 
 
 def extra_key(frames: int, height: int, width: int) -> str:
@@ -38,12 +39,13 @@ def extra_key(frames: int, height: int, width: int) -> str:
 
 
 def moving_shapes_config(frames=16, height=32, width=32, fps=8.0, num_train=1000, num_test=100,
-                         seed=0, extra_resolutions=()) -> MovingShapesConfig:
+                         seed=0, extra_resolutions=(), wrap=False) -> MovingShapesConfig:
   """A config whose name encodes every parameter, so variants never collide on disk."""
   name, extra = clip_config.config_name("moving_shapes", frames, height, width, fps, num_train,
                                         num_test, seed, extra_resolutions)
+  name += "_wrap" if wrap else ""
   return MovingShapesConfig(name=name, frames=frames, height=height, width=width, fps=float(fps),
-                            num_train=num_train, num_test=num_test, seed=seed, extra_resolutions=extra,
+                            num_train=num_train, num_test=num_test, seed=seed, extra_resolutions=extra, wrap=bool(wrap),
                             description="one shape moving at constant speed on black")
 
 
@@ -86,7 +88,7 @@ class MovingShapes(tfds.core.GeneratorBasedBuilder):
     c = self.builder_config
     aspect = c.width / c.height
     for index in range(count):
-      clip = ms.sample_clip(c.seed, split, index, aspect)
+      clip = ms.sample_clip(c.seed, split, index, aspect, c.wrap)
       example = ms.labels(clip, c.frames)
       example["video"] = ms.render(clip, c.frames, c.height, c.width)
       example["index"] = index

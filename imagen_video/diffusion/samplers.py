@@ -14,7 +14,10 @@ network's learned null text), then `cfg_combine`. The guidance weight is a
 traced [steps, B] array (from a scalar, a per-step schedule such as
 `oscillating_guidance_weights`, or per step and sample), so changing it never
 recompiles. Static (recompiling) choices: shape, steps, sampler, objective,
-thresholding mode, schedule constants, guided.
+thresholding mode, schedule constants, guided, guidance_input.
+
+A guidance-distilled student (`guidance_input=True`) takes the weight as an
+input instead: one forward on B with cond["guidance_weight"] = the step's [B] weights.
 
 Time grid: t_i = 1 - i / steps, i = 0..steps; the last step returns x0_hat.
 
@@ -33,6 +36,18 @@ Stochastic N-step sampler (Salimans & Ho 2022, used by Imagen Video's distilled 
   a DDIM step from t to t - 2/N, then the forward process back up to t - 1/N
   (z_s = (alpha_s / alpha_u) z_u + sqrt(sigma_s^2 - (alpha_s / alpha_u)^2 sigma_u^2) noise).
 In all, eps_hat is recomputed from the thresholded x0_hat.
+
+Known pixels (`known` = {"x": values, "mask": 1 where known}, broadcastable to the
+shape; static `conditioning`), for extension, image-to-video, interpolation and
+inpainting (Video Diffusion Models, Ho et al. 2022, section 3.1):
+  'replacement'     z's known part is replaced by a fresh draw of q(z_t | x_known)
+                    before each step; the unknown part is only conditioned through
+                    the network's view of it (the baseline: known and generated parts
+                    can disagree);
+  'reconstruction'  replacement, plus reconstruction guidance on the unknown part:
+                    x0_hat^a -= (w_r alpha_t / 2) grad_{z^a} ||x^b - x0_hat^b(z_t)||^2,
+                    one extra backward pass per step (w_r = `recon_weight`, traced).
+Either way the known values are pasted into the final sample.
 """
 from __future__ import annotations
 
@@ -48,6 +63,7 @@ from imagen_video.diffusion.objectives import _bcast, eps_from_x0, pred_to_x0_ep
 from imagen_video.diffusion.schedule import alpha_sigma, logsnr_schedule_cosine
 
 SAMPLERS = ("ddim", "ancestral", "dpm++2m", "stochastic")
+CONDITIONING = ("replacement", "reconstruction")
 
 
 @functools.lru_cache(maxsize=64)
@@ -69,9 +85,11 @@ def _guided_forward(model_fn, state, z, log_snr, cond, weight):
 
 
 @functools.partial(jax.jit, static_argnames=("model_fn", "shape", "steps", "sampler", "objective",
-                                             "thresholding", "schedule", "guided"))
-def _sample_loop(model_fn, state, cond, rng, noise, guidance, percentile, gamma, *, shape, steps,
-                 sampler, objective, thresholding, schedule, guided):
+                                             "thresholding", "schedule", "guided",
+                                             "guidance_input", "conditioning"))
+def _sample_loop(model_fn, state, cond, rng, noise, guidance, percentile, gamma, known, recon_weight,
+                 *, shape, steps, sampler, objective, thresholding, schedule, guided,
+                 guidance_input=False, conditioning=None):
   sched = lambda t: logsnr_schedule_cosine(t, *schedule)
   b = shape[0]
   z0 = jax.random.normal(rng, shape, jnp.float32) if noise is None else noise.astype(jnp.float32)
@@ -81,11 +99,30 @@ def _sample_loop(model_fn, state, cond, rng, noise, guidance, percentile, gamma,
     key, k_noise = jax.random.split(key)
     ls_t = jnp.full((b,), sched(1.0 - i / steps))
     ls_s = jnp.full((b,), sched(1.0 - (i + 1) / steps))
-    if guided:
-      pred = _guided_forward(model_fn, state, z, ls_t, cond, guidance[i])
+
+    def predict_x0(z):
+      if guidance_input:
+        pred = model_fn(state, z, ls_t, dict(cond, guidance_weight=guidance[i])).astype(jnp.float32)
+      elif guided:
+        pred = _guided_forward(model_fn, state, z, ls_t, cond, guidance[i])
+      else:
+        pred = model_fn(state, z, ls_t, cond).astype(jnp.float32)
+      return pred_to_x0_eps(pred, z, ls_t, objective)[0]
+
+    if conditioning is None:
+      x0 = predict_x0(z)
     else:
-      pred = model_fn(state, z, ls_t, cond).astype(jnp.float32)
-    x0, _ = pred_to_x0_eps(pred, z, ls_t, objective)
+      mask = known["mask"]
+      alpha, sigma = alpha_sigma(ls_t)
+      z_known = _bcast(alpha, z) * known["x"] + _bcast(sigma, z) * jax.random.normal(
+          jax.random.fold_in(k_noise, 1), z.shape)
+      z = mask * z_known + (1 - mask) * z
+      if conditioning == "replacement":
+        x0 = predict_x0(z)
+      else:
+        x0, pullback = jax.vjp(predict_x0, z)
+        grad = pullback(2 * mask * (x0 - known["x"]))[0]
+        x0 = x0 - (1 - mask) * _bcast(recon_weight * alpha / 2, z) * grad
     x0 = apply_threshold(x0, thresholding, percentile)
     (alpha_t, sigma_t), (alpha_s, sigma_s) = alpha_sigma(ls_t), alpha_sigma(ls_s)
     h = (ls_s - ls_t) / 2
@@ -112,29 +149,42 @@ def _sample_loop(model_fn, state, cond, rng, noise, guidance, percentile, gamma,
     return jnp.where(i == steps - 1, x0, z_s), key, x0, h
 
   init = (z0, rng, jnp.zeros(shape, jnp.float32), jnp.ones((b,), jnp.float32))
-  return jax.lax.fori_loop(0, steps, body, init)[0]
+  out = jax.lax.fori_loop(0, steps, body, init)[0]
+  if conditioning is not None:
+    out = known["mask"] * known["x"] + (1 - known["mask"]) * out
+  return out
 
 
 def sample(model_fn: Callable, state, cond: dict, rng, *, shape, steps: int, sampler: str = "ddim",
            guidance=1.0, guided: bool = True, objective: str = "v", thresholding: str = "dynamic",
            percentile=99.5, gamma=0.0, logsnr_min: float = -20.0, logsnr_max: float = 20.0,
-           resolution_shift: float = 1.0, noise=None):
+           resolution_shift: float = 1.0, noise=None, guidance_input: bool = False,
+           known: dict | None = None, conditioning: str = "reconstruction", recon_weight=4.0):
   """Draws samples of `shape` ([B, T, H, W, C]) from pure noise (or from `noise`).
 
   guidance: scalar, [steps] (per-step schedule) or [steps, B]; always traced.
   guided=False: no unconditional half (unguided or unconditional models).
+  guidance_input=True: a guidance-distilled model gets the weight as cond["guidance_weight"].
   thresholding: 'dynamic' (percentile, traced) | 'static' (clip to [-1, 1]) | 'none'.
   gamma: ancestral variance interpolation in [0, 1] (traced); used by 'ancestral' only.
+  known: {"x": [B, T, H, W, C] values in the diffused space, "mask": 1 = known, broadcastable
+    to the shape} conditions the sample on them by `conditioning` (see the module doc).
   """
   if sampler not in SAMPLERS:
     raise ValueError(f"sampler must be one of {SAMPLERS}, got {sampler!r}")
   shape = tuple(int(s) for s in shape)
+  if known is not None:
+    if conditioning not in CONDITIONING:
+      raise ValueError(f"conditioning must be one of {CONDITIONING}, got {conditioning!r}")
+    known = {"x": jnp.broadcast_to(jnp.asarray(known["x"], jnp.float32), shape),
+             "mask": jnp.broadcast_to(jnp.asarray(known["mask"], jnp.float32), shape)}
   w = jnp.asarray(guidance, jnp.float32)
   if w.ndim == 1:
     w = w[:, None]
   w = jnp.broadcast_to(w, (steps, shape[0]))  # one shape for every kind of weight: no recompiles
   return _sample_loop(model_fn, state, dict(cond), rng, noise, w, jnp.float32(percentile),
-                      jnp.float32(gamma), shape=shape, steps=int(steps), sampler=sampler,
+                      jnp.float32(gamma), known, jnp.float32(recon_weight), shape=shape, steps=int(steps), sampler=sampler,
                       objective=objective, thresholding=thresholding,
                       schedule=(float(logsnr_min), float(logsnr_max), float(resolution_shift)),
-                      guided=guided)
+                      guided=guided, guidance_input=guidance_input,
+                      conditioning=None if known is None else conditioning)

@@ -41,6 +41,9 @@ Built from `config.model` (an ml_collections.ConfigDict; defaults in
   attention_backend  'xla' | 'cudnn' | 'auto' or any name given to
                      `attention.register_backend` (e.g. a Pallas splash kernel later).
   use_aug_level_embedding  embed `aug_level` (conditioning-augmentation level) like the time.
+  use_guidance_embedding  embed `guidance_weight` [B] (a guidance-distilled student takes the
+                     classifier-free guidance weight as an input); zero-initialised output, so a
+                     student initialised from its teacher starts as the teacher's conditional model.
   skip_scale         factor on U-Net skip connections (Efficient U-Net: 1/sqrt(2)).
 
 Architecture (Efficient U-Net style): input conv; per level: [stride-2 downsample
@@ -90,7 +93,7 @@ def default_config() -> ml_collections.ConfigDict:
       frame_index_embedding=False,
       heads=8, head_dim=64, text_dim=4096, emb_dim=None, norm_groups=32, dropout=0.0,
       dtype="float32", param_dtype="float32", remat="none", attention_backend="xla",
-      use_aug_level_embedding=False, skip_scale=2 ** -0.5,
+      use_aug_level_embedding=False, use_guidance_embedding=False, skip_scale=2 ** -0.5,
   ))
 
 
@@ -130,6 +133,10 @@ class VideoUNet(nnx.Module):
     self.aug_mlp = (nnx.List([Dense(cfg.channels, emb_dim, in_axes=("embed",), out_axes=("mlp",), **kw),
                               Dense(emb_dim, emb_dim, in_axes=("mlp",), out_axes=("mlp",), **kw)])
                     if cfg.use_aug_level_embedding else None)
+    self.guidance_mlp = (nnx.List([Dense(cfg.channels, emb_dim, in_axes=("embed",), out_axes=("mlp",), **kw),
+                                   Dense(emb_dim, emb_dim, in_axes=("mlp",), out_axes=("mlp",),
+                                         zero_init=True, **kw)])
+                         if cfg.get("use_guidance_embedding", False) else None)
     self.frame_mlp = (nnx.List([Dense(cfg.channels, emb_dim, in_axes=("embed",), out_axes=("mlp",), **kw),
                                 Dense(emb_dim, emb_dim, in_axes=("mlp",), out_axes=("mlp",),
                                       zero_init=True, **kw)])
@@ -199,14 +206,15 @@ class VideoUNet(nnx.Module):
   # --- forward --------------------------------------------------------------------------------
 
   def __call__(self, x, log_snr, text_emb=None, text_mask=None, *, frame_mask=None, is_image=None,
-               cond_video=None, aug_level=None, drop_text=None, deterministic: bool = True,
-               dropout_rng=None):
+               cond_video=None, aug_level=None, guidance_weight=None, drop_text=None,
+               deterministic: bool = True, dropout_rng=None):
     """Predicts the objective's target (v by default) for the noisy video x.
 
     x [B, T, H, W, C]; log_snr [B]; text_emb [B, L, text_dim]; text_mask [B, L] bool;
     frame_mask [B, T] bool (False = padding frame) and is_image [B] or [B, T] bool
     (True = independent image, no temporal mixing): see `imagen_video.nn.masks`;
     cond_video [B, T, H, W, cond_channels], already resized to x; aug_level [B] in [0, 1];
+    guidance_weight [B] (use_guidance_embedding: the student's classifier-free guidance weight);
     drop_text [B] bool -> use the learned null text; dropout_rng: key when not deterministic.
     """
     b, t, h, w, _ = x.shape
@@ -216,6 +224,13 @@ class VideoUNet(nnx.Module):
       if aug_level is None:
         raise ValueError("use_aug_level_embedding=True needs aug_level [B]")
       emb = emb + self._mlp(self.aug_mlp, sinusoidal_embedding(1000 * aug_level, self.channels))
+    if self.guidance_mlp is not None:
+      if guidance_weight is None:
+        raise ValueError("use_guidance_embedding=True needs guidance_weight [B]")
+      w = jnp.broadcast_to(jnp.asarray(guidance_weight, jnp.float32), (b,))
+      emb = emb + self._mlp(self.guidance_mlp, sinusoidal_embedding(100 * w, self.channels))
+    elif guidance_weight is not None:
+      raise ValueError("guidance_weight given but config.model.use_guidance_embedding is False")
     ctx = {"allowed": temporal_allowed(b, t, frame_mask, is_image)}
     if self.text_dim > 0:
       if text_emb is None:

@@ -5,7 +5,14 @@ both go through it, so stages differ only in their configs.
 
 Config fields read here: `model` (Video U-Net, see `nn/unet.py`), `text`
 (see `text/encoder.py`), `diffusion` (see `diffusion/objectives.py`), and
-`stage` (conditioning: see `stage/conditioning.py`).
+`stage` (conditioning: see `stage/conditioning.py`), and `distill` when present (a
+student distilled from a frozen teacher: see `diffusion/distillation.py`):
+  teacher         teacher workdir (its EMA params reach `loss` as `teacher_params`)
+  phase           'guidance' (student takes w; teacher is guided by two forwards) | 'halving'
+                  (student does in 1 DDIM step what the teacher does in 2)
+  steps           the student's sampling steps (halving: its time grid)
+  guidance_min, guidance_max  range of the guidance weight w drawn per example
+  weighting       lambda(SNR) on the x0 error ('truncated_snr': max(1, SNR))
 """
 from __future__ import annotations
 
@@ -15,12 +22,13 @@ import ml_collections
 from flax import nnx
 
 from imagen_video.diffusion import guidance as guidance_lib
-from imagen_video.diffusion import objectives, samplers
+from imagen_video.diffusion import distillation, objectives, samplers
 from imagen_video.nn import unet
-from imagen_video.stage import conditioning
+from imagen_video.stage import conditioning as conditioning_lib
 from imagen_video.text.encoder import TextEncoder
 
 VIDEO = "video"
+RECON_WEIGHT = 4.0  # reconstruction guidance w_r when the config names none (tiny base: 4 > 8 > 16, docs/results/conditional.md)
 
 
 class Stage:
@@ -37,32 +45,37 @@ class Stage:
     self.model_config = config.model.copy_and_resolve_references()
     with self.model_config.unlocked():
       self.model_config.text_dim = self.text.d_model
-      self.model_config.cond_channels = conditioning.cond_channels(config)
-      self.model_config.use_aug_level_embedding = conditioning.uses_aug_level(config)
+      self.model_config.cond_channels = conditioning_lib.cond_channels(config)
+      self.model_config.use_aug_level_embedding = conditioning_lib.uses_aug_level(config)
     self.graphdef, self.abstract_params = unet.abstract_unet(self.model_config)
     self.model_fn = _model_fn(self.model_config.to_json(), self.graphdef)
+    # A guidance-distilled student takes the guidance weight as an input (no uncond half).
+    self.guidance_input = bool(self.model_config.get("use_guidance_embedding", False))
+    if config.get("distill"):
+      self.teacher_config = self.model_config.copy_and_resolve_references()
+      with self.teacher_config.unlocked():  # the guidance phase's teacher has no w input
+        self.teacher_config.use_guidance_embedding = (
+            self.guidance_input and config.distill.phase != "guidance")
+      self.teacher_graphdef, self.teacher_abstract_params = unet.abstract_unet(self.teacher_config)
 
   # -- parameters --------------------------------------------------------------
   def init_params(self, key, out_shardings=None):
     return unet.init_unet(self.model_config, key, out_shardings)[1]
 
   # -- training ----------------------------------------------------------------
-  def loss(self, unet_params, text_params, batch: dict, rng, *, train: bool = True):
-    """Weighted diffusion loss of one batch (a dict of device arrays)."""
+  def loss(self, unet_params, text_params, batch: dict, rng, *, train: bool = True,
+           teacher_params=None):
+    """Weighted diffusion loss of one batch (a dict of device arrays); with `config.distill`
+    the distillation loss against the frozen teacher (`teacher_params`)."""
+    if self.config.get("distill"):
+      return self.distill_loss(unet_params, teacher_params, text_params, batch, rng, train=train)
     x0 = batch[VIDEO]
     b = x0.shape[0]
     k_drop, k_cond, k_loss, k_dropout = jax.random.split(rng, 4)
-    emb, mask = self.text.embed_batch(text_params, batch)
-    cond = dict(text_emb=emb, text_mask=mask, frame_mask=batch.get("frame_mask"),
-                is_image=batch.get("is_image"))
+    x0, cond = self._train_inputs(text_params, batch, k_cond)
     if train:
       cond["drop_text"] = guidance_lib.condition_dropout(
           k_drop, b, self.config.diffusion.cond_drop_prob)
-    low = batch[self.config.stage.low_res_key] if conditioning.kind(self.config) != "base" else None
-    up = conditioning.low_res_input(self.config, low, x0.shape)
-    cond.update(conditioning.training_inputs(self.config, up, k_cond))
-    if conditioning.is_residual(self.config):
-      x0 = x0 - up
     net = nnx.merge(self.graphdef, unet_params)
     dropout = train and self.model_config.dropout > 0
 
@@ -72,6 +85,47 @@ class Stage:
     return objectives.diffusion_loss(model_fn, x0, k_loss, self.config.diffusion,
                                      frame_mask=batch.get("frame_mask"))
 
+  def _train_inputs(self, text_params, batch, k_cond):
+    """(x0 to diffuse, network conditioning) of a training batch."""
+    x0 = batch[VIDEO]
+    emb, mask = self.text.embed_batch(text_params, batch)
+    cond = dict(text_emb=emb, text_mask=mask, frame_mask=batch.get("frame_mask"),
+                is_image=batch.get("is_image"))
+    low = batch[self.config.stage.low_res_key] if conditioning_lib.kind(self.config) != "base" else None
+    up = conditioning_lib.low_res_input(self.config, low, x0.shape)
+    cond.update(conditioning_lib.training_inputs(self.config, up, k_cond))
+    if conditioning_lib.is_residual(self.config):
+      x0 = x0 - up
+    return x0, cond
+
+  def distill_loss(self, unet_params, teacher_params, text_params, batch, rng, *, train=True):
+    """`distillation.distill_loss` of the student (unet_params) against the frozen teacher."""
+    d = self.config.distill
+    if teacher_params is None:
+      raise ValueError("config.distill is set: Stage.loss needs teacher_params (the trainer "
+                       "passes frozen['teacher'])")
+    if d.phase == "guidance" and not self.guidance_input:
+      raise ValueError("config.distill.phase='guidance' needs config.model.use_guidance_embedding=True")
+    k_cond, k_loss, k_dropout = jax.random.split(rng, 3)
+    x0, cond = self._train_inputs(text_params, batch, k_cond)
+    student = nnx.merge(self.graphdef, unet_params)
+    dropout = train and self.model_config.dropout > 0
+    teacher = _model_fn(self.teacher_config.to_json(), self.teacher_graphdef)
+
+    def student_fn(z, log_snr, w):
+      extra = {"guidance_weight": w} if self.guidance_input else {}
+      return student(z, log_snr, **cond, **extra, deterministic=not dropout,
+                     dropout_rng=k_dropout if dropout else None)
+
+    def teacher_fn(z, log_snr, w):
+      if d.phase == "guidance":  # the teacher's classifier-free guidance, as the sampler runs it
+        return samplers._guided_forward(teacher, teacher_params, z, log_snr, cond, w)
+      extra = {"guidance_weight": w} if self.teacher_config.use_guidance_embedding else {}
+      return teacher(teacher_params, z, log_snr, dict(cond, **extra))
+    thresholding = (self.config.get("sample") or {}).get("thresholding", "dynamic")
+    return distillation.distill_loss(student_fn, teacher_fn, x0, k_loss, self.config.diffusion, d,
+                                     thresholding=thresholding, frame_mask=batch.get("frame_mask"))
+
   # -- sampling ----------------------------------------------------------------
   def embed_prompts(self, text_params, prompts):
     ids, mask = self.text.tokenize(list(prompts))
@@ -79,34 +133,57 @@ class Stage:
 
   def sample(self, unet_params, text_params, prompts, rng, *, shape=None, steps: int = 64,
              sampler: str = "ddim", guidance=3.0, low_res=None, aug_level=None, gamma=0.0,
-             thresholding: str | None = None, percentile=99.5, text=None):
+             thresholding: str | None = None, percentile=99.5, text=None, known=None,
+             conditioning: str = "reconstruction", recon_weight=None):
     """Videos in [-1, 1], [B, T, H, W, 3], one per prompt.
 
     `guidance` is a scalar or per-step array (traced: no recompiles); `low_res`
     is the previous stage's output for SR stages; `text` precomputed (emb, mask);
     `thresholding` defaults to the config's `sample.thresholding`, else 'dynamic'.
+    `known` (a `stage.known.Known` at any integer multiple of this stage's frames and
+    size) conditions the sample on known frames/pixels by `conditioning`
+    ('reconstruction' guidance of weight `recon_weight`, default the config's
+    `sample.recon_weight`, else RECON_WEIGHT) or 'replacement'.
     """
     thresholding = thresholding or (self.config.get("sample") or {}).get("thresholding", "dynamic")
     emb, mask = text if text is not None else self.embed_prompts(text_params, prompts)
     b = emb.shape[0]
     shape = shape or self.output_shape(b)
     cond = dict(text_emb=emb, text_mask=mask)
-    up = conditioning.low_res_input(self.config, low_res, shape)
-    cond.update(conditioning.sampling_inputs(self.config, up, aug_level, jax.random.fold_in(rng, 1)))
+    up = conditioning_lib.low_res_input(self.config, low_res, shape)
+    cond.update(conditioning_lib.sampling_inputs(self.config, up, aug_level, jax.random.fold_in(rng, 1)))
     d = self.config.diffusion
+    if known is not None:
+      known = known.to_shape(shape)
+      target = known.video - up if conditioning_lib.is_residual(self.config) else known.video
+      recon_weight = (self.config.get("sample") or {}).get("recon_weight", RECON_WEIGHT) \
+          if recon_weight is None else recon_weight
     out = samplers.sample(self.model_fn, unet_params, cond, rng, shape=shape, steps=steps,
                           sampler=sampler, guidance=guidance, objective=d.objective,
                           thresholding=thresholding, percentile=percentile, gamma=gamma,
                           logsnr_min=d.logsnr_min, logsnr_max=d.logsnr_max,
-                          resolution_shift=d.resolution_shift)
+                          resolution_shift=d.resolution_shift,
+                          guidance_input=self.guidance_input, guided=_guided(guidance),
+                          known=None if known is None else {"x": target, "mask": known.mask},
+                          conditioning=conditioning, recon_weight=recon_weight or 0.0)
     if up is None:  # the base stage
       return out
-    if conditioning.is_residual(self.config):
+    if conditioning_lib.is_residual(self.config):
       out = out + up
-    return jnp.clip(conditioning.back_project(self.config, out, low_res), -1.0, 1.0)
+    out = jnp.clip(conditioning_lib.back_project(self.config, out, low_res), -1.0, 1.0)
+    return out if known is None else known.mask * known.video + (1 - known.mask) * out
 
   def output_shape(self, batch: int) -> tuple[int, ...]:
     return clip_shape(self.config, batch)
+
+
+def _guided(guidance) -> bool:
+  """False for a constant weight of 1 known here (the plain conditional model: no
+  unconditional half, half the cost); a traced or per-step weight keeps the 2B forward."""
+  try:
+    return not (jnp.ndim(guidance) == 0 and float(guidance) == 1.0)
+  except (TypeError, jax.errors.ConcretizationTypeError):
+    return True
 
 
 def clip_shape(config, batch: int) -> tuple[int, ...]:

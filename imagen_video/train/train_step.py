@@ -2,9 +2,10 @@
 
 state = {"step": int32, "params": {"unet": ..., ["text": ...]}, "ema": same, "opt": optax state}
 
-Frozen text-encoder params travel as a separate argument (`frozen`), so they
-are neither donated nor updated. The step's RNG is fold_in(seed key, step), so a
-resumed run draws exactly the numbers an uninterrupted one would.
+Frozen text-encoder params (and a distillation teacher's, frozen["teacher"]) travel
+as a separate argument (`frozen`), so they are neither donated nor updated. The
+step's RNG is fold_in(seed key, step), so a resumed run draws exactly the numbers
+an uninterrupted one would.
 """
 from __future__ import annotations
 
@@ -32,7 +33,8 @@ def make_train_step(stage, tx, *, accum_steps: int = 1, ema: float = 0.9999, see
 
   def loss_fn(params, frozen, batch, rng):
     text_params = params.get("text", frozen.get("text"))
-    loss, aux = stage.loss(params["unet"], text_params, batch, rng)
+    loss, aux = stage.loss(params["unet"], text_params, batch, rng,
+                           teacher_params=frozen.get("teacher"))
     return loss, aux
 
   grad_fn = jax.value_and_grad(loss_fn, has_aux=True)

@@ -94,6 +94,12 @@ def train_and_evaluate(config, workdir: str, *, mesh=None, stop_after: int | Non
   text_trainable = not config.text.frozen
   abstract_state, state_shardings = state_spec(config, stage, tx, mesh, rules)
   frozen = {} if text_trainable else {"text": stage.text.params}
+  teacher = None
+  if config.get("distill"):  # a student: the frozen teacher rides in `frozen`
+    if text_trainable:
+      raise ValueError("config.distill needs config.text.frozen=True (the teacher's text params "
+                       "are not loaded)")
+    teacher = frozen["teacher"] = load_teacher(config, stage, mesh, rules)
 
   ckpt = checkpointing.Checkpoints(os.path.join(workdir, "checkpoints"), save_every=t.ckpt_every,
                                    max_to_keep=t.get("keep_checkpoints", 3))
@@ -104,12 +110,13 @@ def train_and_evaluate(config, workdir: str, *, mesh=None, stop_after: int | Non
     data_step = int(data_state["step"])
     print(f"resumed from {ckpt.directory} step {step} (data position {data_step})", flush=True)
   else:
-    def create(key):
-      params = {"unet": stage.init_params(key)}
+    def create(key, teacher):
+      unet_params = stage.init_params(key)
+      params = {"unet": unet_params if teacher is None else init_from_teacher(unet_params, teacher)}
       if text_trainable:
         params["text"] = stage.text.params
       return train_step.init_state(params, tx)
-    state = jax.jit(create, out_shardings=state_shardings)(jax.random.key(t.seed))
+    state = jax.jit(create, out_shardings=state_shardings)(jax.random.key(t.seed), teacher)
   n_params = param_count(state["params"]["unet"])
   if lead:
     print(f"U-Net {n_params / 1e6:.2f}M params; text encoder {param_count(stage.text.params) / 1e6:.2f}M "
@@ -174,10 +181,61 @@ def state_spec(config, stage, tx, mesh, rules):
   return abstract_state, _state_shardings(abstract_state, param_shardings, mesh)
 
 
+def load_teacher(config, stage, mesh, rules):
+  """The EMA U-Net params of the newest checkpoint in `config.distill.teacher`."""
+  workdir = config.distill.teacher
+  directory = os.path.join(workdir, "checkpoints")
+  if not os.path.isdir(directory):
+    raise FileNotFoundError(f"config.distill.teacher={workdir!r}: no checkpoints/ folder there")
+  abstract = stage.teacher_abstract_params
+  part = checkpointing.abstract_like(abstract, sharding.state_shardings(abstract, mesh, rules))
+  ckpt = checkpointing.Checkpoints(directory, async_save=False)
+  state, step = ckpt.restore_part({"ema": {"unet": part}})
+  ckpt.close()
+  if jax.process_index() == 0:
+    print(f"distillation teacher: {workdir} step {step} (EMA)", flush=True)
+  return state["ema"]["unet"]
+
+
+def init_from_teacher(student, teacher):
+  """The student's params: the teacher's wherever their paths agree; the rest (a new
+  guidance embedding) keep their own (zero-initialised output) init."""
+  key = jax.tree_util.keystr
+  flat = {key(p): x for p, x in jax.tree_util.tree_flatten_with_path(teacher)[0]}
+
+  def pick(path, x):
+    y = flat.pop(key(path), None)
+    if y is not None and y.shape != x.shape:
+      raise ValueError(f"teacher param {key(path)} has shape {y.shape}, the student's {x.shape}")
+    return x if y is None else y.astype(x.dtype)
+  out = jax.tree_util.tree_map_with_path(pick, student)
+  if flat:
+    raise ValueError(f"the student lacks teacher params {sorted(flat)[:3]}...: is "
+                     "config.model.use_guidance_embedding the teacher's?")
+  return out
+
+
+def saved_model_flags(config, workdir: str):
+  """`config` with the guidance embedding the workdir's saved config.json names: a
+  guidance-distilled student's checkpoint needs it, whatever config points at it."""
+  path = os.path.join(workdir, "config.json")
+  if not os.path.exists(path):
+    return config
+  with open(path) as f:
+    flag = json.load(f).get("model", {}).get("use_guidance_embedding", False)
+  if flag == config.model.get("use_guidance_embedding", False):
+    return config
+  config = config.copy_and_resolve_references()
+  with config.unlocked():
+    config.model.use_guidance_embedding = flag
+  return config
+
+
 def load_for_sampling(config, workdir: str, *, mesh=None, step: int | None = None,
                       text_encoder=None):
-  """(stage, EMA params dict, step) from the newest (or given) checkpoint in workdir."""
-  config = resolve_config(config)
+  """(stage, EMA params dict, step) from the newest (or given) checkpoint in workdir
+  (a distilled student's network as its workdir's config.json says: `saved_model_flags`)."""
+  config = saved_model_flags(resolve_config(config), workdir)
   mesh, rules, stage = build(config, mesh, text_encoder)
   ema_abstract, ema_shardings = param_spec(config, stage, mesh, rules)  # no optimizer needed
   ckpt = checkpointing.Checkpoints(os.path.join(workdir, "checkpoints"), async_save=False)

@@ -1,0 +1,84 @@
+"""Quality against time of samplers and step counts (and distilled students) for one stage.
+
+    python -m bench.sampler_quality --config "configs/cascade_tiny.py:stage=base,root=R,data_dir=D" \
+        --workdir R/base --rows ddim:128,ddim:64,ddim:16,dpm++2m:16,dpm++2m:25 \
+        [--rows ...,ddim:8@DISTILLED_WORKDIR] [--num 2] [--fvd_num 64] --out_dir DIR
+
+Each row SAMPLER:STEPS[@WORKDIR] (default the --workdir) is scored by the caption check
+(all 28 color x direction prompts, --num each) and FVD against the first --fvd_num held-out
+clips; time = seconds to sample one batch of 28 prompts after compiling, ratio against the
+first row (measured in the same run). Writes DIR/sampler_quality.md/.json and each row's
+caption/FVD reports in DIR/ROW/.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import time
+
+from imagen_video.cli import eval as eval_cli
+from imagen_video.cli import flags_util, sample
+from imagen_video.eval import prompt_following
+from imagen_video.eval import report as report_lib
+
+
+def parse_rows(text: str, workdir: str) -> list[tuple[str, int, str]]:
+  rows = []
+  for item in text.split(","):
+    spec, _, wd = item.partition("@")
+    sampler, _, steps = spec.partition(":")
+    if not steps.isdigit():
+      raise SystemExit(f"--rows item {item!r}: expected SAMPLER:STEPS[@WORKDIR]")
+    rows.append((sampler, int(steps), wd or workdir))
+  return rows
+
+
+def main():
+  p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+  p.add_argument("--config", required=True)
+  p.add_argument("--workdir", required=True)
+  p.add_argument("--rows", default="ddim:128,ddim:64,ddim:16,dpm++2m:16,dpm++2m:25")
+  p.add_argument("--guidance", type=float, default=None)
+  p.add_argument("--num", type=int, default=2, help="caption check samples per prompt")
+  p.add_argument("--fvd_num", type=int, default=64)
+  p.add_argument("--seed", type=int, default=0)
+  p.add_argument("--out_dir", required=True)
+  a = p.parse_args()
+  config = flags_util.load_config(a.config)
+  guidance = config.sample.guidance if a.guidance is None else a.guidance
+  prompts = prompt_following.grammar_prompts(1)
+  results = []
+  for sampler, steps, workdir in parse_rows(a.rows, a.workdir):
+    name = f"{sampler}_{steps}" + ("" if workdir == a.workdir else "_" + os.path.basename(workdir.rstrip("/")))
+    generate, _, step = sample.stage_sampler(config, workdir, steps=steps, guidance=guidance,
+                                             sampler=sampler)
+    generate(prompts, a.seed)  # compile
+    t0 = time.time()
+    generate(prompts, a.seed + 1)
+    seconds = time.time() - t0
+    label = f"{workdir} step {step}, {sampler} {steps} steps, guidance {guidance:g}"
+    out = os.path.join(a.out_dir, name)
+    cap = eval_cli.caption_eval(generate, num=a.num, seed=a.seed, out_dir=out, label=label)
+    fvd = eval_cli.fvd_eval(lambda ps, seed: generate(ps, seed)[0], config, num=a.fvd_num, seed=a.seed,
+                            batch=32, out_dir=out, label=label)
+    results.append({"row": name, "sampler": sampler, "steps": steps, "workdir": workdir,
+                    "seconds_per_28": seconds, "accuracy": cap["accuracy"], "fvd": fvd["fvd"]})
+    print(f"[sampler_quality] {name}: {seconds:.2f} s / 28 samples, color+direction "
+          f"{cap['accuracy']['color_direction']:.0%}, FVD {fvd['fvd']:.1f}", flush=True)
+  first = results[0]["seconds_per_28"]
+  lines = [f"Sampler quality: {a.config} ({a.workdir}), guidance {guidance:g}; caption check "
+           f"{28 * a.num} samples, FVD {a.fvd_num} samples vs held-out clips", "",
+           "| row | steps | s / 28 samples | time vs first row | color | direction | both | FVD |",
+           "|---|---|---|---|---|---|---|---|"]
+  for r in results:
+    acc = r["accuracy"]
+    lines.append(f"| {r['row']} | {r['steps']} | {r['seconds_per_28']:.2f} | "
+                 f"{r['seconds_per_28'] / first:.3f} | {acc['color']:.0%} | {acc['direction']:.0%} | "
+                 f"{acc['color_direction']:.0%} | {r['fvd']:.1f} |")
+  table = "\n".join(lines)
+  print(table)
+  report_lib.write(a.out_dir, "sampler_quality", table, {"rows": results})
+
+
+if __name__ == "__main__":
+  main()

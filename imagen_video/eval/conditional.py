@@ -1,0 +1,272 @@
+"""Conditional generation measured against ground truth on held-out clips.
+
+Tasks (a `stage.known` condition built from each test clip; the rest is generated):
+  i2v            frame 0 given                       baseline: frame 0 held
+  interpolation  keyframes 0, T/2 - 1 and T - 1      baseline: linear blend between keyframes
+                 (uneven gaps: two ratios at once)
+  prediction     the first T/2 frames given          baseline: the last given frame held
+  inpainting     a centred box of half the width and baseline: the known pixels' mean colour
+                 height hidden in every frame
+Each task is sampled by replacement and by reconstruction guidance; scores are
+PSNR over the generated pixels and SSIM of the generated frames (every frame for
+inpainting), per clip, with the paired difference between the methods.
+
+Extension (`extension`): on a `wrap` moving_shapes dataset (motion continues
+across the borders, so any length has a ground truth), the first T/2 frames of
+a test clip are extended autoregressively to `factor` x T frames, T/2 frames of
+context per window. The shape's centre is found per frame (a circular centroid,
+so a shape split by a border counts once) and compared with the true centre:
+trajectory error in pixels (distance on the torus) and the share of frames where
+the shape keeps its colour.
+"""
+from __future__ import annotations
+
+import dataclasses
+import time
+
+import jax
+import numpy as np
+
+from imagen_video.data import moving_shapes as ms
+from imagen_video.eval import caption_check, sr_psnr, video_metrics
+from imagen_video.stage import known as known_lib
+
+TASKS = ("i2v", "interpolation", "prediction", "inpainting")
+METHODS = ("replacement", "reconstruction")
+
+
+def condition(task: str, video) -> known_lib.Known:
+  """The Known of `task` for clips `video` [N, T, H, W, 3] in [-1, 1]."""
+  t, h, w = video.shape[1:4]
+  if task == "i2v":
+    return known_lib.first_frame(video[:, 0], t)
+  if task == "interpolation":
+    keys = [0, t // 2 - 1, t - 1]
+    return known_lib.keyframes(video[:, keys], keys, t)
+  if task == "prediction":
+    return known_lib.prefix(video[:, :t // 2], t)
+  if task == "inpainting":
+    region = np.zeros((1, 1, h, w))
+    region[..., h // 4:h - h // 4, w // 4:w - w // 4] = 1
+    return known_lib.inpainting(video, region)
+  raise ValueError(f"task {task!r}: expected one of {TASKS}")
+
+
+def baseline(task: str, video, known: known_lib.Known) -> np.ndarray:
+  """The classical answer to `task` from the known part only (videos in [-1, 1])."""
+  t = video.shape[1]
+  if task in ("i2v", "prediction"):
+    last = int(known.mask[0, :, 0, 0, 0].sum()) - 1
+    return np.concatenate([video[:, :last + 1], np.repeat(video[:, last:last + 1], t - last - 1, 1)], 1)
+  if task == "interpolation":
+    keys = np.flatnonzero(known.mask[0, :, 0, 0, 0])
+    idx = np.arange(t)
+    hi = np.clip(np.searchsorted(keys, idx), 1, len(keys) - 1)
+    lo = hi - 1
+    f = ((idx - keys[lo]) / (keys[hi] - keys[lo]))[None, :, None, None, None]
+    return (1 - f) * video[:, keys[lo]] + f * video[:, keys[hi]]
+  if task == "inpainting":
+    m = known.mask
+    fill = (video * m).sum(axis=(1, 2, 3), keepdims=True) / m.sum(axis=(1, 2, 3), keepdims=True)
+    return m * video + (1 - m) * fill
+  raise ValueError(f"task {task!r}: expected one of {TASKS}")
+
+
+def scores(pred, truth, known: known_lib.Known) -> dict:
+  """Per-clip PSNR over the generated pixels and mean SSIM of the generated frames."""
+  unknown = 1.0 - known.mask  # [N, T, H, W, 1]
+  a, b = video_metrics.as_unit(pred), video_metrics.as_unit(truth)
+  sq = ((a - b) ** 2 * unknown).sum(axis=(1, 2, 3, 4)) / (unknown.sum(axis=(1, 2, 3, 4)) * 3)
+  psnr = 10 * np.log10(1.0 / np.maximum(sq, 1e-12))
+  frames = unknown[0, :, :, :, 0].max(axis=(1, 2)) > 0
+  ssim = video_metrics.ssim_per_frame(a, b)[:, frames].mean(axis=1)
+  return {"psnr": psnr, "ssim": ssim}
+
+
+def _summary(s: dict) -> dict:
+  return {k: {"mean": float(np.mean(v)), "std": float(np.std(v)), "per_clip": np.asarray(v).tolist()}
+          for k, v in s.items()}
+
+
+def evaluate_tasks(sample, clips: dict, *, tasks=TASKS, methods=METHODS, log=print) -> dict:
+  """`sample(prompts, known, method)` -> [N, T, H, W, 3] in [-1, 1]; `clips` from
+  `sr_psnr.test_clips` (video in [0, 1], caption). Returns per task: each method's and
+  the baseline's scores, paired PSNR deltas, and the videos."""
+  truth = clips["video"] * 2 - 1
+  out = {}
+  for task in tasks:
+    known = condition(task, truth)
+    rows, videos = {}, {"truth": truth, "known": known.video * known.mask}
+    base = baseline(task, truth, known)
+    rows["baseline"], videos["baseline"] = scores(base, truth, known), base
+    for method in methods:
+      t0 = time.time()
+      video = np.asarray(sample(clips["caption"], known, method))
+      rows[method], videos[method] = scores(video, truth, known), video
+      log(f"[conditional] {task:13s} {method:14s} PSNR {rows[method]['psnr'].mean():6.2f} dB  "
+          f"SSIM {rows[method]['ssim'].mean():.3f}  ({time.time() - t0:.0f} s)")
+    log(f"[conditional] {task:13s} {'baseline':14s} PSNR {rows['baseline']['psnr'].mean():6.2f} dB  "
+        f"SSIM {rows['baseline']['ssim'].mean():.3f}")
+    out[task] = {"scores": {k: _summary(v) for k, v in rows.items()},
+                 "recon_vs_replacement": sr_psnr.paired(rows[methods[-1]]["psnr"], rows[methods[0]]["psnr"])
+                 if len(methods) > 1 else None,
+                 "best_vs_baseline": sr_psnr.paired(rows[methods[-1]]["psnr"], rows["baseline"]["psnr"]),
+                 "videos": videos}
+  return out
+
+
+# -- extension -------------------------------------------------------------------
+def circular_centroids(video, threshold: float = 0.35) -> np.ndarray:
+  """[N, T, 2] (x, y) in [0, 1) of each frame's foreground on a torus (NaN if empty):
+  the angle of the weighted mean of e^{2 pi i x}, so a shape split by a border counts once."""
+  v = video_metrics.as_unit(video)
+  weight = v.max(axis=-1)
+  weight = np.where(weight > threshold, weight, 0.0)
+  n, t, h, w = weight.shape
+  out = np.full((n, t, 2), np.nan, np.float32)
+  for axis, size, col in ((3, w, 0), (2, h, 1)):
+    ang = 2 * np.pi * (np.arange(size) + 0.5) / size
+    prof = weight.sum(axis=5 - axis)  # mass along the other axis: [N, T, size]
+    z = (prof * np.exp(1j * ang)).sum(-1)
+    ok = np.abs(z) > 1e-6
+    out[..., col] = np.where(ok, (np.angle(z) / (2 * np.pi)) % 1.0, np.nan)
+  return out
+
+
+def torus_distance(a, b, height: int, width: int) -> np.ndarray:
+  """Pixel distance between normalised (x, y) points on a torus."""
+  d = np.abs(np.asarray(a) - np.asarray(b))
+  d = np.minimum(d, 1 - d) * np.array([width, height])
+  return np.sqrt((d ** 2).sum(-1))
+
+
+@dataclasses.dataclass
+class ExtensionClips:
+  video: np.ndarray  # [N, factor * T, H, W, 3] in [-1, 1]: the truth, continued
+  centers: np.ndarray  # [N, factor * T, 2] true centres
+  colors: list
+  captions: list
+
+
+def extension_clips(builder, num: int, factor: int) -> ExtensionClips:
+  """The first `num` test clips of a wrap moving_shapes dataset (`builder`: the config's
+  data.builder), rendered `factor` times longer at the same speed."""
+  if not builder.get("wrap"):
+    raise ValueError("extension needs a moving_shapes dataset with data.builder.wrap=True "
+                     "(otherwise the shape leaves the frame and the continuation has no truth)")
+  t, h, w = builder.frames, builder.height, builder.width
+  clips = [ms.sample_clip(builder.get("seed", 0), "test", i, w / h, wrap=True) for i in range(num)]
+  longer = [dataclasses.replace(c, velocity=tuple(v * factor for v in c.velocity)) for c in clips]
+  video = np.stack([ms.render(c, factor * t, h, w) for c in longer]).astype(np.float32) / 127.5 - 1
+  return ExtensionClips(video, np.stack([c.centers(factor * t) for c in longer]),
+                        [c.color for c in clips], [c.caption for c in clips])
+
+
+def extension(sample, clips: ExtensionClips, *, window: int, methods=METHODS, log=print) -> dict:
+  """Each method extends the first window/2 true frames to the clips' length; trajectory
+  error (pixels, per generated frame) and colour kept."""
+  n, total, h, w, _ = clips.video.shape
+  context = window // 2
+  out = {}
+  for method in methods:
+    t0 = time.time()
+    video = known_lib.extend(lambda k: sample(clips.captions, k, method), clips.video[:, :context],
+                             total, window=window, context=context)
+    found = circular_centroids(video)
+    err = torus_distance(found, clips.centers, h, w)[:, context:]  # NaN where no shape is found
+    kept = np.array([[caption_check.classify(video[i, f:f + 1] * 0.5 + 0.5)["color"] == clips.colors[i]
+                      for f in range(context, total)] for i in range(n)])
+    per_clip = np.where(np.isnan(err), np.hypot(h, w) / 2, err).mean(axis=1)  # lost = half a diagonal
+    out[method] = {"trajectory_error_px": float(per_clip.mean()), "per_clip": per_clip.tolist(),
+                   "per_frame": np.nanmean(err, axis=0).tolist(),
+                   "frames_without_shape": float(np.isnan(err).mean()),
+                   "color_kept": float(kept.mean()), "video": video}
+    log(f"[extension] {method:14s} {total} frames from {context}: trajectory error "
+        f"{per_clip.mean():.2f} px, colour kept {kept.mean():.0%}  ({time.time() - t0:.0f} s)")
+  if len(methods) > 1:
+    # error of the first method minus the last's: positive where the last tracks better
+    out["paired"] = sr_psnr.paired(out[methods[0]]["per_clip"], out[methods[-1]]["per_clip"])
+  return out
+
+
+def stage_sampler(stage, ema, *, steps, guidance, sampler, seed=0, recon_weight=None):
+  """sample(prompts, known, method) for one stage's EMA weights."""
+  text_params = ema.get("text", stage.text.params)
+
+  def sample(prompts, known, method):
+    shape = (len(prompts),) + tuple(known.video.shape[1:4]) + (3,)
+    return stage.sample(ema["unet"], text_params, list(prompts), jax.random.key(seed), shape=shape,
+                        steps=steps, sampler=sampler, guidance=guidance, known=known,
+                        conditioning=method, recon_weight=recon_weight)
+  return sample
+
+
+# -- report ----------------------------------------------------------------------
+def markdown(tasks: dict | None, ext: dict | None, label: str) -> str:
+  lines = [f"# Conditional generation: {label}", ""]
+  if tasks:
+    lines += ["PSNR over the generated pixels, SSIM of the generated frames (mean ± std over clips); "
+              "delta = reconstruction - replacement PSNR (paired SE, clips won).", "",
+              "| task | baseline | replacement | reconstruction | delta (dB) |", "|---|---|---|---|---|"]
+    for task, r in tasks.items():
+      cell = lambda k: (f"{r['scores'][k]['psnr']['mean']:.2f} dB / {r['scores'][k]['ssim']['mean']:.3f}"
+                        if k in r["scores"] else "-")
+      d = r["recon_vs_replacement"]
+      delta = f"{d['delta']:+.2f} ± {d['delta_se']:.2f}, {d['wins']}" if d else "-"
+      lines.append(f"| {task} | {cell('baseline')} | {cell('replacement')} | {cell('reconstruction')} | {delta} |")
+    lines.append("")
+  if ext:
+    methods = [m for m in ext if m != "paired"]
+    lines += ["Extension (autoregressive, wrap-around clips): trajectory error of the detected "
+              "centre (pixels; a frame without the shape counts half a diagonal), frames without the "
+              "shape, colour kept.", "", "| method | trajectory error (px) | frames without shape | "
+              "colour kept |", "|---|---|---|---|"]
+    for m in methods:
+      e = ext[m]
+      lines.append(f"| {m} | {e['trajectory_error_px']:.2f} | {e['frames_without_shape']:.0%} | "
+                   f"{e['color_kept']:.0%} |")
+    if "paired" in ext:
+      p = ext["paired"]
+      lines.append(f"\n{methods[0]} minus {methods[-1]} error: {p['delta']:+.2f} ± {p['delta_se']:.2f} px "
+                   f"(paired SE), {methods[-1]} better on {p['wins']} clips")
+  return "\n".join(lines)
+
+
+def write_report(out_dir: str, tasks: dict | None, ext: dict | None, label: str, clips: int = 2):
+  """conditional.md/.json, conditional.png (per task: truth, known, baseline, methods for
+  the first `clips` clips) and extension.png (sheet and per-frame error plot)."""
+  import os
+  from imagen_video.eval import report as report_lib
+  from imagen_video.media import contact_sheet
+  strip = lambda r: {k: v for k, v in r.items() if k not in ("videos", "video")}
+  summary = {"label": label, "tasks": {t: strip(r) for t, r in (tasks or {}).items()},
+             "extension": {m: strip(r) for m, r in (ext or {}).items()}}
+  if not report_lib.write(out_dir, "conditional", markdown(tasks, ext, label), summary):
+    return
+  if tasks:
+    vids, caps = [], []
+    for task, r in tasks.items():
+      for i in range(min(clips, len(r["videos"]["truth"]))):
+        for name in ("truth", "known", "baseline", *METHODS):
+          if name in r["videos"]:
+            vids.append(r["videos"][name][i] * 0.5 + 0.5)
+            caps.append(f"{task} clip {i}: {name}")
+    contact_sheet.contact_sheet(vids, caps, os.path.join(out_dir, "conditional.png"), max_frames=32)
+  if ext:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    methods = [m for m in ext if m != "paired"]
+    vids = [ext[m]["video"][i] * 0.5 + 0.5 for i in range(min(clips, len(ext[methods[0]]["video"])))
+            for m in methods]
+    caps = [f"clip {i}: {m}" for i in range(len(vids) // len(methods)) for m in methods]
+    contact_sheet.contact_sheet(vids, caps, os.path.join(out_dir, "extension.png"), max_frames=32)
+    fig, ax = plt.subplots(figsize=(6, 3))
+    total = ext[methods[0]]["video"].shape[1]
+    for m in methods:
+      per = ext[m]["per_frame"]
+      ax.plot(range(total - len(per), total), per, label=m)
+    ax.set_xlabel("frame"), ax.set_ylabel("trajectory error (px)"), ax.legend()
+    fig.tight_layout()
+    fig.savefig(os.path.join(out_dir, "extension_error.png"), dpi=100)
+    plt.close(fig)

@@ -1,0 +1,117 @@
+"""What a sample is conditioned on besides text: known frames or pixels.
+
+One mechanism serves video extension/prediction (the first frames known),
+image-to-video (the first frame), frame interpolation (keyframes at any frame
+indices) and inpainting (masked pixels): a `Known` holds a video in [-1, 1]
+and a mask (1 = known) and is resized to each stage's frames and size
+(`to_shape`), so the same `Known` conditions one stage or a whole cascade.
+The sampler enforces it by replacement or reconstruction guidance
+(`diffusion/samplers.py`).
+"""
+from __future__ import annotations
+
+import dataclasses
+
+import jax
+import numpy as np
+
+
+@dataclasses.dataclass
+class Known:
+  video: np.ndarray  # float [B, T, H, W, 3] in [-1, 1]
+  mask: np.ndarray   # float [B, T, H, W, 1], 1 where `video` is known
+
+  def __post_init__(self):
+    self.video = np.asarray(self.video, np.float32)
+    self.mask = np.broadcast_to(np.asarray(self.mask, np.float32),
+                                self.video.shape[:4] + (1,)).copy()
+    if self.video.ndim != 5 or self.video.shape[-1] != 3:
+      raise ValueError(f"known video must be [B, T, H, W, 3], got {self.video.shape}")
+
+  def to_shape(self, shape) -> "Known":
+    """This Known at `shape`'s (T, H, W): every r-th frame when it has r times as many
+    (the cascade's low-fps stages see the frames at their own times), area means in
+    space (a pixel is known only if all of its area is), bilinear if smaller."""
+    b, frames, height, width = shape[0], *shape[1:4]
+    video, mask = self.video, self.mask
+    if video.shape[0] not in (1, b):
+      raise ValueError(f"known video has batch {video.shape[0]}, the sample {b}")
+    t = video.shape[1]
+    if t != frames:
+      if t % frames:
+        raise ValueError(f"known video has {t} frames; cannot map them onto {frames} "
+                         f"(needs an integer multiple)")
+      video, mask = video[:, ::t // frames], mask[:, ::t // frames]
+    h, w = video.shape[2:4]
+    if (h, w) != (height, width):
+      if h % height == 0 and w % width == 0:
+        video = _area_mean(video, height, width)
+        mask = (_area_mean(mask, height, width) > 1 - 1e-6).astype(np.float32)
+      else:
+        size = video.shape[:2]
+        video = np.asarray(jax.image.resize(video, (*size, height, width, 3), "bilinear"))
+        mask = np.asarray(jax.image.resize(mask, (*size, height, width, 1), "nearest"))
+    reps = (b // video.shape[0], 1, 1, 1, 1)
+    return Known(np.tile(video, reps), np.tile(mask, reps))
+
+
+def _area_mean(x, height, width):
+  b, t, h, w, c = x.shape
+  return x.reshape(b, t, height, h // height, width, w // width, c).mean(axis=(3, 5))
+
+
+def _empty(b, frames, height, width):
+  return np.zeros((b, frames, height, width, 3), np.float32), np.zeros((b, frames, 1, 1, 1), np.float32)
+
+
+def prefix(video, frames: int) -> Known:
+  """Extension / prediction: `video` [B, k, H, W, 3] are the first k of `frames` frames."""
+  video = np.asarray(video, np.float32)
+  b, k, h, w, _ = video.shape
+  if not 0 < k < frames:
+    raise ValueError(f"extension needs 1..{frames - 1} given frames for a {frames}-frame sample, got {k}")
+  out, mask = _empty(b, frames, h, w)
+  out[:, :k], mask[:, :k] = video, 1.0
+  return Known(out, mask)
+
+
+def first_frame(image, frames: int) -> Known:
+  """Image-to-video: `image` [B, H, W, 3] is frame 0."""
+  return prefix(np.asarray(image, np.float32)[:, None], frames)
+
+
+def keyframes(images, positions, frames: int) -> Known:
+  """Interpolation: `images` [B, K, H, W, 3] at frame indices `positions` (any spacing)."""
+  images = np.asarray(images, np.float32)
+  positions = [int(p) for p in positions]
+  if len(positions) != images.shape[1]:
+    raise ValueError(f"{images.shape[1]} keyframes but {len(positions)} positions")
+  bad = [p for p in positions if not 0 <= p < frames]
+  if bad or len(set(positions)) != len(positions):
+    raise ValueError(f"keyframe positions {positions}: expected distinct indices in [0, {frames})")
+  b, _, h, w, _ = images.shape
+  out, mask = _empty(b, frames, h, w)
+  out[:, positions], mask[:, positions] = images, 1.0
+  return Known(out, mask)
+
+
+def inpainting(video, region) -> Known:
+  """Inpainting: `region` (broadcastable to [B, T, H, W]) is 1 where pixels are to be
+  generated; everything else of `video` is kept."""
+  video = np.asarray(video, np.float32)
+  region = np.broadcast_to(np.asarray(region, np.float32), video.shape[:4])
+  return Known(video, (1.0 - region)[..., None])
+
+
+def extend(sample_window, video, total_frames: int, *, window: int, context: int):
+  """Autoregressive extension: `video` [B, k, H, W, 3] (k >= 1 given frames) is continued
+  to `total_frames`, each call `sample_window(known)` -> [B, window, H, W, 3] generating
+  the frames after the last `context` ones."""
+  if not 0 < context < window:
+    raise ValueError(f"context must be in 1..{window - 1} frames, got {context}")
+  out = np.asarray(video, np.float32)
+  while out.shape[1] < total_frames:
+    ctx = out[:, -min(context, out.shape[1]):]
+    new = np.asarray(sample_window(prefix(ctx, window)))
+    out = np.concatenate([out, new[:, ctx.shape[1]:]], axis=1)
+  return out[:, :total_frames]

@@ -1,0 +1,101 @@
+"""Conditional generation through one stage, the cascade and the CLI (runlocal tiny cascade)."""
+import json
+import os
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from imagen_video.cascade import cascade as cascade_lib
+from imagen_video.data import moving_shapes as ms
+from imagen_video.media import video_io
+from imagen_video.stage import known as known_lib
+
+CONFIG = os.path.join(os.path.dirname(__file__), "..", "configs", "cascade_tiny.py")
+PROMPT = "a red circle moving left"
+
+
+def _clip(frames=16, size=64):
+  return ms.render(ms.sample_clip(0, "test", 0), frames, size, size)
+
+
+def test_cascade_keeps_known_keyframes_and_pixels_at_every_stage(tiny_cascade):
+  cascade = cascade_lib.Cascade.load(tiny_cascade)
+  clip = _clip().astype(np.float32)[None] / 127.5 - 1
+  keys = known_lib.keyframes(clip[:, [0, 15]], [0, 15], 16)
+  video, stages = cascade.sample([PROMPT], seed=0, return_stages=True, known=keys)
+  truth = video_io.to_uint8(clip)
+  for f in (0, 15):  # pasted at the final size, exactly up to rounding
+    assert np.abs(video[0, f].astype(int) - truth[0, f]).max() <= 1
+  # the base (every other frame, 16x16) saw frame 0 as its frame 0, area-downsampled
+  base0 = video_io.to_uint8(clip[0, 0].reshape(16, 4, 16, 4, 3).mean((1, 3)))
+  assert np.abs(stages[0][0, 0].astype(int) - base0).max() <= 1
+  region = np.zeros((1, 1, 64, 64))
+  region[..., 16:48, 16:48] = 1
+  out = cascade.sample([PROMPT], seed=0, known=known_lib.inpainting(clip, region),
+                       conditioning="replacement")
+  outside = region[0, 0] == 0
+  assert np.abs(out[0][:, outside].astype(int) - truth[0][:, outside]).max() <= 1
+
+
+def test_sample_cli_conditions_on_files_and_reports_bad_ones(tiny_cascade, tmp_path):
+  from imagen_video.cli import main as cli
+  clip = _clip()
+  Image.fromarray(clip[0]).save(tmp_path / "first.png")
+  Image.fromarray(clip[15]).save(tmp_path / "last.png")
+  video_io.write_mp4(tmp_path / "clip.mp4", clip, fps=8)
+  mask = np.zeros((64, 64, 3), np.uint8)
+  mask[16:48, 16:48] = 255
+  Image.fromarray(mask).save(tmp_path / "mask.png")
+  root = os.path.dirname(tiny_cascade.stages[0]["workdir"])
+  spec = f"{CONFIG}:runlocal,root={root},data_dir={os.path.join(root, 'tfds')}"
+  for name, args in (("i2v", ["--first-frame", str(tmp_path / "first.png")]),
+                     ("interp", ["--keyframes", f"{tmp_path}/first.png@0,{tmp_path}/last.png@15"]),
+                     ("inpaint", ["--init-video", str(tmp_path / "clip.mp4"), "--mask",
+                                  str(tmp_path / "mask.png"), "--conditioning", "replacement"])):
+    assert cli.main(["sample", "--cascade", spec, "--prompt", PROMPT, *args,
+                     "--out", str(tmp_path / f"{name}.mp4")]) == 0
+    assert video_io.read_video(tmp_path / f"{name}.mp4")[0].shape[:3] == (16, 128, 128)
+  base = tiny_cascade.stages[0]
+  assert cli.main(["sample", "--config", base["config"], "--workdir", base["workdir"],
+                   "--prompt", PROMPT, "--init-video", str(tmp_path / "clip.mp4"), "--extend-to", "20",
+                   "--out", str(tmp_path / "ext.mp4")]) == 0
+  assert video_io.read_video(tmp_path / "ext.mp4")[0].shape[0] == 20
+  with pytest.raises(SystemExit, match=r"keyframe positions \[0, 16\]: expected distinct indices in \[0, 16\)"):
+    cli.main(["sample", "--cascade", spec, "--prompt", PROMPT, "--keyframes",
+              f"{tmp_path}/first.png@0,{tmp_path}/last.png@16", "--out", str(tmp_path / "x.mp4")])
+  with pytest.raises(SystemExit, match="--first_frame .*nope.png: no such file"):
+    cli.main(["sample", "--cascade", spec, "--prompt", PROMPT, "--first-frame",
+              str(tmp_path / "nope.png"), "--out", str(tmp_path / "x.mp4")])
+  with pytest.raises(SystemExit, match="--mask and --extend_to go with --init_video"):
+    cli.main(["sample", "--cascade", spec, "--prompt", PROMPT, "--mask", str(tmp_path / "mask.png"),
+              "--out", str(tmp_path / "x.mp4")])
+
+
+def test_conditional_eval_reports_tasks_and_extension(tiny_cascade, tmp_path):
+  from imagen_video.cli import main as cli
+  base = tiny_cascade.stages[0]
+  assert cli.main(["eval", "--config", base["config"] + ",wrap=true", "--workdir", base["workdir"],
+                   "--metric", "conditional", "--num", "2", "--steps", "2", "--extend", "2",
+                   "--out_dir", str(tmp_path)]) == 0
+  report = json.loads((tmp_path / "conditional.json").read_text())
+  assert set(report["tasks"]) == {"i2v", "interpolation", "prediction", "inpainting"}
+  for r in report["tasks"].values():
+    assert set(r["scores"]) == {"baseline", "replacement", "reconstruction"}
+    assert all(np.isfinite(r["scores"][k]["psnr"]["mean"]) for k in r["scores"])
+  ext = report["extension"]
+  assert ext["reconstruction"]["trajectory_error_px"] >= 0 and len(ext["replacement"]["per_frame"]) == 12
+  md = (tmp_path / "conditional.md").read_text()
+  assert "| interpolation |" in md and "| reconstruction |" in md
+  for png in ("conditional.png", "extension.png", "extension_error.png"):
+    assert (tmp_path / png).stat().st_size > 0
+
+
+def test_torus_centroid_and_distance_follow_a_shape_across_the_border():
+  from imagen_video.eval import conditional
+  clip = ms.Clip("red", "square", "right", 0.2, (0.95, 0.5), (0.5, 0.0), 1.0, wrap=True)
+  video = ms.render(clip, 4, 32, 32)[None]
+  found = conditional.circular_centroids(video)
+  dist = conditional.torus_distance(found[0], clip.centers(4), 32, 32)
+  assert dist.max() < 0.5, (found, clip.centers(4))  # the split shape at x = 0.95 is found there
+  assert conditional.torus_distance([0.02, 0.5], [0.98, 0.5], 10, 10) == pytest.approx(0.4)
