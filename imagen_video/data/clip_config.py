@@ -1,5 +1,72 @@
-"""Shared by the synthetic clip builders: a config name that encodes every parameter."""
+"""Shared by the synthetic clip builders (moving_shapes, texture_pans, athletes): the config
+fields and a name that encodes every parameter, and the builder's splits, common features
+and extra resolutions (`SyntheticClips`; subclasses give their labels and one example)."""
 from __future__ import annotations
+
+import abc
+import dataclasses
+
+import numpy as np
+import tensorflow_datasets as tfds
+
+HOMEPAGE = "https://github.com/imagen-video/imagen-video"
+
+
+@dataclasses.dataclass
+class ClipsConfig(tfds.core.BuilderConfig):
+  frames: int = 16
+  height: int = 32
+  width: int = 32
+  fps: float = 8.0
+  num_train: int = 1000
+  num_test: int = 100
+  seed: int = 0
+  extra_resolutions: tuple = ()
+
+
+def extra_key(frames: int, height: int, width: int) -> str:
+  return f"video_{frames}x{height}x{width}"
+
+
+class SyntheticClips(tfds.core.GeneratorBasedBuilder):
+  """Train/test splits of `num_train`/`num_test` clips; example i of a split is clip i
+  (readers index clips directly and shuffle themselves). Features: video, caption, the
+  subclass's labels, index, and `video_{F}x{H}x{W}` per extra resolution."""
+
+  disable_shuffling = True
+
+  @abc.abstractmethod
+  def _labels(self, config) -> dict:
+    """The dataset's own features besides video, caption, index and extra resolutions."""
+
+  @abc.abstractmethod
+  def _example(self, split: str, index: int) -> dict:
+    """Clip `index` of `split`: its labels, video and extra resolutions."""
+
+  def _metadata(self, config) -> dict:
+    return {}
+
+  def _info(self) -> tfds.core.DatasetInfo:
+    c = self.builder_config
+    features = {"video": tfds.features.Video((c.frames, c.height, c.width, 3), encoding_format="png"),
+                "caption": tfds.features.Text(), **self._labels(c),
+                "index": tfds.features.Scalar(dtype=np.int64)}
+    for f, h, w in c.extra_resolutions:
+      features[extra_key(f, h, w)] = tfds.features.Video((f, h, w, 3), encoding_format="png")
+    return self.dataset_info_from_configs(
+        features=tfds.features.FeaturesDict(features),
+        metadata=tfds.core.MetadataDict(fps=c.fps, seed=c.seed, **self._metadata(c)),
+        homepage=HOMEPAGE)
+
+  def _split_generators(self, dl_manager):
+    del dl_manager  # synthetic (or shipped with a package): nothing to download
+    c = self.builder_config
+    return {"train": self._generate_examples("train", c.num_train),
+            "test": self._generate_examples("test", c.num_test)}
+
+  def _generate_examples(self, split: str, count: int):
+    for index in range(count):
+      yield index, {**self._example(split, index), "index": index}
 
 
 def config_name(dataset: str, frames, height, width, fps, num_train, num_test, seed,
