@@ -44,6 +44,8 @@ Built from `config.model` (an ml_collections.ConfigDict; defaults in
   use_guidance_embedding  embed `guidance_weight` [B] (a guidance-distilled student takes the
                      classifier-free guidance weight as an input); zero-initialised output, so a
                      student initialised from its teacher starts as the teacher's conditional model.
+  pose_channels      channels of skeleton maps for the pose guider (0: no pose input);
+                     pose_guider_channels its hidden convs (see `nn/pose_guider.py`)
   skip_scale         factor on U-Net skip connections (Efficient U-Net: 1/sqrt(2)).
 
 Architecture (Efficient U-Net style): input conv; per level: [stride-2 downsample
@@ -73,6 +75,7 @@ from imagen_video.nn.blocks import Downsample, SpaceTimeBlock, Upsample
 from imagen_video.nn.layers import (VIDEO_AXES, Conv2D, Dense, GroupNorm, LayerNorm, frame_index_features,
                                      sinusoidal_embedding)
 from imagen_video.nn.masks import mixing_frames, temporal_allowed
+from imagen_video.nn.pose_guider import PoseGuider
 from imagen_video.parallel import sharding
 
 _REMAT_POLICIES = {
@@ -94,6 +97,7 @@ def default_config() -> ml_collections.ConfigDict:
       heads=8, head_dim=64, text_dim=4096, emb_dim=None, norm_groups=32, dropout=0.0,
       dtype="float32", param_dtype="float32", remat="none", attention_backend="xla",
       use_aug_level_embedding=False, use_guidance_embedding=False, skip_scale=2 ** -0.5,
+      pose_channels=0, pose_guider_channels=(16, 32),
   ))
 
 
@@ -158,6 +162,9 @@ class VideoUNet(nnx.Module):
       return (cfg.resolution // 2 ** level) in tuple(resolutions)
 
     self.conv_in = Conv2D(cfg.in_channels + cfg.cond_channels, chans[0], 3, **kw)
+    pose_channels = cfg.get("pose_channels", 0)
+    self.pose_guider = (PoseGuider(pose_channels, tuple(cfg.get("pose_guider_channels", (16, 32))),
+                                   chans[0], **kw) if pose_channels else None)
     down, up = [], []
     ch = chans[0]
     for i in range(n_levels):
@@ -207,7 +214,7 @@ class VideoUNet(nnx.Module):
 
   def __call__(self, x, log_snr, text_emb=None, text_mask=None, *, frame_mask=None, is_image=None,
                cond_video=None, aug_level=None, guidance_weight=None, drop_text=None,
-               deterministic: bool = True, dropout_rng=None):
+               pose_maps=None, drop_pose=None, deterministic: bool = True, dropout_rng=None):
     """Predicts the objective's target (v by default) for the noisy video x.
 
     x [B, T, H, W, C]; log_snr [B]; text_emb [B, L, text_dim]; text_mask [B, L] bool;
@@ -215,7 +222,9 @@ class VideoUNet(nnx.Module):
     (True = independent image, no temporal mixing): see `imagen_video.nn.masks`;
     cond_video [B, T, H, W, cond_channels], already resized to x; aug_level [B] in [0, 1];
     guidance_weight [B] (use_guidance_embedding: the student's classifier-free guidance weight);
-    drop_text [B] bool -> use the learned null text; dropout_rng: key when not deterministic.
+    drop_text [B] bool -> use the learned null text; pose_maps [B, T, H, W, pose_channels]
+    skeleton maps at x's size, drop_pose [B] bool -> no pose (the guider's output is dropped);
+    dropout_rng: key when not deterministic.
     """
     b, t, h, w, _ = x.shape
     t_equiv = jnp.arctan(jnp.exp(-0.5 * log_snr.astype(jnp.float32))) * (2 / math.pi)
@@ -263,7 +272,18 @@ class VideoUNet(nnx.Module):
                      policy=_REMAT_POLICIES[self.remat])
       return fn(block, h, c)
 
-    h = sharding.constrain(self.conv_in(x.astype(self.dtype)), VIDEO_AXES)
+    h = self.conv_in(x.astype(self.dtype))
+    if self.pose_guider is not None:
+      if pose_maps is None:
+        raise ValueError("config.model.pose_channels > 0: pass pose_maps [B, T, H, W, C] "
+                         "(and drop_pose for the pose-free prediction)")
+      pose = self.pose_guider(pose_maps.astype(self.dtype))
+      if drop_pose is not None:
+        pose = jnp.where(drop_pose[:, None, None, None, None], 0.0, pose).astype(pose.dtype)
+      h = h + pose
+    elif pose_maps is not None:
+      raise ValueError("pose_maps given but config.model.pose_channels == 0")
+    h = sharding.constrain(h, VIDEO_AXES)
     skips = []
     for layers in self.down:
       for layer in layers:

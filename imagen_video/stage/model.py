@@ -28,6 +28,7 @@ from imagen_video.stage import conditioning as conditioning_lib
 from imagen_video.text.encoder import TextEncoder
 
 VIDEO = "video"
+POSE = "pose_maps"  # batch key of the skeleton maps at the video's size (pose-guided stages)
 RECON_WEIGHT = 4.0  # reconstruction guidance w_r when the config names none (tiny base: 4 > 8 > 16, docs/results/conditional.md)
 
 
@@ -76,6 +77,9 @@ class Stage:
     if train:
       cond["drop_text"] = guidance_lib.condition_dropout(
           k_drop, b, self.config.diffusion.cond_drop_prob)
+      if "pose_maps" in cond:  # pose dropout: the pose-free prediction for pose guidance
+        cond["drop_pose"] = guidance_lib.condition_dropout(
+            jax.random.fold_in(k_drop, 1), b, self.config.diffusion.get("pose_drop_prob", 0.1))
     net = nnx.merge(self.graphdef, unet_params)
     dropout = train and self.model_config.dropout > 0
 
@@ -94,6 +98,8 @@ class Stage:
     low = batch[self.config.stage.low_res_key] if conditioning_lib.kind(self.config) != "base" else None
     up = conditioning_lib.low_res_input(self.config, low, x0.shape)
     cond.update(conditioning_lib.training_inputs(self.config, up, k_cond))
+    if self.model_config.get("pose_channels", 0):
+      cond["pose_maps"] = batch[POSE]
     if conditioning_lib.is_residual(self.config):
       x0 = x0 - up
     return x0, cond
@@ -134,7 +140,7 @@ class Stage:
   def sample(self, unet_params, text_params, prompts, rng, *, shape=None, steps: int = 64,
              sampler: str = "ddim", guidance=3.0, low_res=None, aug_level=None, gamma=0.0,
              thresholding: str | None = None, percentile=99.5, text=None, known=None,
-             conditioning: str = "reconstruction", recon_weight=None):
+             conditioning: str = "reconstruction", recon_weight=None, pose_maps=None):
     """Videos in [-1, 1], [B, T, H, W, 3], one per prompt.
 
     `guidance` is a scalar or per-step array (traced: no recompiles); `low_res`
@@ -143,13 +149,19 @@ class Stage:
     `known` (a `stage.known.Known` at any integer multiple of this stage's frames and
     size) conditions the sample on known frames/pixels by `conditioning`
     ('reconstruction' guidance of weight `recon_weight`, default the config's
-    `sample.recon_weight`, else RECON_WEIGHT) or 'replacement'.
+    `sample.recon_weight`, else RECON_WEIGHT) or 'replacement'. `pose_maps` [B, T, H, W, C]
+    at the output's size: skeleton maps for a pose-guided stage (config.model.pose_channels).
     """
     thresholding = thresholding or (self.config.get("sample") or {}).get("thresholding", "dynamic")
     emb, mask = text if text is not None else self.embed_prompts(text_params, prompts)
     b = emb.shape[0]
     shape = shape or self.output_shape(b)
     cond = dict(text_emb=emb, text_mask=mask)
+    if pose_maps is not None:
+      if tuple(pose_maps.shape[:4]) != tuple(shape[:4]):
+        raise ValueError(f"pose_maps {tuple(pose_maps.shape)}: expected [B, T, H, W, C] with "
+                         f"B, T, H, W = {tuple(shape[:4])} (this stage's output)")
+      cond["pose_maps"] = jnp.asarray(pose_maps, jnp.float32)
     up = conditioning_lib.low_res_input(self.config, low_res, shape)
     cond.update(conditioning_lib.sampling_inputs(self.config, up, aug_level, jax.random.fold_in(rng, 1)))
     d = self.config.diffusion
