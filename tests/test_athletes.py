@@ -208,3 +208,25 @@ def test_builder_stores_the_generators_clips_and_keypoints(prepared):
       assert ex["caption"].decode() == clip.caption
       assert ath.parse_caption(ex["caption"])["exercise"] == list(ath.EXERCISES)[ex["exercise"]]
       assert list(ath.BODY_TYPES)[ex["body_type"]] == clip.body_type
+
+
+def test_pipeline_renders_pose_maps_windowed_and_cropped_with_the_video(prepared):
+  import os
+
+  from imagen_video.data import pipeline
+  from imagen_video.pose import render
+  root = os.path.dirname(os.path.dirname(os.path.dirname(prepared.data_dir)))
+  c = pipeline.default_data_config()
+  c.update(dict(name="athletes", data_dir=root, split="train", batch_size=2, shuffle=False,
+                repeat=False, frames=4, pose=True, prefetch=0))
+  c.builder = dict(frames=8, height=32, width=32, num_train=6, num_test=3, seed=2,
+                   extra_resolutions=((4, 16, 16),))
+  batch = next(iter(pipeline.VideoBatches(c, process_index=0, process_count=1)))
+  assert batch["pose_maps"].shape == batch["video"].shape == (2, 4, 32, 32, 3)
+  ex = prepared.as_data_source("train")[0]
+  want = render.render_skeleton(ex["keypoints"][:4], ex["visibility"][:4], 32, 32)
+  np.testing.assert_allclose(batch["pose_maps"][0], want / 127.5 - 1, atol=1e-6)
+  c.crop = (16, 16)
+  c.low_res_keys = ("video_4x16x16",)
+  batch = next(iter(pipeline.VideoBatches(c, process_index=0, process_count=1)))
+  assert batch["pose_maps"].shape == batch["video"].shape == (2, 4, 16, 16, 3)

@@ -28,6 +28,9 @@ multiple of the global batch), and the stream can start at any step
                   another clip with the same caption (so the caption describes
                   them too), and return `is_image` [T + extra_images] bool, which
                   keeps them out of the temporal layers. 0: videos only
+  pose            True: return `pose_maps`, skeleton maps rendered from the examples'
+                  `keypoints`/`visibility` at the video's size (datasets with keypoints,
+                  e.g. athletes), windowed and cropped with the video
   text            "string" (captions as str) or "tokens" (adds `text_tokens`,
                   `text_mask` from the sentencepiece model `tokenizer`, padded
                   to `max_text_length`; tokenizer "dataset" = the one trained
@@ -46,6 +49,7 @@ import numpy as np
 from imagen_video.data import builders
 
 VIDEO_KEY = "video"
+POSE_KEY = "pose_maps"  # = stage.model.POSE
 
 
 def default_data_config() -> ml_collections.ConfigDict:
@@ -63,6 +67,7 @@ def default_data_config() -> ml_collections.ConfigDict:
       crop=ml_collections.FieldReference(None, field_type=tuple),
       low_res_keys=(),
       extra_images=0,
+      pose=False,
       text="string",
       tokenizer=ml_collections.FieldReference(None, field_type=str),
       max_text_length=32,
@@ -171,6 +176,8 @@ class VideoBatches:
         raise KeyError(f"config.data.low_res_keys names {key!r}, but {c.name} examples have "
                        f"{sorted(k for k in raw if k.startswith('video'))}")
       out[key] = np.stack(raw[key]) if isinstance(raw[key], list) else np.asarray(raw[key])
+    if c.get("pose"):  # rendered before windowing and cropping, which then treat it as a video
+      out[POSE_KEY] = _pose_maps(raw, video.shape, c.name)
     if c.frames is not None:
       out = _time_window(out, c.frames, rng if c.shuffle else None)
     if c.crop is not None:
@@ -245,6 +252,17 @@ class VideoBatches:
 def _text(value) -> str:
   """A caption as stored (bytes) or already decoded, as str."""
   return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def _pose_maps(raw, shape, name: str) -> np.ndarray:
+  from imagen_video.pose import render
+  if "keypoints" not in raw or "visibility" not in raw:
+    raise KeyError(f"config.data.pose=True, but {name} examples have no 'keypoints'/'visibility' "
+                   f"(features: {sorted(raw)})")
+  keypoints, visibility = np.asarray(raw["keypoints"]), np.asarray(raw["visibility"])
+  if len(keypoints) != shape[0]:
+    raise ValueError(f"{name}: {len(keypoints)} keypoint frames for a {shape[0]}-frame video")
+  return render.render_skeleton(keypoints, visibility, shape[1], shape[2])
 
 
 def _time_window(videos: dict, frames: int, rng) -> dict:
