@@ -90,9 +90,13 @@ def test_sample_cli_batch_form_and_guidance_without_recompiling(data_dir, tmp_pa
   assert all((out_dir / r["file"]).exists() for r in records)
   assert (out_dir / "contact_sheet.png").exists()
   compiled = samplers._sample_loop._cache_size() - before
-  for w in (1.0, 7.5):
+  for w in (2.0, 7.5):
     assert cli.main(base + ["--prompt", "a red circle moving left", "--num", "2",
                             "--guidance", str(w), "--out", str(tmp_path / f"g{w}.mp4")]) == 0
   assert compiled == 1
   # New guidance weights reuse the compiled sampler (same batch, steps, shapes).
   assert samplers._sample_loop._cache_size() - before == 1
+  # A constant weight of 1 is the plain conditional model: one unguided sampler (half the batch).
+  assert cli.main(base + ["--prompt", "a red circle moving left", "--num", "2",
+                          "--guidance", "1", "--out", str(tmp_path / "g1.mp4")]) == 0
+  assert samplers._sample_loop._cache_size() - before == 2

@@ -13,7 +13,8 @@ Classifier-free guidance: with `guided=True` each step runs ONE forward on a
 network's learned null text), then `cfg_combine`. The guidance weight is a
 traced [steps, B] array (from a scalar, a per-step schedule such as
 `oscillating_guidance_weights`, or per step and sample), so changing it never
-recompiles. Static (recompiling) choices: shape, steps, sampler, objective,
+recompiles (`Stage.sample` runs a constant weight of 1 unguided: one more compile, half
+the batch). Static (recompiling) choices: shape, steps, sampler, objective,
 thresholding mode, schedule constants, guided, guidance_input.
 
 A guidance-distilled student (`guidance_input=True`) takes the weight as an
