@@ -15,6 +15,8 @@ import dataclasses
 import jax
 import numpy as np
 
+from imagen_video.stage import conditioning
+
 
 @dataclasses.dataclass
 class Known:
@@ -36,28 +38,21 @@ class Known:
     video, mask = self.video, self.mask
     if video.shape[0] not in (1, b):
       raise ValueError(f"known video has batch {video.shape[0]}, the sample {b}")
-    t = video.shape[1]
-    if t != frames:
-      if t % frames:
-        raise ValueError(f"known video has {t} frames; cannot map them onto {frames} "
-                         f"(needs an integer multiple)")
+    t, h, w = video.shape[1:4]
+    if t % frames:
+      raise ValueError(f"known video has {t} frames; cannot map them onto {frames} "
+                       f"(needs an integer multiple)")
+    if h % height == 0 and w % width == 0:  # the SR stages' own downsampling
+      video = np.asarray(conditioning.downsample(video, (frames, height, width)))
+      mask = (np.asarray(conditioning.downsample(mask, (frames, height, width))) > 1 - 1e-6
+              ).astype(np.float32)
+    else:
       video, mask = video[:, ::t // frames], mask[:, ::t // frames]
-    h, w = video.shape[2:4]
-    if (h, w) != (height, width):
-      if h % height == 0 and w % width == 0:
-        video = _area_mean(video, height, width)
-        mask = (_area_mean(mask, height, width) > 1 - 1e-6).astype(np.float32)
-      else:
-        size = video.shape[:2]
-        video = np.asarray(jax.image.resize(video, (*size, height, width, 3), "bilinear"))
-        mask = np.asarray(jax.image.resize(mask, (*size, height, width, 1), "nearest"))
+      size = video.shape[:2]
+      video = np.asarray(jax.image.resize(video, (*size, height, width, 3), "bilinear"))
+      mask = np.asarray(jax.image.resize(mask, (*size, height, width, 1), "nearest"))
     reps = (b // video.shape[0], 1, 1, 1, 1)
     return Known(np.tile(video, reps), np.tile(mask, reps))
-
-
-def _area_mean(x, height, width):
-  b, t, h, w, c = x.shape
-  return x.reshape(b, t, height, h // height, width, w // width, c).mean(axis=(3, 5))
 
 
 def _empty(b, frames, height, width):
