@@ -21,6 +21,7 @@ import ml_collections
 import numpy as np
 
 from imagen_video.diffusion import guidance as guidance_lib
+from imagen_video.stage import pose_input
 from imagen_video.stage.model import Stage
 from imagen_video.utils import configs_loader
 
@@ -35,6 +36,7 @@ class StageRun:
   steps: int
   guidance: object
   aug_level: float | None
+  pose_guidance: object = None
 
 
 def guidance_weights(spec, steps: int):
@@ -87,7 +89,7 @@ class Cascade:
                                                    text_encoder=encoders.get(text_key))
       encoders.setdefault(text_key, stage.text)
       runs.append(StageRun(entry.name, stage, ema, step, entry.sampler, int(entry.steps),
-                           entry.guidance, entry.get("aug_level")))
+                           entry.guidance, entry.get("aug_level"), entry.get("pose_guidance")))
       log(f"loaded stage {entry.name} ({stage.config.stage.get('kind', 'base')}) from "
           f"{entry.workdir} at step {step}")
     return cls(runs)
@@ -114,11 +116,14 @@ class Cascade:
     return shapes
 
   def sample(self, prompts, seed: int = 0, *, return_stages: bool = False, log=print,
-             known=None, conditioning: str = "reconstruction", recon_weight=None):
+             known=None, conditioning: str = "reconstruction", recon_weight=None, pose=None):
     """uint8 video [B, T, H, W, 3] for the prompts (and each stage's uint8 output).
 
     `known` (a `stage.known.Known`, usually at the final frames and size) conditions
-    every stage on the known frames/pixels at that stage's frames and size."""
+    every stage on the known frames/pixels at that stage's frames and size. `pose`
+    (keypoints [T, 17, 2] or [B, T, 17, 2], visibility) at the final frame rate guides
+    every pose-guided stage by its skeleton maps at that stage's frames and size, with
+    the stage's `pose_guidance` weight; without it those stages sample pose-free."""
     from imagen_video.media import video_io
     prompts = list(prompts)
     self.check_shapes(len(prompts))
@@ -127,10 +132,16 @@ class Cascade:
       t0 = time.time()
       key = jax.random.fold_in(jax.random.key(seed), i)
       text_params = run.params.get("text", run.stage.text.params)
+      maps = None
+      if pose is not None and run.stage.model_config.get("pose_channels", 0):
+        maps = pose_input.pose_maps(*pose, run.stage.output_shape(len(prompts)))
       video = run.stage.sample(run.params["unet"], text_params, prompts, key, steps=run.steps,
                                sampler=run.sampler, guidance=guidance_weights(run.guidance, run.steps),
                                low_res=video, aug_level=run.aug_level, known=known,
-                               conditioning=conditioning, recon_weight=recon_weight)
+                               conditioning=conditioning, recon_weight=recon_weight,
+                               pose_maps=maps,
+                               pose_guidance=guidance_weights(run.pose_guidance, run.steps)
+                               if run.pose_guidance is not None else None)
       video = jax.block_until_ready(video)
       outputs.append(video_io.to_uint8(np.asarray(video)))
       log(f"[cascade {i + 1}/{len(self.runs)}] {run.name}: {tuple(video.shape)} in "

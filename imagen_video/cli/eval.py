@@ -16,6 +16,11 @@ against the truth and a classical baseline each; on a wrap moving_shapes dataset
 autoregressive extension to --extend x the clip length (trajectory error); writes
 conditional.md/.json/.png, extension.png, extension_error.png. --tasks picks some.
 
+pose: for a pose-guided stage or cascade (configs/cascade_pose_tiny.py), samples the
+captions of the first --num test clips with their keypoints and without, and scores
+PSNR/SSIM against the clips and the pose error of a keypoint detector (--detector, trained
+and cached there if missing) on the samples; writes pose_eval.md/.json/.png.
+
 fvd: samples the captions of the first --num test clips (base stage or whole
 cascade) and computes FVD (Kinetics-400 I3D) against those held-out clips;
 writes fvd.md/.json/.png. Use --num 64 or more: FVD is biased at small counts.
@@ -36,7 +41,8 @@ def main(argv: list[str]) -> int:
   flags_util.define_config(fv, argv)
   flags_util.define_config(fv, argv, name="cascade", help_string="cascade config file[:args]")
   flags.DEFINE_string("workdir", None, "training workdir with checkpoints/", flag_values=fv)
-  flags.DEFINE_enum("metric", "caption", ["caption", "sr_psnr", "text_probe", "fvd", "conditional"],
+  flags.DEFINE_enum("metric", "caption", ["caption", "sr_psnr", "text_probe", "fvd", "conditional",
+                                          "pose"],
                     "what to measure (text_probe: x0 error with the direction word changed)",
                     flag_values=fv)
   flags.DEFINE_integer("num", 4, "samples per prompt (caption); test clips (sr_psnr, text_probe, fvd)",
@@ -55,10 +61,22 @@ def main(argv: list[str]) -> int:
   flags.DEFINE_integer("extend", 4, "conditional: extension length in clip lengths", flag_values=fv)
   flags.DEFINE_float("recon_weight", None, "conditional: reconstruction guidance weight "
                      "(default config.sample.recon_weight)", flag_values=fv)
+  flags.DEFINE_string("detector", None, "pose: keypoint detector file (default OUT_DIR/"
+                      "pose_detector_HxW.npz, trained there if missing)", flag_values=fv)
   flags_util.parse(fv, argv, __doc__)
   if fv.cascade is not None:
-    if fv.metric not in ("caption", "fvd") or fv.config is not None or fv.step is not None:
-      raise SystemExit(f"{argv[0]}: --cascade goes with --metric caption or fvd and no --config or --step")
+    if fv.metric not in ("caption", "fvd", "pose") or fv.config is not None or fv.step is not None:
+      raise SystemExit(f"{argv[0]}: --cascade goes with --metric caption, fvd or pose and no "
+                       "--config or --step")
+    if fv.metric == "pose":
+      from imagen_video.cascade.cascade import Cascade
+      from imagen_video.eval import pose_eval
+      cascade = Cascade.load(fv.cascade)
+      pose_eval.evaluate(lambda prompts, seed, pose=None: (cascade.sample(prompts, seed=seed, pose=pose), None),
+                         cascade.runs[-1].stage.config, num=fv.num, seed=fv.seed, batch=fv.batch,
+                         out_dir=fv.out_dir or "cascade_eval", detector_path=fv.detector,
+                         label="cascade " + " -> ".join(r.name for r in cascade.runs))
+      return 0
     if fv.metric == "fvd":
       from imagen_video.cascade.cascade import Cascade
       cascade = Cascade.load(fv.cascade)
@@ -94,6 +112,12 @@ def main(argv: list[str]) -> int:
   guidance = s.guidance if fv.guidance is None else fv.guidance
   generate, _, step = sample.stage_sampler(fv.config, fv.workdir, steps=steps, guidance=guidance,
                                            sampler=sampler, step=fv.step)
+  if fv.metric == "pose":
+    from imagen_video.eval import pose_eval
+    pose_eval.evaluate(generate, fv.config, num=fv.num, seed=fv.seed, batch=fv.batch, out_dir=out_dir,
+                       detector_path=fv.detector,
+                       label=f"{fv.workdir} step {step}, EMA, {sampler} {steps} steps, guidance {guidance:g}")
+    return 0
   if fv.metric == "fvd":
     fvd_eval(lambda prompts, seed: generate(prompts, seed)[0], fv.config, num=fv.num, seed=fv.seed,
              batch=fv.batch, out_dir=out_dir,

@@ -13,6 +13,7 @@ COMMANDS = {
     "preview": ("imagen_video.cli.preview", "write an mp4 + contact sheet of dataset clips"),
     "train": ("imagen_video.cli.train", "train one stage from a config"),
     "sample": ("imagen_video.cli.sample", "sample one stage from its checkpoint"),
+    "pose-video": ("imagen_video.cli.pose_video", "render a pose sequence (COCO/OpenPose JSON) as a skeleton video"),
     "eval": ("imagen_video.cli.eval", "measure a trained stage (caption check, ...)"),
     "convert-t5": ("imagen_video.cli.convert_t5", "convert a Hugging Face T5 checkpoint to an Orbax encoder"),
     "encode-text": ("imagen_video.cli.encode_text", "write T5 embeddings + masks of prompts to .npz"),

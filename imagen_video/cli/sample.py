@@ -20,6 +20,9 @@ Conditional generation (one stage or the cascade; inputs are resized to the outp
   --init_video V.mp4 --mask M.png    inpainting: white pixels of M (an image for every frame,
                                      or a video) are generated, the rest of V kept
 by reconstruction guidance (--conditioning, --recon_weight) or replacement.
+
+Pose-guided stages (configs/cascade_pose_tiny.py): --pose FILE.json (COCO keypoints, or
+OpenPose per-frame JSON) gives the skeleton sequence; see `cli/pose_flags.py`.
 """
 from __future__ import annotations
 
@@ -30,7 +33,7 @@ import time
 import numpy as np
 from absl import flags
 
-from imagen_video.cli import flags_util, known_flags
+from imagen_video.cli import flags_util, known_flags, pose_flags
 
 
 def main(argv: list[str]) -> int:
@@ -50,6 +53,7 @@ def main(argv: list[str]) -> int:
   flags.DEFINE_string("sampler", None, "ddim | ancestral | dpm++2m | stochastic "
                       "(one stage; default config.sample.sampler)", flag_values=fv)
   known_flags.define(fv)
+  pose_flags.define(fv)
   flags_util.parse(fv, argv, __doc__)
   if (fv.config is None) == (fv.cascade is None):
     raise SystemExit(f"{argv[0]}: give --config (with --workdir) or --cascade")
@@ -70,10 +74,21 @@ def main(argv: list[str]) -> int:
                                      guidance=s.guidance if fv.guidance is None else fv.guidance,
                                      sampler=fv.sampler or s.sampler)
     names = None
-  generate = known_flags.conditioned(generate, fv)
+  if fv.cascade is not None and fv.pose_guidance is not None:
+    raise SystemExit(f"{argv[0]}: --pose_guidance is for one stage; a cascade takes each "
+                     "stage's pose_guidance from its config")
+  posed = pose_flags.posed(generate, fv)
+  generate = known_flags.conditioned(posed, fv)
   write(generate, prompts, num=fv.num, seed=fv.seed, fps=fps, out=fv.out, out_dir=fv.out_dir,
         stage_names=names)
+  if fv.out and jax_lead():
+    pose_flags.write_side_by_side(posed, fv.out, fps)
   return 0
+
+
+def jax_lead() -> bool:
+  import jax
+  return jax.process_index() == 0
 
 
 def read_prompts(path: str) -> list[str]:
@@ -86,14 +101,18 @@ def read_prompts(path: str) -> list[str]:
 
 def stage_sampler(config, workdir, *, steps, guidance, sampler, step=None):
   """generate(prompts, seed, **known_args) -> (uint8 [B,T,H,W,3], None), fps, the checkpoint
-  step; known_args: known, conditioning, recon_weight (see Stage.sample)."""
+  step; known_args: known, conditioning, recon_weight, pose_guidance (see Stage.sample) and
+  pose (keypoints, visibility), drawn as the stage's pose maps."""
   import jax
   from imagen_video.media import video_io
   from imagen_video.train import trainer
   stage, ema, step = trainer.load_for_sampling(config, workdir, step=step)
   text_params = ema.get("text", stage.text.params)
 
-  def generate(prompts, seed, **known_args):
+  def generate(prompts, seed, pose=None, **known_args):
+    if pose is not None:
+      from imagen_video.stage import pose_input
+      known_args["pose_maps"] = pose_input.pose_maps(*pose, stage.output_shape(len(prompts)))
     video = stage.sample(ema["unet"], text_params, prompts, jax.random.key(seed), steps=steps,
                          sampler=sampler, guidance=guidance, **known_args)
     return video_io.to_uint8(np.asarray(video)), None

@@ -19,6 +19,14 @@ def cfg_combine(pred_cond, pred_uncond, weight):
   return pred_uncond + w * (pred_cond - pred_uncond)
 
 
+def pose_text_combine(pred_full, pred_pose, pred_none, text_weight, pose_weight):
+  """Separate pose and text guidance (InstructPix2Pix-style, pose first):
+  none + w_p (pose - none) + w_t (full - pose), where `pose` drops the text and `none`
+  drops both; w_p = 1 is plain text guidance of the pose-conditional model."""
+  return cfg_combine(pred_pose, pred_none, pose_weight) + (
+      cfg_combine(pred_full, pred_pose, text_weight) - pred_pose)
+
+
 def condition_dropout(rng, batch: int, prob: float) -> jax.Array:
   """[B] bool: which samples train with the learned null text (`drop_text`)."""
   return jax.random.bernoulli(rng, prob, (batch,))

@@ -15,7 +15,8 @@ traced [steps, B] array (from a scalar, a per-step schedule such as
 `oscillating_guidance_weights`, or per step and sample), so changing it never
 recompiles (`Stage.sample` runs a constant weight of 1 unguided: one more compile, half
 the batch). Static (recompiling) choices: shape, steps, sampler, objective,
-thresholding mode, schedule constants, guided, guidance_input.
+thresholding mode, schedule constants, guided, guidance_input, and whether a pose
+guidance weight is given (then 3B: the pose-guided model's text and pose weighted apart).
 
 A guidance-distilled student (`guidance_input=True`) takes the weight as an
 input instead: one forward on B with cond["guidance_weight"] = the step's [B] weights.
@@ -59,7 +60,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from imagen_video.diffusion.guidance import apply_threshold, cfg_combine
+from imagen_video.diffusion.guidance import apply_threshold, cfg_combine, pose_text_combine
 from imagen_video.diffusion.objectives import _bcast, eps_from_x0, pred_to_x0_eps
 from imagen_video.diffusion.schedule import alpha_sigma, logsnr_schedule_cosine
 
@@ -75,21 +76,30 @@ def nnx_model_fn(graphdef) -> Callable:
   return model_fn
 
 
-def _guided_forward(model_fn, state, z, log_snr, cond, weight):
+def _guided_forward(model_fn, state, z, log_snr, cond, weight, pose_weight=None):
+  """Classifier-free guidance in one forward: text only on a 2B batch (cond, null text), or
+  with `pose_weight` text and pose separately on 3B (cond, null text, null text and pose)."""
   b = z.shape[0]
-  two = lambda a: jnp.concatenate([a, a], axis=0)
-  cond2 = jax.tree.map(two, cond)
+  n = 2 if pose_weight is None else 3
+  rep = lambda a: jnp.concatenate([a] * n, axis=0)
+  cond_n = jax.tree.map(rep, cond)
+  yes = jnp.ones((b,), bool)
   own = cond.get("drop_text", jnp.zeros((b,), bool))
-  cond2["drop_text"] = jnp.concatenate([own, jnp.ones((b,), bool)])
-  pred = model_fn(state, two(z), two(log_snr), cond2).astype(jnp.float32)
-  return cfg_combine(pred[:b], pred[b:], weight)
+  cond_n["drop_text"] = jnp.concatenate([own] + [yes] * (n - 1))
+  if pose_weight is not None:
+    own_pose = cond.get("drop_pose", jnp.zeros((b,), bool))
+    cond_n["drop_pose"] = jnp.concatenate([own_pose, own_pose, yes])
+  pred = model_fn(state, rep(z), rep(log_snr), cond_n).astype(jnp.float32)
+  if pose_weight is None:
+    return cfg_combine(pred[:b], pred[b:], weight)
+  return pose_text_combine(pred[:b], pred[b:2 * b], pred[2 * b:], weight, pose_weight)
 
 
 @functools.partial(jax.jit, static_argnames=("model_fn", "shape", "steps", "sampler", "objective",
                                              "thresholding", "schedule", "guided",
                                              "guidance_input", "conditioning"))
 def _sample_loop(model_fn, state, cond, rng, noise, guidance, percentile, gamma, known, recon_weight,
-                 *, shape, steps, sampler, objective, thresholding, schedule, guided,
+                 pose_guidance=None, *, shape, steps, sampler, objective, thresholding, schedule, guided,
                  guidance_input=False, conditioning=None):
   sched = lambda t: logsnr_schedule_cosine(t, *schedule)
   b = shape[0]
@@ -104,8 +114,9 @@ def _sample_loop(model_fn, state, cond, rng, noise, guidance, percentile, gamma,
     def predict_x0(z):
       if guidance_input:
         pred = model_fn(state, z, ls_t, dict(cond, guidance_weight=guidance[i])).astype(jnp.float32)
-      elif guided:
-        pred = _guided_forward(model_fn, state, z, ls_t, cond, guidance[i])
+      elif guided or pose_guidance is not None:
+        pred = _guided_forward(model_fn, state, z, ls_t, cond, guidance[i],
+                               None if pose_guidance is None else pose_guidance[i])
       else:
         pred = model_fn(state, z, ls_t, cond).astype(jnp.float32)
       return pred_to_x0_eps(pred, z, ls_t, objective)[0]
@@ -160,7 +171,8 @@ def sample(model_fn: Callable, state, cond: dict, rng, *, shape, steps: int, sam
            guidance=1.0, guided: bool = True, objective: str = "v", thresholding: str = "dynamic",
            percentile=99.5, gamma=0.0, logsnr_min: float = -20.0, logsnr_max: float = 20.0,
            resolution_shift: float = 1.0, noise=None, guidance_input: bool = False,
-           known: dict | None = None, conditioning: str = "reconstruction", recon_weight=4.0):
+           known: dict | None = None, conditioning: str = "reconstruction", recon_weight=4.0,
+           pose_guidance=None):
   """Draws samples of `shape` ([B, T, H, W, C]) from pure noise (or from `noise`).
 
   guidance: scalar, [steps] (per-step schedule) or [steps, B]; always traced.
@@ -170,6 +182,9 @@ def sample(model_fn: Callable, state, cond: dict, rng, *, shape, steps: int, sam
   gamma: ancestral variance interpolation in [0, 1] (traced); used by 'ancestral' only.
   known: {"x": [B, T, H, W, C] values in the diffused space, "mask": 1 = known, broadcastable
     to the shape} conditions the sample on them by `conditioning` (see the module doc).
+  pose_guidance: None, or a pose guidance weight shaped like `guidance` for a pose-guided
+    model (cond has pose_maps): three forwards per step, text and pose weighted apart
+    (`guidance.pose_text_combine`).
   """
   if sampler not in SAMPLERS:
     raise ValueError(f"sampler must be one of {SAMPLERS}, got {sampler!r}")
@@ -179,13 +194,22 @@ def sample(model_fn: Callable, state, cond: dict, rng, *, shape, steps: int, sam
       raise ValueError(f"conditioning must be one of {CONDITIONING}, got {conditioning!r}")
     known = {"x": jnp.broadcast_to(jnp.asarray(known["x"], jnp.float32), shape),
              "mask": jnp.broadcast_to(jnp.asarray(known["mask"], jnp.float32), shape)}
-  w = jnp.asarray(guidance, jnp.float32)
-  if w.ndim == 1:
-    w = w[:, None]
-  w = jnp.broadcast_to(w, (steps, shape[0]))  # one shape for every kind of weight: no recompiles
+  if pose_guidance is not None and "pose_maps" not in cond:
+    raise ValueError("pose_guidance needs a pose-guided model's cond['pose_maps']")
+  w = _per_step(guidance, steps, shape[0])
+  pose_w = None if pose_guidance is None else _per_step(pose_guidance, steps, shape[0])
   return _sample_loop(model_fn, state, dict(cond), rng, noise, w, jnp.float32(percentile),
-                      jnp.float32(gamma), known, jnp.float32(recon_weight), shape=shape, steps=int(steps), sampler=sampler,
+                      jnp.float32(gamma), known, jnp.float32(recon_weight), pose_w, shape=shape, steps=int(steps),
+                      sampler=sampler,
                       objective=objective, thresholding=thresholding,
                       schedule=(float(logsnr_min), float(logsnr_max), float(resolution_shift)),
                       guided=guided, guidance_input=guidance_input,
                       conditioning=None if known is None else conditioning)
+
+
+def _per_step(weight, steps: int, batch: int):
+  """A scalar, [steps] or [steps, B] weight as [steps, B]: one shape for every kind, no recompiles."""
+  w = jnp.asarray(weight, jnp.float32)
+  if w.ndim == 1:
+    w = w[:, None]
+  return jnp.broadcast_to(w, (steps, batch))

@@ -140,7 +140,8 @@ class Stage:
   def sample(self, unet_params, text_params, prompts, rng, *, shape=None, steps: int = 64,
              sampler: str = "ddim", guidance=3.0, low_res=None, aug_level=None, gamma=0.0,
              thresholding: str | None = None, percentile=99.5, text=None, known=None,
-             conditioning: str = "reconstruction", recon_weight=None, pose_maps=None):
+             conditioning: str = "reconstruction", recon_weight=None, pose_maps=None,
+             pose_guidance=None):
     """Videos in [-1, 1], [B, T, H, W, 3], one per prompt.
 
     `guidance` is a scalar or per-step array (traced: no recompiles); `low_res`
@@ -150,18 +151,19 @@ class Stage:
     size) conditions the sample on known frames/pixels by `conditioning`
     ('reconstruction' guidance of weight `recon_weight`, default the config's
     `sample.recon_weight`, else RECON_WEIGHT) or 'replacement'. `pose_maps` [B, T, H, W, C]
-    at the output's size: skeleton maps for a pose-guided stage (config.model.pose_channels).
+    at the output's size (`stage.pose_input.pose_maps`) for a pose-guided stage
+    (config.model.pose_channels); without them such a stage samples its pose-free model.
+    `pose_guidance`: the pose weight apart from the text's (`guidance`); None or 1 is the
+    plain pose-conditional model, anything else runs three forwards per step.
     """
     thresholding = thresholding or (self.config.get("sample") or {}).get("thresholding", "dynamic")
     emb, mask = text if text is not None else self.embed_prompts(text_params, prompts)
     b = emb.shape[0]
     shape = shape or self.output_shape(b)
     cond = dict(text_emb=emb, text_mask=mask)
-    if pose_maps is not None:
-      if tuple(pose_maps.shape[:4]) != tuple(shape[:4]):
-        raise ValueError(f"pose_maps {tuple(pose_maps.shape)}: expected [B, T, H, W, C] with "
-                         f"B, T, H, W = {tuple(shape[:4])} (this stage's output)")
-      cond["pose_maps"] = jnp.asarray(pose_maps, jnp.float32)
+    cond.update(self._pose_inputs(pose_maps, shape))
+    if pose_maps is None or not _guided(1.0 if pose_guidance is None else pose_guidance):
+      pose_guidance = None
     up = conditioning_lib.low_res_input(self.config, low_res, shape)
     cond.update(conditioning_lib.sampling_inputs(self.config, up, aug_level, jax.random.fold_in(rng, 1)))
     d = self.config.diffusion
@@ -177,13 +179,31 @@ class Stage:
                           resolution_shift=d.resolution_shift,
                           guidance_input=self.guidance_input, guided=_guided(guidance),
                           known=None if known is None else {"x": target, "mask": known.mask},
-                          conditioning=conditioning, recon_weight=recon_weight or 0.0)
+                          conditioning=conditioning, recon_weight=recon_weight or 0.0,
+                          pose_guidance=pose_guidance)
     if up is None:  # the base stage
       return out
     if conditioning_lib.is_residual(self.config):
       out = out + up
     out = jnp.clip(conditioning_lib.back_project(self.config, out, low_res), -1.0, 1.0)
     return out if known is None else known.mask * known.video + (1 - known.mask) * out
+
+  def _pose_inputs(self, pose_maps, shape) -> dict:
+    """The network's pose inputs: the maps given, or for a pose-guided stage without them
+    blank maps with the pose dropped (its pose-free model, trained by pose dropout)."""
+    channels = self.model_config.get("pose_channels", 0)
+    if pose_maps is None:
+      if not channels:
+        return {}
+      return {"pose_maps": jnp.zeros(tuple(shape[:4]) + (channels,), jnp.float32),
+              "drop_pose": jnp.ones((shape[0],), bool)}
+    if not channels:
+      raise ValueError("pose_maps given, but this stage takes no pose (config.model.pose_channels=0)")
+    want = tuple(shape[:4]) + (channels,)
+    if tuple(pose_maps.shape) != want:
+      raise ValueError(f"pose_maps {tuple(pose_maps.shape)}: expected {want} ([B, T, H, W, C] "
+                       "at this stage's output size)")
+    return {"pose_maps": jnp.asarray(pose_maps, jnp.float32)}
 
   def output_shape(self, batch: int) -> tuple[int, ...]:
     return clip_shape(self.config, batch)

@@ -1,0 +1,458 @@
+"""A small keypoint detector for `athletes` renderings (the pose-following metric's eye).
+
+A tiny conv net (flax.nnx) maps a frame [H, W, 3] to 17 heatmaps at half the
+resolution; each keypoint is the soft-argmax (expected position under the
+heatmap's softmax) of its heatmap, so positions are sub-pixel. The encoder goes
+down to about 8 px (two or more stride-2 convolutions) and back up to half
+resolution with a skip connection, so every heatmap sees the whole figure (which
+way it faces decides left from right).
+
+Training: frames of random `athletes` train-split clips rendered on the fly
+(frames are independent images), kept in a ring buffer that a few fresh clips
+refresh every step; loss = distance (frame-height units) between soft-argmax and
+the true keypoint over visible joints, plus a cross-entropy of each heatmap
+against a Gaussian around the true position (keeps heatmaps unimodal, trains
+faster). Light pixel noise and blur are mixed in so generated samples, which are
+never as clean as renderings, do not throw it off.
+
+    det = load_or_train("/tmp/pose/detector32.npz", 32, 32)
+    keypoints = det.predict(frames)          # uint8 [N, H, W, 3] or [B, T, H, W, 3]
+    evaluate(det)                             # its own error on test-split renderings
+
+    python -m imagen_video.eval.pose_detector --height 32 --width 32 --out /tmp/pose/detector32.npz
+
+Distances are in frame heights: a normalised (x, y) difference scaled by
+(width / height, 1).
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import math
+import os
+import tempfile
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from flax import nnx
+
+from imagen_video.data import athletes
+from imagen_video.pose.skeleton import NUM_KEYPOINTS
+
+FORMAT = "imagen_video.pose_detector/1"
+BOTTLENECK_PX = 8  # the encoder halves the frame until its shorter side is about this
+
+
+@dataclasses.dataclass(frozen=True)
+class DetectorConfig:
+  height: int
+  width: int
+  channels: tuple[int, ...] = (32, 48, 64)  # full res, then after each stride-2 conv
+
+  def __post_init__(self):
+    object.__setattr__(self, "channels", tuple(int(c) for c in self.channels))
+    if len(self.channels) < 3:
+      raise ValueError(f"channels {self.channels}: expected at least 3 (full, half, quarter resolution)")
+    down = len(self.channels) - 1
+    if self.height % 2 ** down or self.width % 2 ** down:
+      raise ValueError(f"frames {self.height}x{self.width} must divide by 2^{down} "
+                       f"for {len(self.channels)} channel levels")
+
+  @staticmethod
+  def for_size(height: int, width: int, base: int = 32) -> "DetectorConfig":
+    """Levels down to about BOTTLENECK_PX px (at least quarter resolution)."""
+    down = max(2, int(round(math.log2(max(1, min(height, width) / BOTTLENECK_PX)))))
+    while down > 2 and (height % 2 ** down or width % 2 ** down):
+      down -= 1
+    channels = tuple(min(128, int(base * 1.5 ** i) // 8 * 8) for i in range(down + 1))
+    return DetectorConfig(height, width, channels)
+
+  @property
+  def heatmap_size(self) -> tuple[int, int]:
+    return self.height // 2, self.width // 2
+
+
+def _groups(c: int) -> int:
+  return max(g for g in (8, 4, 2, 1) if c % g == 0)
+
+
+class _ConvNorm(nnx.Module):
+  def __init__(self, cin: int, cout: int, stride: int = 1, *, rngs: nnx.Rngs):
+    self.conv = nnx.Conv(cin, cout, (3, 3), strides=stride, padding="SAME", rngs=rngs)
+    self.norm = nnx.GroupNorm(cout, num_groups=_groups(cout), rngs=rngs)
+
+  def __call__(self, x):
+    return jax.nn.silu(self.norm(self.conv(x)))
+
+
+class HeatmapNet(nnx.Module):
+  """[N, H, W, 3] in [-1, 1] -> heatmap logits [N, H/2, W/2, 17]."""
+
+  def __init__(self, config: DetectorConfig, *, rngs: nnx.Rngs):
+    c = config.channels
+    self.stem = _ConvNorm(3, c[0], rngs=rngs)
+    downs, mids = [], []
+    for a, b in zip(c[:-1], c[1:]):
+      downs.append(_ConvNorm(a, b, 2, rngs=rngs))
+      mids.append(_ConvNorm(b, b, rngs=rngs))
+    self.downs, self.mids = nnx.List(downs), nnx.List(mids)
+    # decoder: from the bottleneck back up to half resolution (level 1), with skips
+    ups = [_ConvNorm(c[i + 1] + c[i], c[i], rngs=rngs) for i in range(len(c) - 2, 0, -1)]
+    self.ups = nnx.List(ups)
+    self.head = nnx.Conv(c[1], NUM_KEYPOINTS, (1, 1), rngs=rngs)
+
+  def __call__(self, x):
+    h = self.stem(x)
+    skips = []
+    for down, mid in zip(self.downs, self.mids):
+      h = mid(down(h))
+      skips.append(h)
+    skips.pop()  # the bottleneck itself
+    for up in self.ups:
+      h = jnp.repeat(jnp.repeat(h, 2, axis=1), 2, axis=2)
+      h = up(jnp.concatenate([h, skips.pop()], axis=-1))
+    return self.head(h)
+
+
+def soft_argmax(logits):
+  """Heatmap logits [..., h, w, K] -> (x, y) [..., K, 2] normalised to [0, 1] (pixel
+  centres of the heatmap grid), and the softmax [..., h, w, K]."""
+  h, w = logits.shape[-3:-1]
+  flat = logits.reshape(logits.shape[:-3] + (h * w, logits.shape[-1]))
+  p = jax.nn.softmax(flat.astype(jnp.float32), axis=-2).reshape(logits.shape)
+  xs = (jnp.arange(w) + 0.5) / w
+  ys = (jnp.arange(h) + 0.5) / h
+  x = jnp.einsum("...hwk,w->...k", p, xs)
+  y = jnp.einsum("...hwk,h->...k", p, ys)
+  return jnp.stack([x, y], -1), p
+
+
+def _to_input(frames) -> jnp.ndarray:
+  return frames.astype(jnp.float32) / 127.5 - 1.0
+
+
+def _as_uint8(frames) -> np.ndarray:
+  """uint8 frames, or float in [0, 1] (rounded to uint8 as a saved sample would be)."""
+  f = np.asarray(frames)
+  if f.dtype == np.uint8:
+    return f
+  if not np.issubdtype(f.dtype, np.floating):
+    raise TypeError(f"frames: expected uint8 or float in [0, 1], got dtype {f.dtype}")
+  if f.size and (np.nanmin(f) < -1e-6 or np.nanmax(f) > 1 + 1e-6):
+    raise ValueError(f"frames: float values must lie in [0, 1], got [{np.nanmin(f):g}, {np.nanmax(f):g}]")
+  return np.round(np.clip(f, 0, 1) * 255).astype(np.uint8)
+
+
+def distances(pred, truth, height: int, width: int) -> np.ndarray:
+  """Distances in frame heights between normalised (x, y) points [..., 2] -> [...]."""
+  d = (np.asarray(pred, np.float64) - np.asarray(truth, np.float64)) * np.array([width / height, 1.0])
+  return np.sqrt((d ** 2).sum(-1))
+
+
+class Detector:
+  """A trained HeatmapNet with its config; `predict` decodes keypoints."""
+
+  def __init__(self, config: DetectorConfig, params, info: dict | None = None):
+    self.config = config
+    self.info = dict(info or {})
+    graphdef, abstract = nnx.split(nnx.eval_shape(lambda: HeatmapNet(config, rngs=nnx.Rngs(0))))
+    self._graphdef = graphdef
+    self._state = abstract
+    nnx.replace_by_pure_dict(self._state, jax.tree.map(jnp.asarray, params))
+
+    def apply(state, frames):
+      return soft_argmax(nnx.merge(graphdef, state)(_to_input(frames)))[0]
+    self._apply = jax.jit(apply)
+
+  @property
+  def params(self) -> dict:
+    return nnx.to_pure_dict(self._state)
+
+  def predict(self, frames, batch: int = 256) -> np.ndarray:
+    """Keypoints float32 [..., 17, 2] (x, y in [0, 1]) of frames [N, H, W, 3] or videos
+    [B, T, H, W, 3] (uint8, or float in [0, 1]) at the detector's size."""
+    f = _as_uint8(frames)
+    h, w = self.config.height, self.config.width
+    if f.ndim < 4 or f.shape[-3:] != (h, w, 3):
+      raise ValueError(f"frames of shape {f.shape}: this detector expects [..., {h}, {w}, 3] "
+                       f"(it was trained at {h}x{w})")
+    lead = f.shape[:-3]
+    flat = f.reshape((-1, h, w, 3))
+    out = np.zeros((len(flat), NUM_KEYPOINTS, 2), np.float32)
+    for i in range(0, len(flat), batch):
+      chunk = flat[i:i + batch]
+      n = len(chunk)
+      if n < batch and len(flat) > batch:  # one compiled shape for every chunk of a long input
+        chunk = np.concatenate([chunk, np.zeros((batch - n, h, w, 3), np.uint8)])
+      out[i:i + n] = np.asarray(self._apply(self._state, jnp.asarray(chunk)))[:n]
+    return out.reshape(lead + (NUM_KEYPOINTS, 2))
+
+  def save(self, path) -> str:
+    """One .npz (params as 'param/<path>' arrays, config and info as JSON), written atomically."""
+    path = os.fspath(path)
+    arrays = {"param/" + "/".join(map(str, k)): np.asarray(v)
+              for k, v in _flatten(self.params).items()}
+    meta = {"format": FORMAT, "config": dataclasses.asdict(self.config), "info": self.info}
+    arrays["__meta__"] = np.frombuffer(json.dumps(meta).encode(), np.uint8)
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".detector.", suffix=".tmp.npz", dir=folder)
+    os.close(fd)
+    try:
+      with open(tmp, "wb") as f:
+        np.savez(f, **arrays)
+      os.replace(tmp, path)
+    finally:
+      if os.path.exists(tmp):
+        os.remove(tmp)
+    return path
+
+
+def _flatten(tree, prefix=()) -> dict:
+  out = {}
+  for k, v in tree.items():
+    if isinstance(v, dict):
+      out.update(_flatten(v, prefix + (k,)))
+    else:
+      out[prefix + (k,)] = v
+  return out
+
+
+def _unflatten(flat: dict) -> dict:
+  out = {}
+  for key, v in flat.items():
+    node = out
+    parts = [int(p) if p.isdigit() else p for p in key.split("/")]
+    for p in parts[:-1]:
+      node = node.setdefault(p, {})
+    node[parts[-1]] = v
+  return out
+
+
+def load(path) -> Detector:
+  """The Detector saved at `path`; FileNotFoundError / ValueError naming the file otherwise."""
+  path = os.fspath(path)
+  if not os.path.exists(path):
+    raise FileNotFoundError(f"pose detector file {path!r} does not exist "
+                            "(train one with pose_detector.train_detector / load_or_train)")
+  try:
+    with np.load(path, allow_pickle=False) as z:
+      meta = json.loads(bytes(z["__meta__"]).decode())
+      flat = {k[len("param/"):]: z[k] for k in z.files if k.startswith("param/")}
+  except Exception as e:  # truncated zip, not an npz, missing metadata...
+    raise ValueError(f"pose detector file {path!r} is unreadable or not a detector "
+                     f"({type(e).__name__}: {e}); delete it and train again") from e
+  if meta.get("format") != FORMAT:
+    raise ValueError(f"pose detector file {path!r}: format {meta.get('format')!r}, expected {FORMAT!r}")
+  config = DetectorConfig(**meta["config"])
+  try:
+    return Detector(config, _unflatten(flat), meta.get("info"))
+  except Exception as e:
+    raise ValueError(f"pose detector file {path!r}: parameters do not fit its config {config} "
+                     f"({type(e).__name__}: {e})") from e
+
+
+# -- training ---------------------------------------------------------------------------------
+class _FramePool:
+  """Ring buffer of train-split frames with their keypoints; `refresh` renders new clips."""
+
+  def __init__(self, size: int, height: int, width: int, frames_per_clip: int, rng, split: str):
+    self.h, self.w, self.fpc, self.rng, self.split = height, width, frames_per_clip, rng, split
+    self.size = max(size, frames_per_clip)
+    self.frames = np.zeros((self.size, height, width, 3), np.uint8)
+    self.keypoints = np.zeros((self.size, NUM_KEYPOINTS, 2), np.float32)
+    self.visibility = np.zeros((self.size, NUM_KEYPOINTS), np.float32)
+    self.pos = 0
+    self.refresh(math.ceil(self.size / frames_per_clip))
+
+  def refresh(self, clips: int):
+    for _ in range(clips):
+      clip = athletes.sample_clip(int(self.rng.integers(2 ** 31)), self.split,
+                                  int(self.rng.integers(2 ** 31)), self.w / self.h)
+      video = athletes.render(clip, self.fpc, self.h, self.w)
+      k, v = clip.keypoints(self.fpc)
+      idx = (self.pos + np.arange(self.fpc)) % self.size
+      self.frames[idx], self.keypoints[idx], self.visibility[idx] = video, k, v
+      self.pos = (self.pos + self.fpc) % self.size
+
+  def batch(self, n: int):
+    i = self.rng.integers(self.size, size=n)
+    return self.frames[i], self.keypoints[i], self.visibility[i]
+
+
+def _augment(key, x):
+  """Per image: a random mix toward a 3x3 box blur and Gaussian pixel noise (x in [-1, 1])."""
+  k1, k2, k3 = jax.random.split(key, 3)
+  n = x.shape[0]
+  pad = jnp.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)), mode="edge")
+  blur = sum(pad[:, i:i + x.shape[1], j:j + x.shape[2]] for i in range(3) for j in range(3)) / 9
+  mix = jax.random.uniform(k1, (n, 1, 1, 1)) * (jax.random.uniform(k3, (n, 1, 1, 1)) < 0.5)
+  x = x + mix * (blur - x)
+  sigma = jax.random.uniform(k2, (n, 1, 1, 1), maxval=0.1)  # up to ~13 levels of 255
+  return x + sigma * jax.random.normal(jax.random.fold_in(key, 1), x.shape)
+
+
+def _loss(model, x, kp, vis, aspect: float, sigma_cells: float, ce_weight: float):
+  logits = model(x)
+  pred, _ = soft_argmax(logits)
+  scale = jnp.array([aspect, 1.0])
+  dist = jnp.sqrt((((pred - kp) * scale) ** 2).sum(-1) + 1e-8)  # frame heights
+  w = vis / jnp.maximum(vis.sum(), 1.0)
+  coord = (dist * w).sum()
+  # cross-entropy against a Gaussian around the truth (sigma in heatmap cells)
+  h, wd = logits.shape[1:3]
+  xs = (jnp.arange(wd) + 0.5) / wd
+  ys = (jnp.arange(h) + 0.5) / h
+  gx = jnp.exp(-0.5 * ((xs[None, :, None] - kp[:, None, :, 0]) * wd / sigma_cells) ** 2)  # [N, w, K]
+  gy = jnp.exp(-0.5 * ((ys[None, :, None] - kp[:, None, :, 1]) * h / sigma_cells) ** 2)  # [N, h, K]
+  target = gy[:, :, None, :] * gx[:, None, :, :]
+  target = target / jnp.maximum(target.sum(axis=(1, 2), keepdims=True), 1e-12)
+  logp = jax.nn.log_softmax(logits.reshape(logits.shape[0], h * wd, -1), axis=1).reshape(logits.shape)
+  ce = -(target * logp).sum(axis=(1, 2))  # [N, K]
+  return coord + ce_weight * (ce * w).sum(), coord
+
+
+def train_detector(height: int, width: int, *, steps: int = 1500, batch: int = 32, lr: float = 3e-3,
+                   seed: int = 0, pool: int = 2048, frames_per_clip: int = 8, new_clips: int = 2,
+                   channels: tuple[int, ...] | None = None, augment: bool = True,
+                   sigma_cells: float = 1.0, ce_weight: float = 0.02, split: str = "train",
+                   log=print, log_every: int | None = None) -> Detector:
+  """Trains a Detector on `athletes` `split` renderings at height x width.
+
+  pool: frames kept (rendered up front); new_clips: clips of `frames_per_clip` frames
+  rendered into it each step (so about batch / (new_clips * frames_per_clip) uses per frame).
+  """
+  t_start = time.time()
+  config = (DetectorConfig(height, width, channels) if channels else DetectorConfig.for_size(height, width))
+  rng = np.random.default_rng([seed, 0x905E])
+  data = _FramePool(pool, height, width, frames_per_clip, rng, split)
+  log(f"[pose_detector] {height}x{width}, channels {config.channels}, pool of {data.size} frames "
+      f"rendered in {time.time() - t_start:.1f} s; {steps} steps of {batch}")
+  model = HeatmapNet(config, rngs=nnx.Rngs(seed))
+  graphdef, params = nnx.split(model)
+  warmup = min(100, max(1, steps // 10))
+  schedule = optax.warmup_cosine_decay_schedule(0.0, lr, warmup, max(steps, warmup + 1), lr * 0.05)
+  opt = optax.chain(optax.clip_by_global_norm(1.0), optax.adam(schedule))
+  opt_state = opt.init(params)
+  aspect = width / height
+
+  @jax.jit
+  def step(params, opt_state, key, frames, kp, vis):
+    x = _to_input(frames)
+    if augment:
+      x = _augment(key, x)
+
+    def f(p):
+      return _loss(nnx.merge(graphdef, p), x, kp, vis, aspect, sigma_cells, ce_weight)
+    (loss, coord), grads = jax.value_and_grad(f, has_aux=True)(params)
+    updates, opt_state = opt.update(grads, opt_state, params)
+    return optax.apply_updates(params, updates), opt_state, loss, coord
+
+  key = jax.random.key(seed)
+  log_every = log_every or max(1, steps // 15)
+  recent, t0 = [], None
+  for i in range(steps):
+    frames, kp, vis = data.batch(batch)
+    params, opt_state, loss, coord = step(params, opt_state, jax.random.fold_in(key, i),
+                                          frames, kp, vis)
+    data.refresh(new_clips)
+    recent.append(coord)
+    if i == 0:
+      float(loss)
+      t0 = time.time()  # rate and ETA exclude compilation
+      log(f"[pose_detector] step 1/{steps} error {float(coord):.4f} frame heights "
+          f"(compiled in {t0 - t_start:.0f} s incl. data)")
+    elif (i + 1) % log_every == 0 or i + 1 == steps:
+      err = float(np.mean([float(c) for c in recent]))
+      now = time.time()
+      rate = i / (now - t0)
+      log(f"[pose_detector] step {i + 1}/{steps} error {err:.4f} frame heights (train, last "
+          f"{len(recent)} steps)  {rate:.1f} steps/s  ETA {(steps - i - 1) / rate:.0f} s")
+      recent = []
+  info = {"steps": steps, "batch": batch, "lr": lr, "seed": seed, "augment": augment,
+          "split": split, "train_seconds": round(time.time() - t_start, 1)}
+  return Detector(config, nnx.to_pure_dict(params), info)
+
+
+def load_or_train(path, height: int, width: int, log=print, **train_kw) -> Detector:
+  """The detector cached at `path` (trained and saved there if the file is missing).
+  A file for another frame size, or an unreadable one, raises (naming the file)."""
+  path = os.fspath(path)
+  if os.path.exists(path):
+    det = load(path)
+    if (det.config.height, det.config.width) != (height, width):
+      raise ValueError(f"pose detector file {path!r} is for {det.config.height}x{det.config.width} "
+                       f"frames, not {height}x{width}; pass another path")
+    log(f"[pose_detector] loaded {path} ({det.info})")
+    return det
+  det = train_detector(height, width, log=log, **train_kw)
+  det.save(path)
+  log(f"[pose_detector] saved {path}")
+  return det
+
+
+# -- its own error ----------------------------------------------------------------------------
+def renderings(height: int, width: int, clips: int = 64, frames: int = 16, split: str = "test",
+                    seed: int = 0) -> dict:
+  """GT renderings uint8 [clips, frames, H, W, 3] with keypoints and visibility."""
+  cs = [athletes.sample_clip(seed, split, i, width / height) for i in range(clips)]
+  video = np.stack([athletes.render(c, frames, height, width) for c in cs])
+  kv = [c.keypoints(frames) for c in cs]
+  return {"video": video, "keypoints": np.stack([k for k, _ in kv]),
+          "visibility": np.stack([v for _, v in kv])}
+
+
+def keypoint_errors(pred, keypoints, visibility, height: int, width: int) -> dict:
+  """Mean distance (frame heights) over visible joints, PCK@0.05 / @0.1, and per joint."""
+  d = distances(pred, keypoints, height, width)
+  vis = np.asarray(visibility) > 0
+  dv = d[vis]
+  joint = [float(d[..., j][vis[..., j]].mean()) if vis[..., j].any() else float("nan")
+           for j in range(NUM_KEYPOINTS)]
+  return {"mean_distance": float(dv.mean()), "median_distance": float(np.median(dv)),
+          "pck@0.05": float((dv < 0.05).mean()), "pck@0.1": float((dv < 0.1).mean()),
+          "per_joint_distance": joint}
+
+
+def evaluate(detector: Detector, clips: int = 64, frames: int = 16, split: str = "test",
+             seed: int = 0) -> dict:
+  """The detector's error on ground-truth renderings (the floor of pose-following error)."""
+  h, w = detector.config.height, detector.config.width
+  data = renderings(h, w, clips, frames, split, seed)
+  out = keypoint_errors(detector.predict(data["video"]), data["keypoints"], data["visibility"], h, w)
+  out.update(clips=clips, frames=frames, split=split, seed=seed)
+  return out
+
+
+def main(argv=None):
+  from imagen_video.pose.skeleton import KEYPOINTS
+  p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+  p.add_argument("--height", type=int, default=32)
+  p.add_argument("--width", type=int, default=32)
+  p.add_argument("--out", required=True, help="detector .npz (loaded if it exists)")
+  p.add_argument("--steps", type=int, default=None)
+  p.add_argument("--batch", type=int, default=None)
+  p.add_argument("--seed", type=int, default=0)
+  p.add_argument("--eval_clips", type=int, default=64)
+  p.add_argument("--eval_frames", type=int, default=16)
+  a = p.parse_args(argv)
+  kw = {k: v for k, v in (("steps", a.steps), ("batch", a.batch)) if v is not None}
+  t = time.time()
+  det = load_or_train(a.out, a.height, a.width, seed=a.seed, **kw)
+  print(f"[pose_detector] ready in {time.time() - t:.0f} s")
+  t = time.time()
+  r = evaluate(det, a.eval_clips, a.eval_frames)
+  print(f"[pose_detector] test split, {a.eval_clips} clips x {a.eval_frames} frames "
+        f"({time.time() - t:.0f} s): mean distance {r['mean_distance']:.4f} frame heights "
+        f"({r['mean_distance'] * a.height:.2f} px), median {r['median_distance']:.4f}, "
+        f"PCK@0.05 {r['pck@0.05']:.1%}, PCK@0.1 {r['pck@0.1']:.1%}")
+  print("[pose_detector] per joint: " + ", ".join(
+      f"{n} {d:.3f}" for n, d in zip(KEYPOINTS, r["per_joint_distance"])))
+
+
+if __name__ == "__main__":
+  main()
