@@ -11,7 +11,8 @@ Each stage takes the skeleton maps (`pose/render.py`) of the pose sequence at it
 frames and size through the pose guider (`nn/pose_guider.py`), trained with the pose
 dropped for `diffusion.pose_drop_prob` of the examples, so sampling has separate pose
 and text guidance weights. Arguments as `cascade_tiny.py`: stage (base, tsr, ssr), root
-(default demo/pose_stages), data_dir, steps, runlocal.
+(default demo/pose_stages), data_dir, steps, runlocal; and pose_guidance (the base's
+pose weight when sampling the cascade, default 1).
 
 Data: `athletes` train split; the test split holds only (exercise, body type) pairs never
 seen together in training (`data/athletes.py` HELD_OUT), the must-show's held-out poses.
@@ -36,12 +37,14 @@ SAMPLING = {  # sampler, steps, text guidance, aug_level
     "tsr": ("ddim", 16, 1.0, 0.1),
     "ssr": ("ddim", 16, 1.0, 0.1),
 }
-POSE_GUIDANCE = 1.0  # the pose weight of every stage (1: the pose-conditional model itself)
+# The base's pose weight apart from its text weight (1: the pose-conditional model itself,
+# guided by text only); the SR stages, unguided, take the pose as given (weight 1).
+POSE_GUIDANCE = 1.0
 
 
 def get_config(arg=None):
   a = parse_arg(arg, stage="", root="demo/pose_stages", data_dir="demo/tensorflow_datasets",
-                steps=0, runlocal=False)
+                steps=0, runlocal=False, pose_guidance=POSE_GUIDANCE)
   if not a.stage:
     return _cascade(a)
   if a.stage == "base":
@@ -68,7 +71,8 @@ def _cascade(a):
     sampler, steps, guidance, aug = SAMPLING[name]
     stages.append(dict(name=name, config=f"configs/cascade_pose_tiny.py:{args},stage={name}",
                        workdir=f"{a.root}/{name}", sampler=sampler, steps=4 if a.runlocal else steps,
-                       guidance=guidance, pose_guidance=POSE_GUIDANCE, aug_level=aug))
+                       guidance=guidance, pose_guidance=float(a.pose_guidance) if name == "base" else 1.0,
+                       aug_level=aug))
   return ml_collections.ConfigDict(dict(stages=stages))
 
 

@@ -39,7 +39,7 @@ def read_pose(fv, frames: int):
     poses = keypoints_io.load(fv.pose, width=fv.pose_width, height=fv.pose_height,
                               interpolate_missing=fv.pose_fill_missing)
   except keypoints_io.PoseFileError as e:
-    raise SystemExit(f"--pose {e}")
+    raise SystemExit(cli_message(e))
   k, v = poses.keypoints, poses.visibility
   if len(k) != frames:
     if not fv.pose_retime:
@@ -47,6 +47,13 @@ def read_pose(fv, frames: int):
                        f"{frames} poses, or --pose_retime to resample the sequence evenly")
     k, v = retime(k, v, frames)
   return k, v
+
+
+def cli_message(error) -> str:
+  """A PoseFileError as the command line says it: its hints name the flags, not the API."""
+  text = str(error).replace("interpolate_missing=True", "--pose_fill_missing")
+  text = text.replace("width= and height=", "--pose_width and --pose_height")
+  return f"--pose {text}"
 
 
 def retime(keypoints, visibility, frames: int):

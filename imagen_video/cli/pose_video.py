@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from absl import flags
 
-from imagen_video.cli import flags_util
+from imagen_video.cli import flags_util, pose_flags
 
 
 def main(argv: list[str]) -> int:
@@ -35,7 +35,7 @@ def main(argv: list[str]) -> int:
     poses = keypoints_io.load(fv.pose, width=fv.pose_width, height=fv.pose_height,
                               interpolate_missing=fv.pose_fill_missing)
   except keypoints_io.PoseFileError as e:
-    raise SystemExit(f"--pose {e}")
+    raise SystemExit(pose_flags.cli_message(e))
   video, size = None, None
   if fv.video:
     try:
