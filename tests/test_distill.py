@@ -91,7 +91,7 @@ def test_guidance_loss_is_zero_when_the_student_equals_the_cfg_combination():
     return _as_v(jnp.where(drop, uncond_x0(z, ls), cond_x0(z, ls)), z, ls)
 
   def teacher(z, ls, w):  # as the guidance phase runs it: the sampler's two-half forward
-    return samplers._guided_forward(net, None, z, ls, {}, w)
+    return samplers.guided_forward(net, None, z, ls, {}, w)
 
   def student(z, ls, w):
     return cfg_combine(_as_v(cond_x0(z, ls), z, ls), _as_v(uncond_x0(z, ls), z, ls), w)

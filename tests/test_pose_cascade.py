@@ -36,7 +36,7 @@ def test_pose_and_text_guidance_weights_act_apart():
     return jnp.broadcast_to(keep[:, None], x.shape)
   z = jnp.zeros((2, 3))
   cond = {"pose_maps": jnp.zeros((2, 3))}
-  out = samplers._guided_forward(model_fn, None, z, jnp.zeros(2), cond, 3.0, jnp.array([2.0, 0.5]))
+  out = samplers.guided_forward(model_fn, None, z, jnp.zeros(2), cond, 3.0, jnp.array([2.0, 0.5]))
   # none = 0, pose = 10, full = 11: 0 + w_p * 10 + w_t * 1
   np.testing.assert_allclose(out, np.array([[23.0] * 3, [8.0] * 3]))
 

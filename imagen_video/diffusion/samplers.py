@@ -76,7 +76,7 @@ def nnx_model_fn(graphdef) -> Callable:
   return model_fn
 
 
-def _guided_forward(model_fn, state, z, log_snr, cond, weight, pose_weight=None):
+def guided_forward(model_fn, state, z, log_snr, cond, weight, pose_weight=None):
   """Classifier-free guidance in one forward: text only on a 2B batch (cond, null text), or
   with `pose_weight` text and pose separately on 3B (cond, null text, null text and pose)."""
   b = z.shape[0]
@@ -115,7 +115,7 @@ def _sample_loop(model_fn, state, cond, rng, noise, guidance, percentile, gamma,
       if guidance_input:
         pred = model_fn(state, z, ls_t, dict(cond, guidance_weight=guidance[i])).astype(jnp.float32)
       elif guided or pose_guidance is not None:
-        pred = _guided_forward(model_fn, state, z, ls_t, cond, guidance[i],
+        pred = guided_forward(model_fn, state, z, ls_t, cond, guidance[i],
                                None if pose_guidance is None else pose_guidance[i])
       else:
         pred = model_fn(state, z, ls_t, cond).astype(jnp.float32)

@@ -125,7 +125,7 @@ class Stage:
 
     def teacher_fn(z, log_snr, w):
       if d.phase == "guidance":  # the teacher's classifier-free guidance, as the sampler runs it
-        return samplers._guided_forward(teacher, teacher_params, z, log_snr, cond, w)
+        return samplers.guided_forward(teacher, teacher_params, z, log_snr, cond, w)
       extra = {"guidance_weight": w} if self.teacher_config.use_guidance_embedding else {}
       return teacher(teacher_params, z, log_snr, dict(cond, **extra))
     thresholding = (self.config.get("sample") or {}).get("thresholding", "dynamic")
