@@ -40,7 +40,7 @@ def main():
   p.add_argument("--rows", default="ddim:128,ddim:64,ddim:16,dpm++2m:16,dpm++2m:25")
   p.add_argument("--guidance", type=float, default=None)
   p.add_argument("--num", type=int, default=2, help="caption check samples per prompt")
-  p.add_argument("--fvd_num", type=int, default=64)
+  p.add_argument("--fvd_num", type=int, default=64, help="0: skip FVD (caption check only)")
   p.add_argument("--seed", type=int, default=0)
   p.add_argument("--out_dir", required=True)
   a = p.parse_args()
@@ -59,8 +59,10 @@ def main():
     label = f"{workdir} step {step}, {sampler} {steps} steps, guidance {guidance:g}"
     out = os.path.join(a.out_dir, name)
     cap = eval_cli.caption_eval(generate, num=a.num, seed=a.seed, out_dir=out, label=label)
-    fvd = eval_cli.fvd_eval(lambda ps, seed: generate(ps, seed)[0], config, num=a.fvd_num, seed=a.seed,
-                            batch=32, out_dir=out, label=label)
+    fvd = {"fvd": float("nan")}
+    if a.fvd_num:
+      fvd = eval_cli.fvd_eval(lambda ps, seed: generate(ps, seed)[0], config, num=a.fvd_num, seed=a.seed,
+                              batch=32, out_dir=out, label=label)
     results.append({"row": name, "sampler": sampler, "steps": steps, "workdir": workdir,
                     "seconds_per_28": seconds, "accuracy": cap["accuracy"], "fvd": fvd["fvd"]})
     print(f"[sampler_quality] {name}: {seconds:.2f} s / 28 samples, color+direction "
