@@ -175,3 +175,15 @@ def test_distill_cli_guidance_and_halving_resume_and_cascade(tmp_path, capsys):
   assert run.steps == 2 and run.stage.guidance_input and "guidance_mlp" in run.params["unet"]
   video = cascade.sample(["a red circle moving left"], seed=0)
   assert video.shape == (1, 8, 16, 16, 3) and video.dtype == np.uint8
+
+
+def test_guidance_weighting_applies_to_the_guidance_phase_only():
+  from imagen_video.train import distill
+  from imagen_video.utils import configs_loader
+  config = configs_loader.load("configs/cascade_tiny.py:stage=base,runlocal")
+  phases = distill.plan(config, 8, 2)
+  assert [p["phase"] for p in phases] == ["guidance", "halving", "halving"]
+  made = [distill.phase_config(config, p, "/teacher", guided=True, guidance_range=(1, 5), train_steps=10,
+                               lr=1e-4, guidance_weighting="none") for p in phases]
+  assert [c.distill.weighting for c in made] == ["none", "truncated_snr", "truncated_snr"]
+  assert (made[0].distill.guidance_min, made[0].distill.guidance_max) == (1.0, 5.0)

@@ -31,6 +31,9 @@ def main(argv: list[str]) -> int:
                       "(guided stages)", flag_values=fv)
   flags.DEFINE_string("train-steps", "500", "training steps per phase: one number, or one per "
                       "phase (comma-separated)", flag_values=fv)
+  flags.DEFINE_enum("guidance-weighting", "truncated_snr", ["truncated_snr", "none", "snr+1"],
+                    "lambda(SNR) on the guidance phase's x0 error (none: every noise level alike, "
+                    "more weight on high noise than max(1, SNR))", flag_values=fv)
   flags.DEFINE_float("lr", 3e-4, "peak learning rate of every phase (cosine decay)", flag_values=fv)
   flags_util.parse(fv, argv, __doc__)
   if fv.config is None or not fv.teacher or not fv.workdir:
@@ -52,5 +55,5 @@ def main(argv: list[str]) -> int:
     raise SystemExit(f"{argv[0]}: --teacher {fv.teacher}: no checkpoints/ there (train the stage first)")
   distill.distill(fv.config, fv.teacher, fv.workdir, from_steps=from_steps,
                   to_steps=fv["to-steps"].value, guidance_range=w_range, train_steps=train_steps,
-                  lr=fv.lr)
+                  lr=fv.lr, guidance_weighting=fv["guidance-weighting"].value)
   return 0

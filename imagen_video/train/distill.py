@@ -46,15 +46,16 @@ def plan(config, from_steps: int, to_steps: int) -> list[dict]:
 
 
 def phase_config(config, spec: dict, teacher: str, *, guided: bool, guidance_range, train_steps: int,
-                 lr: float):
-  """The stage's config as one phase's training run (student of `teacher`)."""
+                 lr: float, guidance_weighting: str = "truncated_snr"):
+  """The stage's config as one phase's training run (student of `teacher`). Halvings weight
+  the x0 error by max(1, SNR) (Salimans & Ho); the guidance phase by `guidance_weighting`."""
   c = config.copy_and_resolve_references()
   with c.unlocked():
     c.model.use_guidance_embedding = guided
     c.distill = ml_collections.ConfigDict(dict(
         teacher=os.path.abspath(teacher), phase=spec["phase"], steps=spec["steps"],
         guidance_min=float(guidance_range[0]), guidance_max=float(guidance_range[1]),
-        weighting="truncated_snr"))
+        weighting=guidance_weighting if spec["phase"] == "guidance" else "truncated_snr"))
     c.train.steps = train_steps
     c.train.ckpt_every = max(1, train_steps // 5)  # a killed phase loses at most a fifth
     c.train.sample_every = 0
@@ -75,7 +76,8 @@ def per_phase(train_steps, n: int) -> list[int]:
 
 
 def distill(config, teacher: str, workdir: str, *, from_steps: int | None = None, to_steps: int = 8,
-            guidance_range=(0.0, 6.0), train_steps=500, lr: float = 3e-4, log=print) -> dict:
+            guidance_range=(0.0, 6.0), train_steps=500, lr: float = 3e-4,
+            guidance_weighting: str = "truncated_snr", log=print) -> dict:
   """Runs (or resumes) every phase; returns the summary written to WORKDIR/distill.json."""
   from_steps = int(from_steps or config.sample.steps)
   phases = plan(config, from_steps, to_steps)
@@ -100,7 +102,7 @@ def distill(config, teacher: str, workdir: str, *, from_steps: int | None = None
               else f"{2 * spec['steps']} -> {spec['steps']} DDIM steps")
       log(f"{head}: {what}, teacher {teacher}, {n} train steps -> {wd}")
       c = phase_config(config, spec, teacher, guided=guided, guidance_range=guidance_range,
-                       train_steps=n, lr=lr)
+                       train_steps=n, lr=lr, guidance_weighting=guidance_weighting)
       trainer.train_and_evaluate(c, wd)
       row = {"seconds": round(time.time() - t0, 1)}
       trained += n
