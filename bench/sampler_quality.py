@@ -50,6 +50,8 @@ def main():
   results = []
   for sampler, steps, workdir in parse_rows(a.rows, a.workdir):
     name = f"{sampler}_{steps}" + ("" if workdir == a.workdir else "_" + os.path.basename(workdir.rstrip("/")))
+    if any(r["row"] == name for r in results):  # students of two runs share a phase name
+      name += f"_{len(results)}"
     generate, _, step = sample.stage_sampler(config, workdir, steps=steps, guidance=guidance,
                                              sampler=sampler)
     generate(prompts, a.seed)  # compile
