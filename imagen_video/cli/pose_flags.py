@@ -17,7 +17,8 @@ import numpy as np
 from absl import flags
 
 
-def define(fv):
+def define_file_flags(fv):
+  """--pose and how to read it (also `pose-video`'s)."""
   flags.DEFINE_string("pose", None, "pose sequence: COCO keypoint JSON, or OpenPose *_keypoints.json "
                       "(a file or a folder of per-frame files)", flag_values=fv)
   flags.DEFINE_integer("pose_width", None, "frame width the pose file's pixels refer to (OpenPose "
@@ -25,6 +26,10 @@ def define(fv):
   flags.DEFINE_integer("pose_height", None, "frame height the pose file's pixels refer to", flag_values=fv)
   flags.DEFINE_bool("pose_fill_missing", False, "fill frames without a person from their neighbours "
                     "instead of stopping", flag_values=fv)
+
+
+def define(fv):
+  define_file_flags(fv)
   flags.DEFINE_bool("pose_retime", False, "resample a sequence of another length evenly to the "
                     "output's frames", flag_values=fv)
   flags.DEFINE_float("pose_guidance", None, "pose guidance weight apart from the text's (one stage; "
@@ -34,19 +39,25 @@ def define(fv):
 def read_pose(fv, frames: int):
   """(keypoints [frames, 17, 2], visibility [frames, 17]) from --pose; SystemExit naming the
   file and what is wrong."""
-  from imagen_video.pose import keypoints_io
-  try:
-    poses = keypoints_io.load(fv.pose, width=fv.pose_width, height=fv.pose_height,
-                              interpolate_missing=fv.pose_fill_missing)
-  except keypoints_io.PoseFileError as e:
-    raise SystemExit(cli_message(e))
-  k, v = poses.keypoints, poses.visibility
+  k, v = load_file(fv)
   if len(k) != frames:
     if not fv.pose_retime:
       raise SystemExit(f"--pose {fv.pose}: {len(k)} frames, but the output has {frames}; give "
                        f"{frames} poses, or --pose_retime to resample the sequence evenly")
     k, v = retime(k, v, frames)
   return k, v
+
+
+def load_file(fv):
+  """(keypoints [T, 17, 2], visibility [T, 17]) of the --pose file as read by its flags;
+  a bad file stops with its error, hints naming the flags."""
+  from imagen_video.pose import keypoints_io
+  try:
+    poses = keypoints_io.load(fv.pose, width=fv.pose_width, height=fv.pose_height,
+                              interpolate_missing=fv.pose_fill_missing)
+  except keypoints_io.PoseFileError as e:
+    raise SystemExit(cli_message(e))
+  return poses.keypoints, poses.visibility
 
 
 def cli_message(error) -> str:

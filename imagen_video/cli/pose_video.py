@@ -15,27 +15,18 @@ from imagen_video.cli import flags_util, pose_flags
 
 def main(argv: list[str]) -> int:
   fv = flags.FlagValues()
-  flags.DEFINE_string("pose", None, "COCO keypoint JSON, or OpenPose JSON file/folder", flag_values=fv)
+  pose_flags.define_file_flags(fv)
   flags.DEFINE_string("out", None, "output .mp4 (or .png: a contact sheet)", flag_values=fv)
   flags.DEFINE_string("video", None, "a video to show beside and under the skeleton", flag_values=fv)
   flags.DEFINE_string("size", "128x128", "HEIGHTxWIDTH of the skeleton video without --video",
                       flag_values=fv)
   flags.DEFINE_float("fps", 8.0, "frames per second", flag_values=fv)
-  flags.DEFINE_integer("pose_width", None, "frame width of the file's pixel coordinates", flag_values=fv)
-  flags.DEFINE_integer("pose_height", None, "frame height of the file's pixel coordinates",
-                       flag_values=fv)
-  flags.DEFINE_bool("pose_fill_missing", False, "fill frames without a person from neighbours",
-                    flag_values=fv)
   flags_util.parse(fv, argv, __doc__)
   if not fv.pose or not fv.out:
     raise SystemExit(f"{argv[0]}: give --pose FILE and --out FILE.mp4")
   from imagen_video.media import video_io
-  from imagen_video.pose import keypoints_io, render
-  try:
-    poses = keypoints_io.load(fv.pose, width=fv.pose_width, height=fv.pose_height,
-                              interpolate_missing=fv.pose_fill_missing)
-  except keypoints_io.PoseFileError as e:
-    raise SystemExit(pose_flags.cli_message(e))
+  from imagen_video.pose import render
+  keypoints, visibility = pose_flags.load_file(fv)
   video, size = None, None
   if fv.video:
     try:
@@ -49,9 +40,8 @@ def main(argv: list[str]) -> int:
     except (ValueError, AssertionError):
       raise SystemExit(f"--size {fv.size!r}: expected HEIGHTxWIDTH, e.g. 128x128")
   try:
-    path = render.write_side_by_side(fv.out, poses.keypoints, poses.visibility, video, fps=fv.fps,
-                                     size=size)
+    path = render.write_side_by_side(fv.out, keypoints, visibility, video, fps=fv.fps, size=size)
   except ValueError as e:
     raise SystemExit(f"{fv.pose}: {e}")
-  print(f"wrote {path} ({len(poses.keypoints)} frames)")
+  print(f"wrote {path} ({len(keypoints)} frames)")
   return 0

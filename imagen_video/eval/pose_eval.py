@@ -15,25 +15,19 @@ import time
 
 import numpy as np
 
-from imagen_video.eval import pose_detector, pose_following
+from imagen_video.eval import pose_detector, pose_following, sr_psnr
 
 
 def test_clips(config, num: int) -> dict:
-  """The first `num` test clips of `config.data`: video uint8 [N, T, H, W, 3], captions,
-  keypoints [N, T, 17, 2], visibility [N, T, 17]."""
-  from imagen_video.data import builders
-  builder = builders.prepare(config.data.name, config.data.data_dir, **dict(config.data.builder))
-  source = builder.as_data_source("test")
-  if num > len(source):
-    raise ValueError(f"--num {num}: the {config.data.name} test split has {len(source)} clips")
-  items = [source[i] for i in range(num)]
-  if "keypoints" not in items[0]:
-    raise ValueError(f"{config.data.name} examples have no 'keypoints': the pose metric needs a "
-                     f"dataset with poses (e.g. athletes); features: {sorted(items[0])}")
-  return {"video": np.stack([np.asarray(x["video"]) for x in items]),
-          "captions": [x["caption"].decode() for x in items],
-          "keypoints": np.stack([x["keypoints"] for x in items]).astype(np.float32),
-          "visibility": np.stack([x["visibility"] for x in items]).astype(np.float32)}
+  """The first `num` test clips of `config.data` (`sr_psnr.test_clips`): video uint8
+  [N, T, H, W, 3], captions, keypoints [N, T, 17, 2], visibility [N, T, 17]."""
+  clips = sr_psnr.test_clips(config, num)
+  if "keypoints" not in clips or "visibility" not in clips:
+    raise ValueError(f"{config.data.name} examples have no 'keypoints'/'visibility': the pose metric "
+                     "needs a dataset with poses (e.g. athletes)")
+  return {"video": np.round(clips["video"] * 255).astype(np.uint8), "captions": clips["caption"],
+          "keypoints": clips["keypoints"].astype(np.float32),
+          "visibility": clips["visibility"].astype(np.float32)}
 
 
 def evaluate(generate, config, *, num: int, seed: int, batch: int, out_dir: str, label: str,

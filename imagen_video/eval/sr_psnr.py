@@ -69,7 +69,7 @@ def baseline(kind: str, low, shape) -> np.ndarray:
 
 def test_clips(config, num: int) -> dict:
   """The first `num` test clips, full frames: video, caption and, for SR stages, the low-res
-  video (videos in [0, 1])."""
+  video (videos in [0, 1]); with the dataset's per-frame keypoints and visibility if it has them."""
   d = config.data.copy_and_resolve_references()
   with d.unlocked():
     d.update(dict(split="test", shuffle=False, repeat=False, drop_remainder=False, batch_size=num,
@@ -85,6 +85,7 @@ def test_clips(config, num: int) -> dict:
   key = config.stage.get("low_res_key")
   if key:
     out["low"] = (batch[key] + 1) / 2
+  out.update({k: batch[k] for k in ("keypoints", "visibility") if k in batch})
   return out
 
 
