@@ -173,6 +173,8 @@ def test_distill_cli_guidance_and_halving_resume_and_cascade(tmp_path, capsys):
   cascade = cascade_lib.Cascade.load(spec, stages=["base"])
   run = cascade.runs[0]
   assert run.steps == 2 and run.stage.guidance_input and "guidance_mlp" in run.params["unet"]
+  # the distilled base takes the stochastic sampler, the SR stages keep DDIM
+  assert [s["sampler"] for s in listing.stages] == ["stochastic", "ddim", "ddim", "ddim"]
   video = cascade.sample(["a red circle moving left"], seed=0)
   assert video.shape == (1, 8, 16, 16, 3) and video.dtype == np.uint8
 
