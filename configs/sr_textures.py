@@ -25,9 +25,9 @@ _tiny = configs_loader.load_module("cascade_tiny.py")
 # (docs/results/sr_psnr_progress.md).
 STAGES = {
     "tsr": dict(kind="tsr", out=(16, 32, 32), low=(8, 32, 32), channels=16, mults=(1, 2, 2),
-                blocks=(1, 1, 1), cross=(8,), steps=1500, batch=16, crop=(16, 16), shift=4),
+                blocks=(1, 1, 1), cross=(8,), steps=1500, batch=16, crop=(16, 16), scale=4),
     "ssr": dict(kind="ssr", out=(16, 32, 32), low=(16, 16, 16), channels=16, mults=(1, 2, 2),
-                blocks=(1, 1, 1), cross=(8,), steps=1500, batch=16, crop=(16, 16), shift=4),
+                blocks=(1, 1, 1), cross=(8,), steps=1500, batch=16, crop=(16, 16), scale=4),
 }
 AUG_LEVEL = 0.1  # sampling's conditioning-augmentation level (Imagen: 0.1-0.3)
 # One dataset holds both stages' low-res inputs, so it is prepared once.

@@ -76,9 +76,11 @@ def test_caption_eval_of_the_cascade_scores_its_final_output(tiny_cascade, tmp_p
 
 def test_residual_sr_stage_diffuses_the_difference_to_the_upsampled_input(tiny_cascade):
   # Same params and keys: a residual stage's loss on video equals a plain stage's on
-  # video - upsample(low), and its samples are the plain samples plus upsample(low).
+  # scale * (video - upsample(low)), and its samples are upsample(low) + the plain samples / scale.
   config = configs_loader.load(tiny_cascade.stages[1]["config"])  # tsr
   assert config.stage.residual and config.stage.temporal_upsample == "linear"
+  scale = config.stage.residual_scale
+  assert scale == 8.0 and config.diffusion.resolution_shift == 1.0
   with config.unlocked():
     config.stage.back_projection = 0  # the residual mechanism alone
   resid, params, _ = trainer.load_for_sampling(config, tiny_cascade.stages[1]["workdir"])
@@ -96,13 +98,18 @@ def test_residual_sr_stage_diffuses_the_difference_to_the_upsampled_input(tiny_c
   k = jax.random.key(3)
   text = params.get("text", resid.text.params)
   l_res = resid.loss(params["unet"], text, batch, k, train=False)
-  l_plain = plain.loss(params["unet"], text, {**batch, "video": video - up}, k, train=False)
+  l_plain = plain.loss(params["unet"], text, {**batch, "video": scale * (video - up)}, k, train=False)
   np.testing.assert_allclose(np.asarray(l_res[0] if isinstance(l_res, tuple) else l_res),
                              np.asarray(l_plain[0] if isinstance(l_plain, tuple) else l_plain), rtol=1e-5)
   kw = dict(steps=2, guidance=1.0, low_res=low, shape=video.shape)
   s_res = resid.sample(params["unet"], text, ["a red circle moving left"] * 2, k, **kw)
-  s_plain = plain.sample(params["unet"], text, ["a red circle moving left"] * 2, k, **kw)
-  np.testing.assert_allclose(np.asarray(s_res), np.clip(np.asarray(s_plain + up), -1, 1), atol=1e-5)
+  # a residual stage does not threshold its scaled residual (the plain one would clip it)
+  s_plain = plain.sample(params["unet"], text, ["a red circle moving left"] * 2, k, thresholding="none", **kw)
+  s_plain = np.asarray(s_plain)
+  kept = np.abs(s_plain) < 1 - 1e-6  # the plain stage clips its output, the scaled residual too
+  assert kept.mean() > 0.5
+  expected = np.clip(np.asarray(up) + s_plain / scale, -1, 1)
+  np.testing.assert_allclose(np.asarray(s_res)[kept], expected[kept], atol=1e-5)
 
 
 def test_stage_samples_with_its_configured_thresholding(tiny_cascade):

@@ -48,3 +48,16 @@ def test_augmentation_level_ignores_the_stages_schedule_shift():
     outs.append(conditioning._augment(c, video, jnp.array([0.1]), jax.random.key(0)))
   np.testing.assert_allclose(outs[0], outs[1])
   assert 0.1 < float(jnp.std(outs[0])) < 0.25  # cosine t=0.1: sigma = 0.156
+
+
+def test_residual_stages_diffuse_the_scaled_residual_and_invert_it():
+  c = ml_collections.ConfigDict(dict(stage=dict(kind="tsr", residual=True, residual_scale=8.0)))
+  k = jax.random.split(jax.random.key(2), 2)
+  video = jax.random.uniform(k[0], (1, 4, 8, 8, 3), minval=-1, maxval=1)
+  up = jax.random.uniform(k[1], video.shape, minval=-1, maxval=1)
+  diffused = conditioning.to_diffused(c, video, up)
+  np.testing.assert_allclose(diffused, 8.0 * (video - up), rtol=1e-6)
+  np.testing.assert_allclose(conditioning.from_diffused(c, diffused, up), video, atol=1e-6)
+  c.stage.residual = False  # plain SR (and the base) diffuse the video itself
+  assert conditioning.to_diffused(c, video, up) is video
+  assert conditioning.from_diffused(c, video, up) is video

@@ -10,6 +10,10 @@
   residual        False (the paper) | True: diffuse x - upsample(low) and add the
                   upsampled low-res back after sampling (SRDiff-style residual SR:
                   a short training run starts from the classical upsampling)
+  residual_scale  residual stages diffuse residual_scale * (x - upsample(low)): residuals
+                  are several times smaller than frames, and scaling them up to the frames'
+                  std keeps the network's v target (and so its output error) at the
+                  frames' scale; the noise process equals a log-SNR shift of 2 log(scale)
   back_projection  iterations of back-projection after sampling (0: the paper):
                   out += upsample(low - downsample(out)), so the output agrees with
                   its low-res input (source frames / area means) and only the detail
@@ -113,6 +117,20 @@ def low_res_input(config, low_res, shape):
 def is_residual(config) -> bool:
   """Whether the stage diffuses x - low_res_input (config.stage.residual)."""
   return kind(config) != "base" and config.stage.get("residual", False)
+
+
+def to_diffused(config, video, up):
+  """What the stage diffuses: video itself, or residual_scale * (video - up) (residual stages)."""
+  if not is_residual(config):
+    return video
+  return (video - up) * float(config.stage.get("residual_scale", 1.0))
+
+
+def from_diffused(config, out, up):
+  """Inverse of `to_diffused`: the video from what the sampler returns."""
+  if not is_residual(config):
+    return out
+  return up + out / float(config.stage.get("residual_scale", 1.0))
 
 
 def training_inputs(config, up, rng) -> dict:

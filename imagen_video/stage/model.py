@@ -100,9 +100,7 @@ class Stage:
     cond.update(conditioning_lib.training_inputs(self.config, up, k_cond))
     if self.model_config.get("pose_channels", 0):
       cond["pose_maps"] = batch[POSE]
-    if conditioning_lib.is_residual(self.config):
-      x0 = x0 - up
-    return x0, cond
+    return conditioning_lib.to_diffused(self.config, x0, up), cond
 
   def distill_loss(self, unet_params, teacher_params, text_params, batch, rng, *, train=True):
     """`distillation.distill_loss` of the student (unet_params) against the frozen teacher."""
@@ -128,7 +126,7 @@ class Stage:
         return samplers.guided_forward(teacher, teacher_params, z, log_snr, cond, w)
       extra = {"guidance_weight": w} if self.teacher_config.use_guidance_embedding else {}
       return teacher(teacher_params, z, log_snr, dict(cond, **extra))
-    thresholding = (self.config.get("sample") or {}).get("thresholding", "dynamic")
+    thresholding = self.default_thresholding()
     return distillation.distill_loss(student_fn, teacher_fn, x0, k_loss, self.config.diffusion, d,
                                      thresholding=thresholding, frame_mask=batch.get("frame_mask"))
 
@@ -146,7 +144,7 @@ class Stage:
 
     `guidance` is a scalar or per-step array (traced: no recompiles); `low_res`
     is the previous stage's output for SR stages; `text` precomputed (emb, mask);
-    `thresholding` defaults to the config's `sample.thresholding`, else 'dynamic'.
+    `thresholding` defaults to `default_thresholding()`.
     `known` (a `stage.known.Known` at any integer multiple of this stage's frames and
     size) conditions the sample on known frames/pixels by `conditioning`
     ('reconstruction' guidance of weight `recon_weight`, default the config's
@@ -156,7 +154,7 @@ class Stage:
     `pose_guidance`: the pose weight apart from the text's (`guidance`); None or 1 is the
     plain pose-conditional model, anything else runs three forwards per step.
     """
-    thresholding = thresholding or (self.config.get("sample") or {}).get("thresholding", "dynamic")
+    thresholding = thresholding or self.default_thresholding()
     emb, mask = text if text is not None else self.embed_prompts(text_params, prompts)
     b = emb.shape[0]
     shape = shape or self.output_shape(b)
@@ -169,7 +167,7 @@ class Stage:
     d = self.config.diffusion
     if known is not None:
       known = known.to_shape(shape)
-      target = known.video - up if conditioning_lib.is_residual(self.config) else known.video
+      target = conditioning_lib.to_diffused(self.config, known.video, up)
       recon_weight = (self.config.get("sample") or {}).get("recon_weight", RECON_WEIGHT) \
           if recon_weight is None else recon_weight
     out = samplers.sample(self.model_fn, unet_params, cond, rng, shape=shape, steps=steps,
@@ -183,10 +181,16 @@ class Stage:
                           pose_guidance=pose_guidance)
     if up is None:  # the base stage
       return out
-    if conditioning_lib.is_residual(self.config):
-      out = out + up
+    out = conditioning_lib.from_diffused(self.config, out, up)
     out = jnp.clip(conditioning_lib.back_project(self.config, out, low_res), -1.0, 1.0)
     return out if known is None else known.mask * known.video + (1 - known.mask) * out
+
+  def default_thresholding(self) -> str:
+    """The config's `sample.thresholding`, else 'none' for residual stages (a clip of the
+    scaled residual to [-1, 1] would cut real detail; their output is clipped as frames),
+    else 'dynamic'."""
+    default = "none" if conditioning_lib.is_residual(self.config) else "dynamic"
+    return (self.config.get("sample") or {}).get("thresholding", default)
 
   def _pose_inputs(self, pose_maps, shape) -> dict:
     """The network's pose inputs: the maps given, or for a pose-guided stage without them
