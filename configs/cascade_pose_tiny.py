@@ -24,7 +24,7 @@ from imagen_video.utils.config_args import parse_arg
 
 cascade_tiny = configs_loader.load_module("cascade_tiny.py")
 SR_STAGES = {
-    "tsr": dict(cascade_tiny.SR_STAGES["tsr"], steps=300, aug_max=0.5),  # as measured (docs/results/pose.md)
+    "tsr": dict(cascade_tiny.SR_STAGES["tsr"], steps=300, aug_max=0.5),  # the augmentation of docs/results/pose.md
     "ssr": dict(cascade_tiny.SR_STAGES["ssr1"], steps=300),
 }
 ORDER = ("base", "tsr", "ssr")

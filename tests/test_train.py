@@ -100,3 +100,19 @@ def test_sample_cli_batch_form_and_guidance_without_recompiling(data_dir, tmp_pa
   assert cli.main(base + ["--prompt", "a red circle moving left", "--num", "2",
                           "--guidance", "1", "--out", str(tmp_path / "g1.mp4")]) == 0
   assert samplers._sample_loop._cache_size() - before == 2
+
+
+def test_a_checkpoint_is_not_sampled_under_another_parameterisation(tmp_path):
+  import ml_collections
+  # an SR stage trained before the residual scale replaced the schedule shift
+  (tmp_path / "config.json").write_text(json.dumps(
+      {"diffusion": {"objective": "v", "resolution_shift": 8.0}, "stage": {"kind": "tsr"}, "model": {}}))
+  config = ml_collections.ConfigDict({"diffusion": {"objective": "v", "resolution_shift": 1.0},
+                                      "stage": {"kind": "tsr", "residual_scale": 8.0}, "model": {}})
+  with pytest.raises(ValueError, match=r"config.json: the checkpoint was trained with "
+                     r"diffusion.resolution_shift=8.0, stage.residual_scale=1.0, but the config has "
+                     r"diffusion.resolution_shift=1.0, stage.residual_scale=8.0"):
+    trainer.saved_model_flags(config, str(tmp_path))
+  with config.unlocked():
+    config.diffusion.resolution_shift, config.stage.residual_scale = 8.0, 1.0
+  assert trainer.saved_model_flags(config, str(tmp_path)) is config

@@ -126,9 +126,9 @@ class Stage:
         return samplers.guided_forward(teacher, teacher_params, z, log_snr, cond, w)
       extra = {"guidance_weight": w} if self.teacher_config.use_guidance_embedding else {}
       return teacher(teacher_params, z, log_snr, dict(cond, **extra))
-    thresholding = self.default_thresholding()
     return distillation.distill_loss(student_fn, teacher_fn, x0, k_loss, self.config.diffusion, d,
-                                     thresholding=thresholding, frame_mask=batch.get("frame_mask"))
+                                     thresholding=self.default_thresholding(),
+                                     frame_mask=batch.get("frame_mask"))
 
   # -- sampling ----------------------------------------------------------------
   def embed_prompts(self, text_params, prompts):

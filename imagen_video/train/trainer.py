@@ -215,14 +215,30 @@ def init_from_teacher(student, teacher):
   return out
 
 
+# What the network's output means: a checkpoint trained under other values samples garbage.
+PARAMETERISATION = (("diffusion", "objective", "v"), ("diffusion", "resolution_shift", 1.0),
+                    ("stage", "residual_scale", 1.0))
+
+
 def saved_model_flags(config, workdir: str):
   """`config` with the guidance embedding the workdir's saved config.json names: a
-  guidance-distilled student's checkpoint needs it, whatever config points at it."""
+  guidance-distilled student's checkpoint needs it, whatever config points at it.
+  A config whose PARAMETERISATION differs from the saved one is refused (e.g. an SR
+  stage trained before `stage.residual_scale` replaced its schedule shift)."""
   path = os.path.join(workdir, "config.json")
   if not os.path.exists(path):
     return config
   with open(path) as f:
-    flag = json.load(f).get("model", {}).get("use_guidance_embedding", False)
+    saved = json.load(f)
+  differ = [(f"{group}.{field}", (saved.get(group) or {}).get(field, default),
+             (config.get(group) or {}).get(field, default)) for group, field, default in PARAMETERISATION]
+  differ = [d for d in differ if d[1] != d[2]]
+  if differ:
+    raise ValueError(f"{path}: the checkpoint was trained with "
+                     + ", ".join(f"{k}={was!r}" for k, was, _ in differ) + ", but the config has "
+                     + ", ".join(f"{k}={now!r}" for k, _, now in differ) + "; retrain, or pass "
+                     + " ".join(f"--config.{k}={was!r}" for k, was, _ in differ))
+  flag = saved.get("model", {}).get("use_guidance_embedding", False)
   if flag == config.model.get("use_guidance_embedding", False):
     return config
   config = config.copy_and_resolve_references()
