@@ -84,7 +84,8 @@ def test_conditional_eval_reports_tasks_and_extension(tiny_cascade, tmp_path):
     assert set(r["scores"]) == {"baseline", "replacement", "reconstruction"}
     assert all(np.isfinite(r["scores"][k]["psnr"]["mean"]) for k in r["scores"])
   ext = report["extension"]
-  assert ext["reconstruction"]["trajectory_error_px"] >= 0 and len(ext["replacement"]["per_frame"]) == 12
+  assert ext["reconstruction"]["trajectory_error_px"] >= 0 and ext["replacement"]["context"] == 6
+  assert len(ext["replacement"]["per_frame"]) == 16 - 6 and "line_residual_px" in ext["reconstruction"]
   md = (tmp_path / "conditional.md").read_text()
   assert "| interpolation |" in md and "| reconstruction |" in md
   for png in ("conditional.png", "extension.png", "extension_error.png"):
@@ -99,3 +100,26 @@ def test_torus_centroid_and_distance_follow_a_shape_across_the_border():
   dist = conditional.torus_distance(found[0], clip.centers(4), 32, 32)
   assert dist.max() < 0.5, (found, clip.centers(4))  # the split shape at x = 0.95 is found there
   assert conditional.torus_distance([0.02, 0.5], [0.98, 0.5], 10, 10) == pytest.approx(0.4)
+
+
+def test_line_residual_is_zero_for_constant_speed_across_the_border_and_not_for_a_zigzag():
+  from imagen_video.eval import conditional
+  clip = ms.Clip("red", "square", "right", 0.2, (0.9, 0.3), (0.8, 0.4), 1.0, wrap=True)
+  assert conditional.line_residual(clip.centers(12), 16, 16) < 1e-4  # wraps in x
+  zigzag = clip.centers(12) + np.array([[0.0, 0.05 * (-1) ** i] for i in range(12)])
+  assert conditional.line_residual(zigzag % 1.0, 16, 16) == pytest.approx(0.8, rel=0.05)
+
+
+def test_prediction_sweep_scores_each_row_against_holding_the_last_frame(tiny_cascade, tmp_path, monkeypatch):
+  import sys
+  from bench import prediction_sweep
+  base = tiny_cascade.stages[0]
+  monkeypatch.setattr(sys, "argv", ["prediction_sweep", "--config", base["config"], "--workdir", base["workdir"],
+                                    "--rows", "replacement:6:0:1,reconstruction:4:16:1", "--num", "2",
+                                    "--steps", "2", "--out_dir", str(tmp_path)])
+  prediction_sweep.main()
+  rows = json.loads((tmp_path / "prediction_sweep.json").read_text())["rows"]
+  assert [len(r["per_frame"]) for r in rows] == [2, 4] and all(np.isfinite(r["mean"]) for r in rows)
+  assert "| reconstruction | 4 | 16 | 1 |" in (tmp_path / "prediction_sweep.md").read_text()
+  with pytest.raises(SystemExit, match="METHOD:CONTEXT:RECON_WEIGHT:GUIDANCE"):
+    prediction_sweep.parse_rows("recon:4:16:1")

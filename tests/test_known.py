@@ -81,6 +81,10 @@ def test_task_masks_and_their_errors():
     known_lib.prefix(np.zeros((1, 8, 4, 4, 3)), 8)
 
 
+def test_default_context_leaves_a_quarter_of_the_window_to_generate():
+  assert [known_lib.default_context(w) for w in (2, 4, 8, 16)] == [1, 3, 6, 12]
+
+
 def test_extend_continues_from_the_last_context_frames():
   calls = []
 

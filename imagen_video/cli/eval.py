@@ -59,6 +59,8 @@ def main(argv: list[str]) -> int:
   flags.DEFINE_string("tasks", "i2v,interpolation,prediction,inpainting,extension",
                       "conditional: which tasks", flag_values=fv)
   flags.DEFINE_integer("extend", 4, "conditional: extension length in clip lengths", flag_values=fv)
+  flags.DEFINE_integer("context", None, "conditional: extension's context frames per window "
+                       "(default three quarters of a window)", flag_values=fv)
   flags.DEFINE_float("recon_weight", None, "conditional: reconstruction guidance weight "
                      "(default config.sample.recon_weight)", flag_values=fv)
   flags.DEFINE_string("detector", None, "pose: keypoint detector file (default OUT_DIR/"
@@ -105,7 +107,7 @@ def main(argv: list[str]) -> int:
     conditional_eval(fv.config, fv.workdir, num=fv.num, seed=fv.seed, steps=fv.steps or s.steps,
                      guidance=s.guidance if fv.guidance is None else fv.guidance, out_dir=out_dir,
                      step=fv.step, tasks=fv.tasks.split(","), extend=fv.extend,
-                     recon_weight=fv.recon_weight)
+                     context=fv.context, recon_weight=fv.recon_weight)
     return 0
   from imagen_video.cli import sample
   steps, sampler = fv.steps or s.steps, s.sampler
@@ -129,7 +131,7 @@ def main(argv: list[str]) -> int:
 
 
 def conditional_eval(config, workdir, *, num, seed, steps, guidance, out_dir, step=None,
-                     tasks=(), extend=4, recon_weight=None) -> dict:
+                     tasks=(), extend=4, context=None, recon_weight=None) -> dict:
   from imagen_video.eval import conditional, sr_psnr
   from imagen_video.train import trainer
   unknown = set(tasks) - set(conditional.TASKS) - {"extension"}
@@ -145,7 +147,7 @@ def conditional_eval(config, workdir, *, num, seed, steps, guidance, out_dir, st
   if "extension" in tasks:
     if config.data.builder.get("wrap"):
       clips = conditional.extension_clips(config.data.builder, num, extend)
-      ext = conditional.extension(sample, clips, window=config.data.builder.frames)
+      ext = conditional.extension(sample, clips, window=config.data.builder.frames, context=context)
     else:
       print("[conditional] extension skipped: it needs data.builder.wrap=True (a wrap-around "
             "moving_shapes dataset, where the continued motion has a ground truth)")

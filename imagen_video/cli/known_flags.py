@@ -22,8 +22,8 @@ def define(fv):
   flags.DEFINE_string("mask", None, "inpainting: image or video, white = generate", flag_values=fv)
   flags.DEFINE_integer("extend_to", None, "with --init_video: extend autoregressively to N frames",
                        flag_values=fv)
-  flags.DEFINE_integer("context", None, "frames of context per extension window (default half a "
-                       "window)", flag_values=fv)
+  flags.DEFINE_integer("context", None, "frames of context per extension window (default three "
+                       "quarters of a window)", flag_values=fv)
   flags.DEFINE_enum("conditioning", "reconstruction", ["reconstruction", "replacement"],
                     "how known frames/pixels condition the sample", flag_values=fv)
   flags.DEFINE_float("recon_weight", None, "reconstruction guidance weight (default "
@@ -69,7 +69,8 @@ def conditioned(generate, fv):
                          f"--init_video's {video.shape[1]}")
       known = known_lib.inpainting(video, mask[None])
     elif fv.extend_to:
-      return _extender(generate, video, fv.extend_to, frames, fv.context or frames // 2, args)
+      context = fv.context or known_lib.default_context(frames)
+      return _extender(generate, video, fv.extend_to, frames, context, args)
     else:
       known = known_lib.prefix(video[:, -(frames // 2):] if video.shape[1] >= frames else video, frames)
   known_args = dict(args, known=known)

@@ -162,27 +162,43 @@ def extension_clips(builder, num: int, factor: int) -> ExtensionClips:
                         [c.color for c in clips], [c.caption for c in clips])
 
 
-def extension(sample, clips: ExtensionClips, *, window: int, methods=METHODS, log=print) -> dict:
-  """Each method extends the first window/2 true frames to the clips' length; trajectory
-  error (pixels, per generated frame) and colour kept."""
+def line_residual(track, height: int, width: int) -> float:
+  """Rms distance (pixels) of a torus track [T, 2] from its own best constant-velocity line:
+  how straight the motion is, whatever its speed (NaN if a frame has no shape)."""
+  step = np.diff(np.asarray(track, np.float64), axis=0)
+  path = np.concatenate([[0 * step[0]], np.cumsum((step + 0.5) % 1.0 - 0.5, axis=0)]) * (width, height)
+  t = np.stack([np.ones(len(path)), np.arange(len(path))], 1)
+  fit = t @ np.linalg.lstsq(t, path, rcond=None)[0]
+  return float(np.sqrt(((path - fit) ** 2).sum(-1).mean()))
+
+
+def extension(sample, clips: ExtensionClips, *, window: int, context: int | None = None,
+              methods=METHODS, log=print) -> dict:
+  """Each method extends the first `context` true frames (default
+  `known.default_context(window)`) to the clips' length; trajectory error (pixels, per
+  generated frame), straightness of the generated track, and colour kept."""
   n, total, h, w, _ = clips.video.shape
-  context = window // 2
+  context = context or known_lib.default_context(window)
   out = {}
   for method in methods:
     t0 = time.time()
-    video = known_lib.extend(lambda k: sample(clips.captions, k, method), clips.video[:, :context],
-                             total, window=window, context=context)
+    calls = iter(range(1 << 30))  # new noise per window: a shared draw would bias every window alike
+    video = known_lib.extend(lambda k: sample(clips.captions, k, method, next(calls)),
+                             clips.video[:, :context], total, window=window, context=context)
     found = circular_centroids(video)
     err = torus_distance(found, clips.centers, h, w)[:, context:]  # NaN where no shape is found
     kept = np.array([[caption_check.classify(video[i, f:f + 1] * 0.5 + 0.5)["color"] == clips.colors[i]
                       for f in range(context, total)] for i in range(n)])
     per_clip = np.where(np.isnan(err), np.hypot(h, w) / 2, err).mean(axis=1)  # lost = half a diagonal
+    line = np.array([line_residual(f[context - 1:], h, w) for f in found])
     out[method] = {"trajectory_error_px": float(per_clip.mean()), "per_clip": per_clip.tolist(),
+                   "line_residual_px": float(np.nanmean(line)), "context": context,
                    "per_frame": np.nanmean(err, axis=0).tolist(),
                    "frames_without_shape": float(np.isnan(err).mean()),
                    "color_kept": float(kept.mean()), "video": video}
     log(f"[extension] {method:14s} {total} frames from {context}: trajectory error "
-        f"{per_clip.mean():.2f} px, colour kept {kept.mean():.0%}  ({time.time() - t0:.0f} s)")
+        f"{per_clip.mean():.2f} px, off its own line {np.nanmean(line):.2f} px, colour kept "
+        f"{kept.mean():.0%}  ({time.time() - t0:.0f} s)")
   if len(methods) > 1:
     # error of the first method minus the last's: positive where the last tracks better
     out["paired"] = sr_psnr.paired(out[methods[0]]["per_clip"], out[methods[-1]]["per_clip"])
@@ -193,9 +209,12 @@ def stage_sampler(stage, ema, *, steps, guidance, sampler, seed=0, recon_weight=
   """sample(prompts, known, method) for one stage's EMA weights."""
   text_params = ema.get("text", stage.text.params)
 
-  def sample(prompts, known, method):
+  def sample(prompts, known, method, call: int = 0):
+    """`call` > 0 draws other noise (extension's later windows, as `sample --extend_to`)."""
+    key = jax.random.key(seed)
+    key = jax.random.fold_in(key, call) if call else key
     shape = (len(prompts),) + tuple(known.video.shape[1:4]) + (3,)
-    return stage.sample(ema["unet"], text_params, list(prompts), jax.random.key(seed), shape=shape,
+    return stage.sample(ema["unet"], text_params, list(prompts), key, shape=shape,
                         steps=steps, sampler=sampler, guidance=guidance, known=known,
                         conditioning=method, recon_weight=recon_weight)
   return sample
@@ -217,14 +236,16 @@ def markdown(tasks: dict | None, ext: dict | None, label: str) -> str:
     lines.append("")
   if ext:
     methods = [m for m in ext if m != "paired"]
-    lines += ["Extension (autoregressive, wrap-around clips): trajectory error of the detected "
-              "centre (pixels; a frame without the shape counts half a diagonal), frames without the "
-              "shape, colour kept.", "", "| method | trajectory error (px) | frames without shape | "
-              "colour kept |", "|---|---|---|---|"]
+    lines += [f"Extension (autoregressive, wrap-around clips, {ext[methods[0]]['context']} frames of "
+              "context per window): trajectory error of the detected centre against the truth "
+              "(pixels; a frame without the shape counts half a diagonal), rms distance of the "
+              "generated track from its own best straight line at constant speed, frames without "
+              "the shape, colour kept.", "", "| method | trajectory error (px) | off a straight line "
+              "(px) | frames without shape | colour kept |", "|---|---|---|---|---|"]
     for m in methods:
       e = ext[m]
-      lines.append(f"| {m} | {e['trajectory_error_px']:.2f} | {e['frames_without_shape']:.0%} | "
-                   f"{e['color_kept']:.0%} |")
+      lines.append(f"| {m} | {e['trajectory_error_px']:.2f} | {e['line_residual_px']:.2f} | "
+                   f"{e['frames_without_shape']:.0%} | {e['color_kept']:.0%} |")
     if "paired" in ext:
       p = ext["paired"]
       lines.append(f"\n{methods[0]} minus {methods[-1]} error: {p['delta']:+.2f} ± {p['delta_se']:.2f} px "
