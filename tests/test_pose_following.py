@@ -8,6 +8,7 @@ from PIL import Image, ImageFont
 
 from imagen_video.data import athletes
 from imagen_video.eval import pose_detector as pd
+from imagen_video.eval import pose_detector_train
 from imagen_video.eval import pose_following as pf
 from imagen_video.media import contact_sheet
 
@@ -17,7 +18,7 @@ H = W = 32
 @pytest.fixture(scope="module")
 def tiny_detector():
   logs = []
-  det = pd.train_detector(H, W, steps=3, batch=8, pool=16, frames_per_clip=4, new_clips=1,
+  det = pose_detector_train.train_detector(H, W, steps=3, batch=8, pool=16, frames_per_clip=4, new_clips=1,
                           log=logs.append, log_every=1)
   return det, logs
 
