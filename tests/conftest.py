@@ -1,11 +1,20 @@
-"""Test session set-up: 8 fake CPU devices for sharding tests, quiet TensorFlow."""
+"""Test session set-up: 8 fake CPU devices for sharding tests, quiet TensorFlow, a shared
+compilation cache."""
+import fcntl
 import os
+import tempfile
 
 # Must happen before jax is imported anywhere.
 os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=8")
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")  # TensorFlow must not grab a GPU JAX uses
+# Many tests (and the subprocesses they launch, which inherit this) compile the same tiny
+# programs: one persistent compilation cache per test run, shared by the xdist workers.
+os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", os.path.join(
+    tempfile.gettempdir(), f"imagen_video_jax_cache_{os.environ.get('PYTEST_XDIST_TESTRUNUID', os.getpid())}"))
+os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
+os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES", "-1")
 
 
 import pytest
@@ -15,13 +24,21 @@ CASCADE_TINY = os.path.join(os.path.dirname(__file__), "..", "configs", "cascade
 
 @pytest.fixture(scope="session")
 def tiny_cascade(tmp_path_factory):
-  """The runlocal tiny cascade trained once per session (cascade tests and the inference
-  notebook); returns its cascade config."""
+  """The runlocal tiny cascade trained once per test run (cascade tests and the inference
+  notebook); returns its cascade config. Under xdist (`-n 2`) the workers share one copy:
+  the first to get the lock trains it, the others wait and reuse it."""
   from imagen_video.train import trainer
   from imagen_video.utils import configs_loader
-  root = str(tmp_path_factory.mktemp("cascade"))
+  base = tmp_path_factory.getbasetemp()
+  if os.environ.get("PYTEST_XDIST_WORKER"):
+    base = base.parent  # shared by the workers of this run
+  root = str(base / "tiny_cascade")
   arg = f"runlocal,root={root},data_dir={os.path.join(root, 'tfds')}"
   cascade = configs_loader.load(f"{CASCADE_TINY}:{arg}")
-  for entry in cascade.stages:
-    trainer.train_and_evaluate(configs_loader.load(entry["config"]), entry["workdir"])
+  with open(base / "tiny_cascade.lock", "w") as lock:
+    fcntl.flock(lock, fcntl.LOCK_EX)
+    if not os.path.exists(os.path.join(root, "trained")):
+      for entry in cascade.stages:
+        trainer.train_and_evaluate(configs_loader.load(entry["config"]), entry["workdir"])
+      open(os.path.join(root, "trained"), "w").close()
   return cascade

@@ -67,7 +67,8 @@ def test_runlocal_texture_tsr_then_sr_psnr_cli(tmp_path):
                    "--num", "2", "--out_dir", str(out_dir)]) == 0
   result = json.loads((out_dir / "sr_psnr.json").read_text())
   assert result["kind"] == "tsr" and result["num"] == 2 and result["baseline"] == "linear blend"
-  assert result["aug_level"] == pytest.approx(0.1)
+  # Sampled at the stage's configured level (the config's, not a number restated here).
+  assert result["aug_level"] == pytest.approx(configs_loader.load(arg).stage.aug_level)
   for key in ("psnr_model", "psnr_baseline"):
     assert len(result[key]["per_clip"]) == 2 and np.isfinite(result[key]["mean"])
   assert "| tsr (tsr, step 4) | texture_pans test | 2 |" in (out_dir / "sr_psnr.md").read_text()

@@ -62,6 +62,7 @@ def conditioned(generate, fv):
       raise SystemExit(f"--keyframes: {e}")
   else:
     video = read_frames(fv.init_video, height, width, "--init_video")[None]
+    context = fv.context or known_lib.default_context(frames)
     if fv.mask:
       mask = read_frames(fv.mask, height, width, "--mask").mean(-1) > 0  # white: generate
       if mask.shape[0] not in (1, video.shape[1]):
@@ -69,10 +70,9 @@ def conditioned(generate, fv):
                          f"--init_video's {video.shape[1]}")
       known = known_lib.inpainting(video, mask[None])
     elif fv.extend_to:
-      context = fv.context or known_lib.default_context(frames)
       return _extender(generate, video, fv.extend_to, frames, context, args)
     else:
-      known = known_lib.prefix(video[:, -(frames // 2):] if video.shape[1] >= frames else video, frames)
+      known = known_lib.prefix(video[:, -context:] if video.shape[1] >= frames else video, frames)
   known_args = dict(args, known=known)
   return lambda prompts, seed: generate(prompts, seed, **known_args)
 

@@ -13,10 +13,10 @@ recompiles. Only process 0 writes files.
 Conditional generation (one stage or the cascade; inputs are resized to the output size):
   --first_frame IMG                  image-to-video: IMG is frame 0
   --keyframes A.png@0,B.png@11       interpolation: keyframes at any output frame indices
-  --init_video V.mp4                 prediction: V's frames are the first ones (its last half
-                                     window if longer), the rest is generated; with --extend_to
-                                     N, autoregressive extension to N frames (--context frames
-                                     of overlap per window)
+  --init_video V.mp4                 prediction: V's frames are the first ones (its last
+                                     --context frames, default 3/4 of a window, if longer), the
+                                     rest is generated; with --extend_to N, autoregressive
+                                     extension to N frames (--context frames of overlap per window)
   --init_video V.mp4 --mask M.png    inpainting: white pixels of M (an image for every frame,
                                      or a video) are generated, the rest of V kept
 by reconstruction guidance (--conditioning, --recon_weight) or replacement.
