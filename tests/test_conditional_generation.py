@@ -108,6 +108,14 @@ def test_line_residual_is_zero_for_constant_speed_across_the_border_and_not_for_
   assert conditional.line_residual(clip.centers(12), 16, 16) < 1e-4  # wraps in x
   zigzag = clip.centers(12) + np.array([[0.0, 0.05 * (-1) ** i] for i in range(12)])
   assert conditional.line_residual(zigzag % 1.0, 16, 16) == pytest.approx(0.8, rel=0.05)
+  # Frames without the shape are left out, not a NaN for the whole track.
+  gaps = clip.centers(12).copy()
+  gaps[[3, 4, 9]] = np.nan
+  assert conditional.line_residual(gaps, 16, 16) < 1e-4
+  gaps = zigzag % 1.0
+  gaps[[3, 4]] = np.nan
+  assert conditional.line_residual(gaps, 16, 16) == pytest.approx(0.8, rel=0.1)
+  assert np.isnan(conditional.line_residual(np.full((12, 2), np.nan), 16, 16))
 
 
 def test_prediction_sweep_scores_each_row_against_holding_the_last_frame(tiny_cascade, tmp_path, monkeypatch):

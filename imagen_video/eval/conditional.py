@@ -164,10 +164,15 @@ def extension_clips(builder, num: int, factor: int) -> ExtensionClips:
 
 def line_residual(track, height: int, width: int) -> float:
   """Rms distance (pixels) of a torus track [T, 2] from its own best constant-velocity line:
-  how straight the motion is, whatever its speed (NaN if a frame has no shape)."""
-  step = np.diff(np.asarray(track, np.float64), axis=0)
+  how straight the motion is, whatever its speed. Frames without the shape (NaN) are left
+  out of the fit; NaN if fewer than 3 frames have it."""
+  track = np.asarray(track, np.float64)
+  frames = np.flatnonzero(~np.isnan(track).any(-1))
+  if len(frames) < 3:
+    return float("nan")
+  step = np.diff(track[frames], axis=0)
   path = np.concatenate([[0 * step[0]], np.cumsum((step + 0.5) % 1.0 - 0.5, axis=0)]) * (width, height)
-  t = np.stack([np.ones(len(path)), np.arange(len(path))], 1)
+  t = np.stack([np.ones(len(frames)), frames], 1)
   fit = t @ np.linalg.lstsq(t, path, rcond=None)[0]
   return float(np.sqrt(((path - fit) ** 2).sum(-1).mean()))
 
