@@ -29,9 +29,9 @@ STAGES = {
     "ssr": dict(kind="ssr", out=(16, 32, 32), low=(16, 16, 16), channels=16, mults=(1, 2, 2),
                 blocks=(1, 1, 1), cross=(8,), steps=1500, batch=16, crop=(16, 16), scale=4, aug_max=0.1),
 }
-# Augmentation: training U(0, 0.1), sampling 0.02, as cascade_tiny's TSR. At the default U(0, 0.5)
-# most training inputs were noised past their texture, and the denoiser's estimate at t = 1 was no
-# better than the blend (docs/results/sr_psnr_progress.md, session 11).
+# Augmentation: training U(0, 0.1), sampling 0.02, as cascade_tiny's TSR (whose in-between detail
+# drowned in U(0, 0.5)); sampling the texture TSR at 0 or 0.005 instead changes < 0.1 dB
+# (docs/results/sr_psnr_progress.md, session 11).
 AUG_LEVEL = 0.02
 # One dataset holds both stages' low-res inputs, so it is prepared once.
 LOW_RES = tuple(s["low"] for s in STAGES.values())

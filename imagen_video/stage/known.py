@@ -100,8 +100,8 @@ def inpainting(video, region) -> Known:
 
 def default_context(window: int) -> int:
   """Context frames per extension window: three quarters of it. More context pins the
-  velocity down: the tiny base's first two new frames were 0.27 / 0.63 px off with 6 of 8
-  given against 0.69 / 2.27 with 4 (docs/results/conditional.md, session 11)."""
+  velocity down: the tiny base's first two new frames were 0.28 / 0.64 px off with 6 of 8
+  given against 0.29 / 0.86 with 4 (docs/results/conditional.md, prediction sweep)."""
   return max(1, window - max(1, window // 4))
 
 
