@@ -118,6 +118,17 @@ def test_line_residual_is_zero_for_constant_speed_across_the_border_and_not_for_
   assert np.isnan(conditional.line_residual(np.full((12, 2), np.nan), 16, 16))
 
 
+def test_motion_kept_tells_a_slower_track_from_a_turned_one():
+  from imagen_video.eval import conditional
+  clip = ms.Clip("red", "square", "right", 0.2, (0.9, 0.3), (0.8, 0.4), 1.0, wrap=True)
+  true = clip.centers(12)
+  slow = ms.Clip("red", "square", "right", 0.2, (0.9, 0.3), (0.4, 0.2), 1.0, wrap=True).centers(12)
+  turned = ms.Clip("red", "square", "right", 0.2, (0.9, 0.3), (-0.4, 0.8), 1.0, wrap=True).centers(12)
+  m = conditional.motion_kept(np.stack([true, slow, turned]), np.stack([true] * 3), 16, 16)
+  assert m["speed_ratio"] == pytest.approx([1.0, 0.5, 1.0], abs=1e-3)
+  assert m["direction_error_deg"] == pytest.approx([0.0, 0.0, 90.0], abs=0.1)
+
+
 def test_prediction_sweep_scores_each_row_against_holding_the_last_frame(tiny_cascade, tmp_path, monkeypatch):
   import sys
   from bench import prediction_sweep

@@ -162,19 +162,36 @@ def extension_clips(builder, num: int, factor: int) -> ExtensionClips:
                         [c.color for c in clips], [c.caption for c in clips])
 
 
-def line_residual(track, height: int, width: int) -> float:
-  """Rms distance (pixels) of a torus track [T, 2] from its own best constant-velocity line:
-  how straight the motion is, whatever its speed. Frames without the shape (NaN) are left
+def line_fit(track, height: int, width: int) -> tuple[float, np.ndarray]:
+  """Best constant-velocity line through a torus track [T, 2]: (rms distance of the track
+  from it in pixels, velocity in pixels per frame). Frames without the shape (NaN) are left
   out of the fit; NaN if fewer than 3 frames have it."""
   track = np.asarray(track, np.float64)
   frames = np.flatnonzero(~np.isnan(track).any(-1))
   if len(frames) < 3:
-    return float("nan")
+    return float("nan"), np.full(2, np.nan)
   step = np.diff(track[frames], axis=0)
   path = np.concatenate([[0 * step[0]], np.cumsum((step + 0.5) % 1.0 - 0.5, axis=0)]) * (width, height)
   t = np.stack([np.ones(len(frames)), frames], 1)
-  fit = t @ np.linalg.lstsq(t, path, rcond=None)[0]
-  return float(np.sqrt(((path - fit) ** 2).sum(-1).mean()))
+  coef = np.linalg.lstsq(t, path, rcond=None)[0]
+  return float(np.sqrt(((path - t @ coef) ** 2).sum(-1).mean())), coef[1]
+
+
+def line_residual(track, height: int, width: int) -> float:
+  """How straight the motion is, whatever its speed (`line_fit`'s distance)."""
+  return line_fit(track, height, width)[0]
+
+
+def motion_kept(found, true, height: int, width: int) -> dict:
+  """Per clip: the generated track's fitted speed over the true one, and the angle (degrees)
+  between their directions; tells a drift in speed from one in direction."""
+  ratio, angle = [], []
+  for f, c in zip(found, true):
+    v, u = line_fit(f, height, width)[1], line_fit(c, height, width)[1]
+    ratio.append(float(np.linalg.norm(v) / np.linalg.norm(u)))
+    cos = np.dot(v, u) / (np.linalg.norm(v) * np.linalg.norm(u))
+    angle.append(float(np.degrees(np.arccos(np.clip(cos, -1, 1)))))
+  return {"speed_ratio": ratio, "direction_error_deg": angle}
 
 
 def extension(sample, clips: ExtensionClips, *, window: int, context: int | None = None,
@@ -196,13 +213,18 @@ def extension(sample, clips: ExtensionClips, *, window: int, context: int | None
                       for f in range(context, total)] for i in range(n)])
     per_clip = np.where(np.isnan(err), np.hypot(h, w) / 2, err).mean(axis=1)  # lost = half a diagonal
     line = np.array([line_residual(f[context - 1:], h, w) for f in found])
+    motion = motion_kept(found[:, context - 1:], clips.centers[:, context - 1:], h, w)
     out[method] = {"trajectory_error_px": float(per_clip.mean()), "per_clip": per_clip.tolist(),
                    "line_residual_px": float(np.nanmean(line)), "context": context,
                    "per_frame": np.nanmean(err, axis=0).tolist(),
                    "frames_without_shape": float(np.isnan(err).mean()),
-                   "color_kept": float(kept.mean()), "video": video}
+                   "color_kept": float(kept.mean()), "video": video, **motion,
+                   "median_speed_ratio": float(np.nanmedian(motion["speed_ratio"])),
+                   "median_direction_error_deg": float(np.nanmedian(motion["direction_error_deg"]))}
     log(f"[extension] {method:14s} {total} frames from {context}: trajectory error "
-        f"{per_clip.mean():.2f} px, off its own line {np.nanmean(line):.2f} px, colour kept "
+        f"{per_clip.mean():.2f} px, off its own line {np.nanmean(line):.2f} px, speed x"
+        f"{out[method]['median_speed_ratio']:.2f}, direction off by "
+        f"{out[method]['median_direction_error_deg']:.0f} deg (medians), colour kept "
         f"{kept.mean():.0%}  ({time.time() - t0:.0f} s)")
   if len(methods) > 1:
     # error of the first method minus the last's: positive where the last tracks better
@@ -244,12 +266,15 @@ def markdown(tasks: dict | None, ext: dict | None, label: str) -> str:
     lines += [f"Extension (autoregressive, wrap-around clips, {ext[methods[0]]['context']} frames of "
               "context per window): trajectory error of the detected centre against the truth "
               "(pixels; a frame without the shape counts half a diagonal), rms distance of the "
-              "generated track from its own best straight line at constant speed, frames without "
-              "the shape, colour kept.", "", "| method | trajectory error (px) | off a straight line "
-              "(px) | frames without shape | colour kept |", "|---|---|---|---|---|"]
+              "generated track from its own best straight line at constant speed, that line's "
+              "speed over the true one and its direction error (medians over clips), frames "
+              "without the shape, colour kept.", "", "| method | trajectory error (px) | off a "
+              "straight line (px) | speed ratio | direction error (deg) | frames without shape | "
+              "colour kept |", "|---|---|---|---|---|---|---|"]
     for m in methods:
       e = ext[m]
       lines.append(f"| {m} | {e['trajectory_error_px']:.2f} | {e['line_residual_px']:.2f} | "
+                   f"{e['median_speed_ratio']:.2f} | {e['median_direction_error_deg']:.0f} | "
                    f"{e['frames_without_shape']:.0%} | {e['color_kept']:.0%} |")
     if "paired" in ext:
       p = ext["paired"]
