@@ -22,7 +22,10 @@ from imagen_video.train import checkpointing, optimizer, trainer
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONFIG = os.path.join(ROOT, "configs", "base_tiny.py")
-HEARTBEAT = 10  # seconds: how fast a dead peer must turn into an error
+HEARTBEAT = 20  # seconds: how fast a dead peer must turn into an error
+# Runs that must finish get a longer one: on 2 busy CI cores a 10 s heartbeat once lapsed in a
+# healthy run (both peers starved by a neighbouring test worker) and killed it.
+HEALTHY_HEARTBEAT = 120
 # 64 clips: a multiple of the global batch 8, so epochs line up for any process count.
 BUILDER = dict(frames=8, height=16, width=16, fps=8.0, num_train=64, num_test=8)
 
@@ -50,11 +53,11 @@ def _config(data_dir, steps, mesh="2:4:1"):
   return c
 
 
-def _launch_cmd(workdir, data_dir, steps, *extra):
+def _launch_cmd(workdir, data_dir, steps, *extra, heartbeat=HEALTHY_HEARTBEAT):
   return [sys.executable, os.path.join(ROOT, "launch", "local.py"), "-n", "2",
           "--devices_per_process", "4", "--grace", "60", "--",
           "train", f"--config={CONFIG}:runlocal,mesh=2:4:1", f"--workdir={workdir}",
-          f"--heartbeat_timeout={HEARTBEAT}", "--shutdown_timeout=30", "--init_timeout=120",
+          f"--heartbeat_timeout={heartbeat}", "--shutdown_timeout=30", "--init_timeout=120",
           *_overrides(data_dir, steps), *extra]
 
 
@@ -149,7 +152,7 @@ class _Reader:
 @pytest.mark.slow
 def test_a_killed_peer_is_a_clear_error_and_a_restart_resumes(tmp_path, data_dir):
   workdir = str(tmp_path / "w")
-  cmd = _launch_cmd(workdir, data_dir, 6, "--config.train.ckpt_every=2")
+  cmd = _launch_cmd(workdir, data_dir, 6, "--config.train.ckpt_every=2", heartbeat=HEARTBEAT)
   proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=_env(),
                           cwd=ROOT)
   out = _Reader(proc)
@@ -177,9 +180,10 @@ def test_a_killed_peer_is_a_clear_error_and_a_restart_resumes(tmp_path, data_dir
                    r"errors\. This most likely indicates that another task died", text)
   assert re.search(r"\[p0\] .*The following tasks are unhealthy \(stopped sending heartbeats\)", text)
 
-  # Both again, same command: resume from the newest finished checkpoint, finish, and
-  # sample (every process samples; process 0 alone writes the files).
-  again = subprocess.run(cmd + ["--config.train.sample_every=6", "--config.sample.steps=2"],
+  # Both again (the same run, the longer heartbeat): resume from the newest finished
+  # checkpoint, finish, and sample (every process samples; process 0 alone writes the files).
+  again = subprocess.run(_launch_cmd(workdir, data_dir, 6, "--config.train.ckpt_every=2",
+                                     "--config.train.sample_every=6", "--config.sample.steps=2"),
                          capture_output=True, text=True, timeout=900, env=_env(), cwd=ROOT)
   assert again.returncode == 0, again.stdout[-5000:]
   resumed = re.search(r"\[p(\d)\] resumed from .* step (\d+)", again.stdout)
