@@ -105,17 +105,17 @@ def test_torus_centroid_and_distance_follow_a_shape_across_the_border():
 def test_line_residual_is_zero_for_constant_speed_across_the_border_and_not_for_a_zigzag():
   from imagen_video.eval import conditional
   clip = ms.Clip("red", "square", "right", 0.2, (0.9, 0.3), (0.8, 0.4), 1.0, wrap=True)
-  assert conditional.line_residual(clip.centers(12), 16, 16) < 1e-4  # wraps in x
+  assert conditional.line_fit(clip.centers(12), 16, 16)[0] < 1e-4  # wraps in x
   zigzag = clip.centers(12) + np.array([[0.0, 0.05 * (-1) ** i] for i in range(12)])
-  assert conditional.line_residual(zigzag % 1.0, 16, 16) == pytest.approx(0.8, rel=0.05)
+  assert conditional.line_fit(zigzag % 1.0, 16, 16)[0] == pytest.approx(0.8, rel=0.05)
   # Frames without the shape are left out, not a NaN for the whole track.
   gaps = clip.centers(12).copy()
   gaps[[3, 4, 9]] = np.nan
-  assert conditional.line_residual(gaps, 16, 16) < 1e-4
+  assert conditional.line_fit(gaps, 16, 16)[0] < 1e-4
   gaps = zigzag % 1.0
   gaps[[3, 4]] = np.nan
-  assert conditional.line_residual(gaps, 16, 16) == pytest.approx(0.8, rel=0.1)
-  assert np.isnan(conditional.line_residual(np.full((12, 2), np.nan), 16, 16))
+  assert conditional.line_fit(gaps, 16, 16)[0] == pytest.approx(0.8, rel=0.1)
+  assert np.isnan(conditional.line_fit(np.full((12, 2), np.nan), 16, 16)[0])
 
 
 def test_motion_kept_tells_a_slower_track_from_a_turned_one():

@@ -152,7 +152,8 @@ class _Reader:
 @pytest.mark.slow
 def test_a_killed_peer_is_a_clear_error_and_a_restart_resumes(tmp_path, data_dir):
   workdir = str(tmp_path / "w")
-  cmd = _launch_cmd(workdir, data_dir, 6, "--config.train.ckpt_every=2", heartbeat=HEARTBEAT)
+  ckpt_every = "--config.train.ckpt_every=2"
+  cmd = _launch_cmd(workdir, data_dir, 6, ckpt_every, heartbeat=HEARTBEAT)
   proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=_env(),
                           cwd=ROOT)
   out = _Reader(proc)
@@ -182,8 +183,8 @@ def test_a_killed_peer_is_a_clear_error_and_a_restart_resumes(tmp_path, data_dir
 
   # Both again (the same run, the longer heartbeat): resume from the newest finished
   # checkpoint, finish, and sample (every process samples; process 0 alone writes the files).
-  again = subprocess.run(_launch_cmd(workdir, data_dir, 6, "--config.train.ckpt_every=2",
-                                     "--config.train.sample_every=6", "--config.sample.steps=2"),
+  again = subprocess.run(_launch_cmd(workdir, data_dir, 6, ckpt_every, "--config.train.sample_every=6",
+                                     "--config.sample.steps=2"),
                          capture_output=True, text=True, timeout=900, env=_env(), cwd=ROOT)
   assert again.returncode == 0, again.stdout[-5000:]
   resumed = re.search(r"\[p(\d)\] resumed from .* step (\d+)", again.stdout)

@@ -164,8 +164,9 @@ def extension_clips(builder, num: int, factor: int) -> ExtensionClips:
 
 def line_fit(track, height: int, width: int) -> tuple[float, np.ndarray]:
   """Best constant-velocity line through a torus track [T, 2]: (rms distance of the track
-  from it in pixels, velocity in pixels per frame). Frames without the shape (NaN) are left
-  out of the fit; NaN if fewer than 3 frames have it."""
+  from it in pixels, i.e. how straight the motion is whatever its speed; velocity in pixels
+  per frame). Frames without the shape (NaN) are left out of the fit; NaN if fewer than 3
+  frames have it."""
   track = np.asarray(track, np.float64)
   frames = np.flatnonzero(~np.isnan(track).any(-1))
   if len(frames) < 3:
@@ -177,21 +178,19 @@ def line_fit(track, height: int, width: int) -> tuple[float, np.ndarray]:
   return float(np.sqrt(((path - t @ coef) ** 2).sum(-1).mean())), coef[1]
 
 
-def line_residual(track, height: int, width: int) -> float:
-  """How straight the motion is, whatever its speed (`line_fit`'s distance)."""
-  return line_fit(track, height, width)[0]
-
-
 def motion_kept(found, true, height: int, width: int) -> dict:
-  """Per clip: the generated track's fitted speed over the true one, and the angle (degrees)
-  between their directions; tells a drift in speed from one in direction."""
-  ratio, angle = [], []
+  """Per clip, from one `line_fit` of each generated track: its distance from that line,
+  the line's speed over the true one, and the angle (degrees) between their directions;
+  tells a drift in speed from one in direction."""
+  out = {"line_residual": [], "speed_ratio": [], "direction_error_deg": []}
   for f, c in zip(found, true):
-    v, u = line_fit(f, height, width)[1], line_fit(c, height, width)[1]
-    ratio.append(float(np.linalg.norm(v) / np.linalg.norm(u)))
-    cos = np.dot(v, u) / (np.linalg.norm(v) * np.linalg.norm(u))
-    angle.append(float(np.degrees(np.arccos(np.clip(cos, -1, 1)))))
-  return {"speed_ratio": ratio, "direction_error_deg": angle}
+    residual, v = line_fit(f, height, width)
+    u = line_fit(c, height, width)[1]
+    nv, nu = np.linalg.norm(v), np.linalg.norm(u)
+    out["line_residual"].append(residual)
+    out["speed_ratio"].append(float(nv / nu))
+    out["direction_error_deg"].append(float(np.degrees(np.arccos(np.clip(np.dot(v, u) / (nv * nu), -1, 1)))))
+  return out
 
 
 def extension(sample, clips: ExtensionClips, *, window: int, context: int | None = None,
@@ -212,8 +211,8 @@ def extension(sample, clips: ExtensionClips, *, window: int, context: int | None
     kept = np.array([[caption_check.classify(video[i, f:f + 1] * 0.5 + 0.5)["color"] == clips.colors[i]
                       for f in range(context, total)] for i in range(n)])
     per_clip = np.where(np.isnan(err), np.hypot(h, w) / 2, err).mean(axis=1)  # lost = half a diagonal
-    line = np.array([line_residual(f[context - 1:], h, w) for f in found])
     motion = motion_kept(found[:, context - 1:], clips.centers[:, context - 1:], h, w)
+    line = np.array(motion.pop("line_residual"))
     out[method] = {"trajectory_error_px": float(per_clip.mean()), "per_clip": per_clip.tolist(),
                    "line_residual_px": float(np.nanmean(line)), "context": context,
                    "per_frame": np.nanmean(err, axis=0).tolist(),
