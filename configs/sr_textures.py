@@ -31,6 +31,10 @@ STAGES = {
     "ssr": dict(kind="ssr", out=(16, 32, 32), low=(16, 16, 16), channels=16, mults=(1, 2, 2),
                 blocks=(1, 1, 1), cross=(8,), steps=3000, batch=16, crop=(16, 16), scale=4, aug_max=0.1),
 }
+# DDIM steps, chosen on the validation split (4 photos that train and test never use; 32 clips,
+# per-draw PSNR at 16/8/4/2/1 steps, docs/results/sr_psnr_progress.md, session 13): PSNR rewards
+# the posterior mean, which fewer steps approach; `--steps 16` gives sharper, noisier draws.
+SAMPLE_STEPS = {"tsr": 2, "ssr": 1}
 # Augmentation: training U(0, 0.1), sampling 0.02, as cascade_tiny's TSR (whose in-between detail
 # drowned in U(0, 0.5)); sampling the texture TSR at 0 or 0.005 instead changes < 0.1 dB
 # (docs/results/sr_psnr_progress.md, session 11).
@@ -45,12 +49,15 @@ def get_config(arg=None):
                 residual=True)
   if a.stage not in STAGES:
     raise ValueError(f"stage={a.stage!r}: expected one of {sorted(STAGES)}")
-  sizes = dict(num_train=16, num_test=4) if a.runlocal else dict(num_train=1000, num_test=64)
+  sizes = dict(num_train=16, num_test=4, num_validation=4) if a.runlocal else \
+      dict(num_train=1000, num_test=64, num_validation=32)
   c = _tiny.sr_stage(STAGES[a.stage], a, aug_level=AUG_LEVEL, data="texture_pans",
                      builder=dict(extra_resolutions=LOW_RES, **sizes), residual=a.residual)
   c.data.data_dir = a.data_dir or None
   if a.steps:
     c.train.steps = a.steps
   c.sample.prompts = PROMPTS
+  if not a.runlocal:
+    c.sample.steps = SAMPLE_STEPS[a.stage]
   c.data.max_text_length = c.text.max_length = 16  # whole captions (cascade_tiny's are 5 words)
   return c

@@ -134,11 +134,29 @@ def test_prediction_sweep_scores_each_row_against_holding_the_last_frame(tiny_ca
   from bench import prediction_sweep
   base = tiny_cascade.stages[0]
   monkeypatch.setattr(sys, "argv", ["prediction_sweep", "--config", base["config"], "--workdir", base["workdir"],
-                                    "--rows", "replacement:6:0:1,reconstruction:4:16:1", "--num", "2",
+                                    "--rows", "replacement:6:0:1,reconstruction:4:16:1:ancestral:3",
+                                    "--num", "2",
                                     "--steps", "2", "--out_dir", str(tmp_path)])
   prediction_sweep.main()
   rows = json.loads((tmp_path / "prediction_sweep.json").read_text())["rows"]
   assert [len(r["per_frame"]) for r in rows] == [2, 4] and all(np.isfinite(r["mean"]) for r in rows)
-  assert "| reconstruction | 4 | 16 | 1 |" in (tmp_path / "prediction_sweep.md").read_text()
+  assert [len(r["progress_ratio"]) for r in rows] == [2, 4]
+  assert [(r["sampler"], r["steps"]) for r in rows] == [("ddim", 2), ("ancestral", 3)]
+  assert "| reconstruction | 4 | 16 | 1 | ancestral 3 |" in (tmp_path / "prediction_sweep.md").read_text()
   with pytest.raises(SystemExit, match="METHOD:CONTEXT:RECON_WEIGHT:GUIDANCE"):
-    prediction_sweep.parse_rows("recon:4:16:1")
+    prediction_sweep.parse_rows("recon:4:16:1", "ddim", 2)
+
+
+def test_progress_ratio_reads_pace_along_the_true_path():
+  from bench import prediction_sweep
+  to_video = lambda c: ms.render(c, 8, 32, 32)[None].astype(np.float32) / 127.5 - 1
+  v = np.array([0.8, 0.4])  # 3.2 px and 1.6 px a frame at 32x32
+  truth = to_video(ms.Clip("red", "square", "right", 0.2, (0.9, 0.3), tuple(v), 1.0, wrap=True))
+  start3 = tuple(np.array([0.9, 0.3]) + 3 / 8 * v)  # the truth's centre at frame 3
+  half = to_video(ms.Clip("red", "square", "right", 0.2, start3, tuple(v / 2), 1.0, wrap=True))
+  held = np.concatenate([truth[:, :4], np.repeat(truth[:, 3:4], 4, 1)], 1)
+  slow = np.concatenate([truth[:, :4], half[:, 1:5]], 1)  # from frame 3 on at half the speed
+  ratio = lambda video: prediction_sweep.progress_ratio(video, truth, 4)
+  assert ratio(truth) == pytest.approx([1.0] * 4, abs=0.05)
+  assert ratio(held) == pytest.approx([0.0] * 4, abs=1e-6)
+  assert ratio(slow) == pytest.approx([0.5] * 4, abs=0.15)

@@ -55,6 +55,22 @@ def test_bicubic_keeps_constants_and_linear_ramps_in_range():
     sr_psnr.baseline("base", low, (1, 2, 8, 8, 3))
 
 
+def _result(steps, delta, se=0.1):
+  return {"steps": steps, "delta": delta, "delta_se": se, "wins": 1, "num": 2, "samples": 2,
+          "delta_mean": delta + 1, "delta_se_mean": se, "psnr_model": {"mean": 30.0 + delta},
+          "sampler": "ddim", "baseline": "bicubic", "stage": "s", "step": 5, "dataset": "d validation"}
+
+
+def test_steps_sweep_picks_the_best_single_draw_and_tabulates_each(tmp_path):
+  results = [_result(16, -2.0), _result(4, 0.5), _result(1, 0.3)]
+  assert sr_psnr.best_steps(results) == 4
+  rows = sr_psnr.steps_table(results).splitlines()[2:]
+  assert [r.split("|")[1].strip() for r in rows] == ["16", "4", "1"]
+  assert "+0.50 ± 0.10, 1/2" in rows[1] and "+1.50 ± 0.10 (2 draws)" in rows[1]
+  sr_psnr.steps_plot(results, str(tmp_path / "p.png"))
+  assert (tmp_path / "p.png").stat().st_size > 0
+
+
 @pytest.mark.slow
 def test_runlocal_texture_tsr_then_sr_psnr_cli(tmp_path):
   from imagen_video.cli import main as cli
@@ -75,10 +91,23 @@ def test_runlocal_texture_tsr_then_sr_psnr_cli(tmp_path):
   assert 0 < result["ssim_model"] <= 1 and 0 < result["ssim_baseline"] <= 1
   assert "SSIM per frame" in (out_dir / "sr_psnr.md").read_text()
   assert (out_dir / "sr_psnr.png").stat().st_size > 0
-  # Two draws per clip: their average is scored too, beside the per-draw PSNR.
+  test_baseline = result["psnr_baseline"]["per_clip"]
+  # Two draws per clip: their average is scored too, beside the per-draw PSNR; on the
+  # validation split (its own photos), which is where sampler settings are chosen.
   assert cli.main(["eval", "--config", arg, "--workdir", workdir, "--metric", "sr_psnr",
-                   "--num", "2", "--samples", "2", "--out_dir", str(out_dir)]) == 0
+                   "--num", "2", "--samples", "2", "--split", "validation",
+                   "--out_dir", str(out_dir)]) == 0
   result = json.loads((out_dir / "sr_psnr.json").read_text())
+  assert result["dataset"].endswith(" validation") and result["psnr_baseline"]["per_clip"] != test_baseline
   assert result["samples"] == 2 and len(result["psnr_mean"]["per_clip"]) == 2
   assert result["delta_mean"] == pytest.approx(result["psnr_mean"]["mean"] - result["psnr_baseline"]["mean"])
   assert "PSNR of their mean" in (out_dir / "sr_psnr.md").read_text()
+  # A sweep over step counts: one row each, the best named, a plot.
+  assert cli.main(["eval", "--config", arg, "--workdir", workdir, "--metric", "sr_psnr",
+                   "--num", "2", "--sweep_steps", "2,1", "--split", "validation",
+                   "--out_dir", str(out_dir)]) == 0
+  sweep = json.loads((out_dir / "sr_psnr_steps.json").read_text())
+  assert [r["steps"] for r in sweep["results"]] == [2, 1]
+  assert sweep["best_steps"] == max(sweep["results"], key=lambda r: r["delta"])["steps"]
+  assert f"best for one draw: {sweep['best_steps']} steps" in (out_dir / "sr_psnr_steps.md").read_text()
+  assert (out_dir / "sr_psnr_steps.png").stat().st_size > 0

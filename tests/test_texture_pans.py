@@ -21,11 +21,13 @@ def test_low_res_is_the_area_downsample_of_high_res():
 
 
 def test_photos_split_disjoint_and_all_bundled():
-  train, test = set(tp.SPLIT_PHOTOS["train"]), set(tp.SPLIT_PHOTOS["test"])
-  assert train and test and not train & test
-  assert {tp.sample_clip(0, "test", i).photo for i in range(50)} <= test
-  assert {tp.sample_clip(0, "train", i).photo for i in range(50)} <= train
-  for name in train | test:  # read from the installed wheel: no network
+  photos = {k: set(v) for k, v in tp.SPLIT_PHOTOS.items()}
+  assert set(photos) == {"train", "test", "validation"}
+  for a in photos:
+    assert photos[a]
+    assert all(not photos[a] & photos[b] for b in photos if b != a), a
+    assert {tp.sample_clip(0, a, i).photo for i in range(50)} <= photos[a]
+  for name in set().union(*photos.values()):  # read from the installed wheel: no network
     photo = tp.load_photo(name)
     assert photo.ndim == 3 and photo.shape[2] == 3 and 0 <= photo.min() and photo.max() <= 1
 
@@ -62,3 +64,16 @@ def test_builder_prepares_with_extra_resolutions(tmp_path):
   np.testing.assert_array_equal(np.stack(ex["video"]), tp.render(clip, 4, 16, 16))
   np.testing.assert_array_equal(np.stack(ex["video_2x16x16"]), np.stack(ex["video"])[::2])
   assert np.stack(ex["video_4x8x8"]).shape == (4, 8, 8, 3)
+  assert "validation" not in b.info.splits  # only when asked for
+
+
+def test_builder_validation_split_uses_its_own_photos(tmp_path):
+  b = builders.prepare("texture_pans", str(tmp_path), frames=2, height=8, width=8, num_train=2,
+                       num_test=2, num_validation=3)
+  assert "_v3" in b.builder_config.name
+  val = b.as_data_source("validation")
+  assert len(val) == 3
+  for ex in val:
+    clip = tp.sample_clip(0, "validation", int(ex["index"]))
+    assert ex["photo"].decode() == clip.photo and clip.photo in tp.SPLIT_PHOTOS["validation"]
+    np.testing.assert_array_equal(np.stack(ex["video"]), tp.render(clip, 2, 8, 8))

@@ -7,8 +7,11 @@ direction and both-together accuracy read from the pixels; writes
 caption_eval.md (tables) and caption_eval.png (contact sheet) to --out_dir.
 
 sr_psnr: for a TSR/SSR stage, samples the first --num clips of the test split
+(--split validation: a split for choosing settings, where the dataset has one)
 from their low-res inputs (default augmentation level) and compares PSNR with
 bicubic (SSR) or linear frame blending (TSR); writes sr_psnr.md/.json/.png.
+--sweep_steps 16,8,4,2,1 scores each step count on the same clips and names the best
+for single draws (sr_psnr_steps.md/.json/.png: delta against steps).
 
 conditional: for a stage, image-to-video, interpolation, prediction and inpainting
 of the first --num test clips by replacement and by reconstruction guidance, PSNR/SSIM
@@ -56,6 +59,11 @@ def main(argv: list[str]) -> int:
   flags.DEFINE_integer("step", None, "checkpoint step to evaluate (default the newest)", flag_values=fv)
   flags.DEFINE_integer("samples", 1, "sr_psnr: draws per clip; > 1 also scores their average "
                        "(the posterior-mean estimate)", flag_values=fv)
+  flags.DEFINE_string("sweep_steps", None, "sr_psnr: comma-separated step counts to score in turn "
+                      "(e.g. 16,8,4,2,1; writes sr_psnr_steps.md/.json/.png and names the best)",
+                      flag_values=fv)
+  flags.DEFINE_string("split", "test", "sr_psnr: held-out split to score (validation where the "
+                      "dataset has one: for choosing sampler settings)", flag_values=fv)
   flags.DEFINE_string("tasks", "i2v,interpolation,prediction,inpainting,extension",
                       "conditional: which tasks", flag_values=fv)
   flags.DEFINE_integer("extend", 4, "conditional: extension length in clip lengths", flag_values=fv)
@@ -96,9 +104,15 @@ def main(argv: list[str]) -> int:
     raise SystemExit(f"{argv[0]}: --config and --workdir (or --cascade) are required")
   s = fv.config.sample
   out_dir = fv.out_dir or os.path.join(fv.workdir, "eval")
+  if fv.metric == "sr_psnr" and fv.sweep_steps:
+    sr_psnr_sweep(fv.config, fv.workdir, [int(v) for v in fv.sweep_steps.split(",")], num=fv.num,
+                  seed=fv.seed, guidance=fv.guidance, out_dir=out_dir, step=fv.step,
+                  samples=fv.samples, split=fv.split)
+    return 0
   if fv.metric == "sr_psnr":
     sr_psnr_eval(fv.config, fv.workdir, num=fv.num, seed=fv.seed, steps=fv.steps,
-                 guidance=fv.guidance, out_dir=out_dir, step=fv.step, samples=fv.samples)
+                 guidance=fv.guidance, out_dir=out_dir, step=fv.step, samples=fv.samples,
+                 split=fv.split)
     return 0
   if fv.metric == "text_probe":
     text_probe_eval(fv.config, fv.workdir, num=fv.num, seed=fv.seed, out_dir=out_dir, step=fv.step)
@@ -159,12 +173,12 @@ def conditional_eval(config, workdir, *, num, seed, steps, guidance, out_dir, st
 
 
 def sr_psnr_eval(config, workdir, *, num, seed=0, steps=None, guidance=None, out_dir,
-                 step=None, samples=1) -> dict:
+                 step=None, samples=1, split="test") -> dict:
   """sr_psnr.evaluate, printed and written as sr_psnr.md / .json / .png in out_dir."""
   from imagen_video.eval import sr_psnr
   name = os.path.basename(os.path.normpath(workdir))
   result = sr_psnr.evaluate(config, workdir, num=num, seed=seed, steps=steps, guidance=guidance,
-                            name=name, step=step, samples=samples)
+                            name=name, step=step, samples=samples, split=split)
   report = sr_psnr.table(result)
   print(f"sr_psnr: {result['sampler']} {result['steps']} steps, guidance {result['guidance']}, "
         f"aug_level {result['aug_level']}, {result['seconds']:.0f} s\n{report}")
@@ -176,6 +190,31 @@ def sr_psnr_eval(config, workdir, *, num, seed=0, steps=None, guidance=None, out
   if report_lib.write(out_dir, "sr_psnr", f"{header}\n\n{report}", sr_psnr.summary(result)):
     sr_psnr.contact_sheet(result, os.path.join(out_dir, "sr_psnr.png"))
   return result
+
+
+def sr_psnr_sweep(config, workdir, steps_list, *, num, seed=0, guidance=None, out_dir, step=None,
+                  samples=1, split="test") -> list:
+  """sr_psnr.evaluate at each step count (same clips and seeds), as a table and a plot of the
+  delta against steps in out_dir/sr_psnr_steps.*; prints the best count for single draws."""
+  from imagen_video.eval import sr_psnr
+  name = os.path.basename(os.path.normpath(workdir))
+  results = []
+  for i, steps in enumerate(steps_list):
+    r = sr_psnr.evaluate(config, workdir, num=num, seed=seed, steps=steps, guidance=guidance,
+                         name=name, step=step, samples=samples, split=split)
+    results.append(sr_psnr.summary(r))
+    print(f"[sr_psnr sweep] {i + 1}/{len(steps_list)}: {r['steps']} steps, delta per draw "
+          f"{r['delta']:+.2f} ± {r['delta_se']:.2f} dB ({r['seconds']:.0f} s)", flush=True)
+  best = sr_psnr.best_steps(results)
+  r = results[0]
+  header = (f"{name} step {r['step']}, {num} {r['dataset']} clips, {r['sampler']}, guidance "
+            f"{r['guidance']}, aug_level {r['aug_level']}, vs {r['baseline']}; best for one draw: "
+            f"{best} steps")
+  report = f"{header}\n\n{sr_psnr.steps_table(results)}"
+  print(report)
+  if report_lib.write(out_dir, "sr_psnr_steps", report, {"best_steps": best, "results": results}):
+    sr_psnr.steps_plot(results, os.path.join(out_dir, "sr_psnr_steps.png"))
+  return results
 
 
 def fvd_eval(generate, config, *, num, seed, batch, out_dir, label) -> dict:

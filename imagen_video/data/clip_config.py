@@ -22,6 +22,7 @@ class ClipsConfig(tfds.core.BuilderConfig):
   num_test: int = 100
   seed: int = 0
   extra_resolutions: tuple = ()
+  num_validation: int = 0  # a validation split only where the dataset defines one
 
 
 def extra_key(frames: int, height: int, width: int) -> str:
@@ -29,7 +30,8 @@ def extra_key(frames: int, height: int, width: int) -> str:
 
 
 class SyntheticClips(tfds.core.GeneratorBasedBuilder):
-  """Train/test splits of `num_train`/`num_test` clips; example i of a split is clip i
+  """Train/test (and, if `num_validation`, validation) splits of `num_train`/`num_test` clips;
+  example i of a split is clip i
   (readers index clips directly and shuffle themselves). Features: video, caption, the
   subclass's labels, index, and `video_{F}x{H}x{W}` per extra resolution."""
 
@@ -61,8 +63,11 @@ class SyntheticClips(tfds.core.GeneratorBasedBuilder):
   def _split_generators(self, dl_manager):
     del dl_manager  # synthetic (or shipped with a package): nothing to download
     c = self.builder_config
-    return {"train": self._generate_examples("train", c.num_train),
-            "test": self._generate_examples("test", c.num_test)}
+    splits = {"train": self._generate_examples("train", c.num_train),
+              "test": self._generate_examples("test", c.num_test)}
+    if c.num_validation:
+      splits["validation"] = self._generate_examples("validation", c.num_validation)
+    return splits
 
   def _generate_examples(self, split: str, count: int):
     for index in range(count):
@@ -70,7 +75,7 @@ class SyntheticClips(tfds.core.GeneratorBasedBuilder):
 
 
 def config_name(dataset: str, frames, height, width, fps, num_train, num_test, seed,
-                extra_resolutions=()) -> tuple[str, tuple]:
+                extra_resolutions=(), num_validation=0) -> tuple[str, tuple]:
   """(name, extra resolutions as int triples), so variants never collide on disk.
 
   Extra resolutions store the same clips at lower fps/size: their frame count must
@@ -82,4 +87,5 @@ def config_name(dataset: str, frames, height, width, fps, num_train, num_test, s
       raise ValueError(f"{dataset} extra resolution {f}x{h}x{w}: frames must divide {frames} "
                        f"and the aspect must equal {width}x{height}'s")
   name = f"{frames}x{height}x{width}_fps{fps:g}_n{num_train}-{num_test}_s{seed}"
+  name += f"_v{num_validation}" if num_validation else ""  # names without one stay as they were
   return name + "".join(f"_x{f}x{h}x{w}" for f, h, w in extra), extra

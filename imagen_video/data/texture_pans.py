@@ -31,11 +31,16 @@ PHOTOS = {
     "motorcycle": ("motorcycle_left.png", "a motorcycle"),
     "coins": ("coins.png", "coins"),
     "moon": ("moon.png", "the moon"),
+    "retina": ("retina.jpg", "a retina"),
+    "hubble": ("hubble_deep_field.jpg", "galaxies"),
+    "cell": ("cell.png", "cells"),
+    "clock": ("clock_motion.png", "a clock"),
 }
 SPLIT_PHOTOS = {
     "train": ("astronaut", "coffee", "chelsea", "rocket", "immunohistochemistry", "camera",
               "brick", "grass", "gravel"),
     "test": ("motorcycle", "coins", "moon"),
+    "validation": ("retina", "hubble", "cell", "clock"),  # for choosing settings, not the test
 }
 SPLITS = tuple(SPLIT_PHOTOS)
 MOTIONS = ("pan", "zoom", "pan_zoom")

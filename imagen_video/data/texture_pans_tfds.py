@@ -6,7 +6,9 @@
 `extra_resolutions` store the same clips as `video_{frames}x{height}x{width}`
 exactly as `moving_shapes` does (same time span at a lower frame rate: frame i
 of a k-times shorter clip is frame i*k of the full one; area-downsampled size).
-The train split uses the train photos, the test split only held-out photos.
+The train split uses the train photos, the test split only held-out photos, and the
+optional validation split (`num_validation` clips) photos that neither of them uses, for
+choosing sampler settings without looking at the test photos.
 """
 from __future__ import annotations
 
@@ -18,12 +20,13 @@ from imagen_video.data.clip_config import extra_key
 
 
 def texture_pans_config(frames=16, height=32, width=32, fps=8.0, num_train=1000, num_test=100,
-                        seed=0, extra_resolutions=()) -> clip_config.ClipsConfig:
+                        seed=0, extra_resolutions=(), num_validation=0) -> clip_config.ClipsConfig:
   """A config whose name encodes every parameter, so variants never collide on disk."""
   name, extra = clip_config.config_name("texture_pans", frames, height, width, fps, num_train,
-                                        num_test, seed, extra_resolutions)
+                                        num_test, seed, extra_resolutions, num_validation)
   return clip_config.ClipsConfig(name=name, frames=frames, height=height, width=width, fps=float(fps),
                            num_train=num_train, num_test=num_test, seed=seed, extra_resolutions=extra,
+                           num_validation=num_validation,
                            description="camera pans and zooms over scikit-image photographs")
 
 

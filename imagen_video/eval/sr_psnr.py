@@ -67,12 +67,13 @@ def baseline(kind: str, low, shape) -> np.ndarray:
   raise ValueError(f"config.stage.kind={kind!r}: sr_psnr needs 'tsr' or 'ssr'")
 
 
-def test_clips(config, num: int) -> dict:
-  """The first `num` test clips, full frames: video, caption and, for SR stages, the low-res
-  video (videos in [0, 1]); with the dataset's per-frame keypoints and visibility if it has them."""
+def test_clips(config, num: int, split: str = "test") -> dict:
+  """The first `num` clips of `split` (held-out: test, or validation where the dataset has one),
+  full frames: video, caption and, for SR stages, the low-res video (videos in [0, 1]); with the
+  dataset's per-frame keypoints and visibility if it has them."""
   d = config.data.copy_and_resolve_references()
   with d.unlocked():
-    d.update(dict(split="test", shuffle=False, repeat=False, drop_remainder=False, batch_size=num,
+    d.update(dict(split=split, shuffle=False, repeat=False, drop_remainder=False, batch_size=num,
                   crop=None, text="string", prefetch=0, extra_images=0))
   data = pipeline.VideoBatches(d, process_index=0, process_count=1)
   try:
@@ -80,7 +81,7 @@ def test_clips(config, num: int) -> dict:
   finally:
     data.close()
   if len(batch["caption"]) < num:
-    raise ValueError(f"num={num}: the test split of {d.name} has only {len(batch['caption'])} clips")
+    raise ValueError(f"num={num}: the {split} split of {d.name} has only {len(batch['caption'])} clips")
   out = {"video": (batch["video"] + 1) / 2, "caption": [str(c) for c in batch["caption"]]}
   key = config.stage.get("low_res_key")
   if key:
@@ -91,8 +92,8 @@ def test_clips(config, num: int) -> dict:
 
 def evaluate(config, workdir: str, *, num: int = 8, seed: int = 0, steps=None, guidance=None,
              chunk: int = 8, name: str | None = None, step: int | None = None,
-             samples: int = 1) -> dict:
-  """Samples the stage in `workdir` on `num` test clips (`samples` draws each); PSNR of
+             samples: int = 1, split: str = "test") -> dict:
+  """Samples the stage in `workdir` on `num` held-out clips of `split` (`samples` draws each); PSNR of
   model (per draw, averaged), baseline and, for samples > 1, the draws' average."""
   if samples < 1:
     raise ValueError(f"samples={samples}: expected at least 1 draw per clip")
@@ -102,7 +103,7 @@ def evaluate(config, workdir: str, *, num: int = 8, seed: int = 0, steps=None, g
     raise ValueError(f"config.stage.kind={kind!r}: sr_psnr needs a 'tsr' or 'ssr' stage")
   steps = steps or config.sample.steps
   guidance = config.sample.guidance if guidance is None else guidance
-  clips = test_clips(config, num)
+  clips = test_clips(config, num, split)
   stage, ema, step = trainer.load_for_sampling(config, workdir, step=step)
   t0 = time.time()
   draws = [upsample_clips(stage, ema, clips["low"], clips["caption"], clips["video"].shape,
@@ -123,7 +124,7 @@ def evaluate(config, workdir: str, *, num: int = 8, seed: int = 0, steps=None, g
     extra["ssim_model"] = float(video_metrics.ssim_per_frame(model, clips["video"]).mean())
     extra["ssim_baseline"] = float(video_metrics.ssim_per_frame(base, clips["video"]).mean())
   return {**extra, "samples": samples,
-      "stage": name or kind, "kind": kind, "dataset": f"{config.data.name} test", "num": num,
+      "stage": name or kind, "kind": kind, "dataset": f"{config.data.name} {split}", "num": num,
       "step": int(step), "sampler": config.sample.sampler, "steps": int(steps),
       "guidance": float(guidance), "aug_level": float(config.stage.aug_level),
       "baseline": BASELINES[kind],
@@ -199,3 +200,45 @@ def contact_sheet(result: dict, path: str, clips: int = 3) -> np.ndarray:
 def summary(result: dict) -> dict:
   """`result` without the videos (for JSON)."""
   return {k: v for k, v in result.items() if k != "videos"}
+
+
+def best_steps(results: list) -> int:
+  """The step count whose single draws beat the baseline by the most (mean paired delta)."""
+  return int(max(results, key=lambda r: r["delta"])["steps"])
+
+
+def steps_table(results: list) -> str:
+  """Markdown: one row per step count of a sweep (same stage, clips and split)."""
+  lines = ["| steps | PSNR per draw (dB) | delta per draw ± paired SE, clips won | "
+           "delta of the draws' mean |", "|---|---|---|---|"]
+  for r in sorted(results, key=lambda r: -r["steps"]):
+    mean = (f"{r['delta_mean']:+.2f} ± {r['delta_se_mean']:.2f} ({r['samples']} draws)"
+            if "delta_mean" in r else "")
+    lines.append(f"| {r['steps']} | {r['psnr_model']['mean']:.2f} | {r['delta']:+.2f} ± "
+                 f"{r['delta_se']:.2f}, {r['wins']}/{r['num']} | {mean} |")
+  return "\n".join(lines)
+
+
+def steps_plot(results: list, path: str) -> None:
+  """Delta against the baseline (per draw, ± paired SE; and the draws' mean) vs sampling steps."""
+  import matplotlib
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt
+  rs = sorted(results, key=lambda r: r["steps"])
+  x = [r["steps"] for r in rs]
+  fig, ax = plt.subplots(figsize=(5, 3.4))
+  ax.errorbar(x, [r["delta"] for r in rs], [r["delta_se"] for r in rs], marker="o", capsize=3,
+              label="one draw")
+  if all("delta_mean" in r for r in rs):
+    ax.errorbar(x, [r["delta_mean"] for r in rs], [r["delta_se_mean"] for r in rs], marker="s",
+                capsize=3, ls="--", label=f"mean of {rs[0]['samples']} draws")
+  ax.axhline(0, color="grey", lw=0.8)
+  ax.set_xscale("log", base=2)
+  ax.set_xticks(x, [str(v) for v in x])
+  r = rs[0]
+  ax.set(xlabel=f"{r['sampler']} steps", ylabel=f"PSNR minus {r['baseline']} (dB)",
+         title=f"{r['stage']} step {r['step']}, {r['num']} {r['dataset']} clips")
+  ax.legend()
+  fig.tight_layout()
+  fig.savefig(path, dpi=110)
+  plt.close(fig)
