@@ -2,7 +2,7 @@
 
     python -m bench.prediction_sweep --config "configs/cascade_tiny.py:stage=base,root=R,data_dir=D" \
         --workdir R/base --rows reconstruction:4:4:3,reconstruction:6:16:1,replacement:6:0:1 \
-        [--num 16] [--steps 32] --out_dir DIR
+        [--num 16] [--first 0] [--steps 32] --out_dir DIR
 
 Each row METHOD:CONTEXT:RECON_WEIGHT:GUIDANCE[:SAMPLER[:STEPS]] gives the first CONTEXT frames
 of the first --num held-out moving_shapes clips and samples the rest of the window (with the
@@ -68,12 +68,15 @@ def main():
   p.add_argument("--workdir", required=True)
   p.add_argument("--rows", default="replacement:6:0:1,reconstruction:4:4:3,reconstruction:6:16:1")
   p.add_argument("--num", type=int, default=16, help="held-out clips")
+  p.add_argument("--first", type=int, default=0, help="skip this many test clips first (to choose "
+                 "settings on clips that a later evaluation of the first ones does not use)")
   p.add_argument("--steps", type=int, default=32)
   p.add_argument("--seed", type=int, default=0)
   p.add_argument("--out_dir", required=True)
   a = p.parse_args()
   config = flags_util.load_config(a.config)
-  clips = sr_psnr.test_clips(config, a.num)
+  clips = sr_psnr.test_clips(config, a.first + a.num)
+  clips = {"video": clips["video"][a.first:], "caption": clips["caption"][a.first:]}
   truth = clips["video"] * 2 - 1
   frames = truth.shape[1]
   stage, ema, step = trainer.load_for_sampling(config, a.workdir)
@@ -96,7 +99,8 @@ def main():
           f"{sampler} {steps}: per frame {np.round(err.mean(0), 2)} (hold {np.round(hold.mean(0), 2)}), "
           f"progress x{np.round(pace, 2)} "
           f"{time.time() - t0:.0f} s", flush=True)
-  lines = [f"Prediction: {a.config} ({a.workdir} step {step}), {a.num} held-out clips; centre error "
+  lines = [f"Prediction: {a.config} ({a.workdir} step {step}), held-out clips {a.first}-"
+           f"{a.first + a.num - 1}; centre error "
            "of each generated frame (px) and its progress along the true path (x true)", "",
            "| method | context | w_r | guidance | sampler | error per generated frame | mean | "
            "holding the last frame | progress |", "|---|---|---|---|---|---|---|---|---|"]

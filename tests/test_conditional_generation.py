@@ -77,8 +77,9 @@ def test_conditional_eval_reports_tasks_and_extension(tiny_cascade, tmp_path):
   base = tiny_cascade.stages[0]
   assert cli.main(["eval", "--config", base["config"] + ",wrap=true", "--workdir", base["workdir"],
                    "--metric", "conditional", "--num", "2", "--steps", "2", "--extend", "2",
-                   "--out_dir", str(tmp_path)]) == 0
+                   "--sampler", "ancestral", "--out_dir", str(tmp_path)]) == 0
   report = json.loads((tmp_path / "conditional.json").read_text())
+  assert "ancestral 2 steps" in report["label"]
   assert set(report["tasks"]) == {"i2v", "interpolation", "prediction", "inpainting"}
   for r in report["tasks"].values():
     assert set(r["scores"]) == {"baseline", "replacement", "reconstruction"}
@@ -90,6 +91,9 @@ def test_conditional_eval_reports_tasks_and_extension(tiny_cascade, tmp_path):
   assert "| interpolation |" in md and "| reconstruction |" in md
   for png in ("conditional.png", "extension.png", "extension_error.png"):
     assert (tmp_path / png).stat().st_size > 0
+  with pytest.raises(SystemExit, match="--sampler 'euler': expected one of"):
+    cli.main(["eval", "--config", base["config"], "--workdir", base["workdir"], "--metric",
+              "conditional", "--sampler", "euler"])
 
 
 def test_torus_centroid_and_distance_follow_a_shape_across_the_border():
@@ -135,14 +139,14 @@ def test_prediction_sweep_scores_each_row_against_holding_the_last_frame(tiny_ca
   base = tiny_cascade.stages[0]
   monkeypatch.setattr(sys, "argv", ["prediction_sweep", "--config", base["config"], "--workdir", base["workdir"],
                                     "--rows", "replacement:6:0:1,reconstruction:4:16:1:ancestral:3",
-                                    "--num", "2",
-                                    "--steps", "2", "--out_dir", str(tmp_path)])
+                                    "--num", "2", "--first", "1", "--steps", "2", "--out_dir", str(tmp_path)])
   prediction_sweep.main()
   rows = json.loads((tmp_path / "prediction_sweep.json").read_text())["rows"]
   assert [len(r["per_frame"]) for r in rows] == [2, 4] and all(np.isfinite(r["mean"]) for r in rows)
   assert [len(r["progress_ratio"]) for r in rows] == [2, 4]
   assert [(r["sampler"], r["steps"]) for r in rows] == [("ddim", 2), ("ancestral", 3)]
-  assert "| reconstruction | 4 | 16 | 1 | ancestral 3 |" in (tmp_path / "prediction_sweep.md").read_text()
+  md = (tmp_path / "prediction_sweep.md").read_text()
+  assert "| reconstruction | 4 | 16 | 1 | ancestral 3 |" in md and "held-out clips 1-2" in md
   with pytest.raises(SystemExit, match="METHOD:CONTEXT:RECON_WEIGHT:GUIDANCE"):
     prediction_sweep.parse_rows("recon:4:16:1", "ddim", 2)
 

@@ -55,6 +55,8 @@ def main(argv: list[str]) -> int:
                        flag_values=fv)
   flags.DEFINE_integer("steps", None, "sampling steps (default config.sample.steps)", flag_values=fv)
   flags.DEFINE_float("guidance", None, "guidance weight (default config.sample.guidance)", flag_values=fv)
+  flags.DEFINE_string("sampler", None, "ddim | ancestral | dpm++2m | stochastic (one stage; default "
+                      "config.sample.sampler)", flag_values=fv)
   flags.DEFINE_string("out_dir", None, "where to write the report (default WORKDIR/eval)", flag_values=fv)
   flags.DEFINE_integer("step", None, "checkpoint step to evaluate (default the newest)", flag_values=fv)
   flags.DEFINE_integer("samples", 1, "sr_psnr: draws per clip; > 1 also scores their average "
@@ -75,9 +77,10 @@ def main(argv: list[str]) -> int:
                       "pose_detector_HxW.npz, trained there if missing)", flag_values=fv)
   flags_util.parse(fv, argv, __doc__)
   if fv.cascade is not None:
-    if fv.metric not in ("caption", "fvd", "pose") or fv.config is not None or fv.step is not None:
+    if fv.metric not in ("caption", "fvd", "pose") or fv.config is not None or fv.step is not None \
+        or fv.sampler:
       raise SystemExit(f"{argv[0]}: --cascade goes with --metric caption, fvd or pose and no "
-                       "--config or --step")
+                       "--config, --step or --sampler (the cascade config sets each stage's)")
     if fv.metric == "pose":
       from imagen_video.cascade.cascade import Cascade
       from imagen_video.eval import pose_eval
@@ -103,8 +106,15 @@ def main(argv: list[str]) -> int:
   if fv.config is None or not fv.workdir:
     raise SystemExit(f"{argv[0]}: --config and --workdir (or --cascade) are required")
   s = fv.config.sample
+  if fv.sampler:
+    from imagen_video.diffusion import samplers
+    if fv.sampler not in samplers.SAMPLERS:
+      raise SystemExit(f"{argv[0]}: --sampler {fv.sampler!r}: expected one of {samplers.SAMPLERS}")
+    s.sampler = fv.sampler
   out_dir = fv.out_dir or os.path.join(fv.workdir, "eval")
   if fv.metric == "sr_psnr" and fv.sweep_steps:
+    if fv.steps:
+      raise SystemExit(f"{argv[0]}: --sweep_steps replaces --steps; give one of them")
     sr_psnr_sweep(fv.config, fv.workdir, [int(v) for v in fv.sweep_steps.split(",")], num=fv.num,
                   seed=fv.seed, guidance=fv.guidance, out_dir=out_dir, step=fv.step,
                   samples=fv.samples, split=fv.split)
