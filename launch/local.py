@@ -58,22 +58,27 @@ def command(args: list[str]) -> list[str]:
   return [sys.executable, "-m", "imagen_video.cli.main", *args]
 
 
-def _pump(i: int, stream, log, tail: list[str]):
+def explain(line: str) -> str | None:
+  """The one-line reason a process's output line gives for its death, if any."""
+  return next((why for key, why in EXPLAIN if key in line), None)
+
+
+def _pump(i: int, stream, log, reasons: list[str]):
+  """Streams process i's output; keeps the first explained reason (checked line by line: a
+  fatal error's stack dump, one stack per thread, can run to hundreds of lines after it)."""
   for line in iter(stream.readline, ""):
     sys.stdout.write(f"[p{i}] {line}")
     sys.stdout.flush()
-    tail.append(line)
-    del tail[:-40]
+    if not reasons and (why := explain(line)):
+      reasons.append(why)
     if log:
       log.write(line)
       log.flush()
 
 
-def _reason(code: int, tail: list[str]) -> str:
-  text = "".join(tail)
-  why = next((w for key, w in EXPLAIN if key in text), None)
+def _reason(code: int, reasons: list[str]) -> str:
   how = f"signal {signal.Signals(-code).name}" if code < 0 else f"exit code {code}"
-  return how + (f": {why}" if why else "")
+  return how + (f": {reasons[0]}" if reasons else "")
 
 
 def _stop(procs, pending: set[int]):
@@ -101,14 +106,14 @@ def launch(n: int, cmd: list[str], *, devices: int | None = None, platform: str 
         f"{shlex.join(full)}", flush=True)
   if log_dir:
     os.makedirs(log_dir, exist_ok=True)
-  procs, threads, tails = [], [], []
+  procs, threads, reasons = [], [], []
   for i in range(n):
     env = process_env(os.environ, i, n, port, devices, platform)
     p = subprocess.Popen(full, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                          start_new_session=True)  # a signal to one never reaches the launcher
     log = open(os.path.join(log_dir, f"process_{i}.log"), "w") if log_dir else None
-    tails.append([])
-    t = threading.Thread(target=_pump, args=(i, p.stdout, log, tails[i]), daemon=True)
+    reasons.append([])
+    t = threading.Thread(target=_pump, args=(i, p.stdout, log, reasons[i]), daemon=True)
     t.start()
     procs.append(p)
     threads.append(t)
@@ -127,7 +132,7 @@ def launch(n: int, cmd: list[str], *, devices: int | None = None, platform: str 
         if code == 0:
           print(f"[launch] process {i} finished", flush=True)
           continue
-        print(f"[launch] process {i} (pid {procs[i].pid}) failed with {_reason(code, tails[i])}",
+        print(f"[launch] process {i} (pid {procs[i].pid}) failed with {_reason(code, reasons[i])}",
               flush=True)
         if failed_at is None:
           status, failed_at = (128 - code if code < 0 else code), time.time()

@@ -128,6 +128,22 @@ def test_local_launcher_names_the_failed_process_and_stops_the_rest(tmp_path):
   assert (tmp_path / "logs" / "process_0.log").read_text().startswith("worker 0")
 
 
+def test_local_launcher_explains_a_death_whose_stack_dump_runs_long(tmp_path):
+  # JAX's fatal coordination error is followed by a stack per thread: the reason must survive it.
+  script = tmp_path / "worker.py"
+  script.write_text(textwrap.dedent("""
+      import os
+      print("F client.h:77] Terminating process ... UNAVAILABLE: The following tasks are "
+            "unhealthy (stopped sending heartbeats):", flush=True)
+      for k in range(500):
+        print(f"  frame {k}", flush=True)
+      os.abort()
+  """))
+  out = _run([sys.executable, f"{LAUNCH}/local.py", "-n", "1", "--", str(script)], timeout=60)
+  assert out.returncode != 0
+  assert "failed with signal SIGABRT: a peer died (stopped sending heartbeats)" in out.stdout
+
+
 def test_sweep_dry_run_and_summary(tmp_path):
   variants = tmp_path / "ablation.txt"
   variants.write_text("# objective ablation\nname=v config.diffusion.objective=v\n"

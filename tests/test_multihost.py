@@ -176,7 +176,7 @@ def test_a_killed_peer_is_a_clear_error_and_a_restart_resumes(tmp_path, data_dir
   assert elapsed < HEARTBEAT + 30, out.text()[-4000:]
   text = out.text()
   assert "[launch] process 1" in text and "signal SIGKILL" in text
-  assert "a peer died (stopped sending heartbeats)" in report
+  assert "a peer died (stopped sending heartbeats)" in report, text[-4000:]
   assert re.search(r"\[p0\] .*Terminating process because the JAX distributed service detected fatal "
                    r"errors\. This most likely indicates that another task died", text)
   assert re.search(r"\[p0\] .*The following tasks are unhealthy \(stopped sending heartbeats\)", text)
