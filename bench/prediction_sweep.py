@@ -54,9 +54,8 @@ def progress_ratio(video, truth, context: int) -> np.ndarray:
   h, w = truth.shape[2:4]
   found, true = conditional.circular_centroids(video), conditional.circular_centroids(truth)
   scale = np.array([w, h])
-  wrap = lambda d: (d + 0.5) % 1.0 - 0.5  # shortest way round the torus
-  d_true = wrap(true[:, context:] - true[:, context - 1:context]) * scale
-  d_found = wrap(found[:, context:] - true[:, context - 1:context]) * scale
+  d_true = conditional.torus_offset(true[:, context:] - true[:, context - 1:context]) * scale
+  d_found = conditional.torus_offset(found[:, context:] - true[:, context - 1:context]) * scale
   norm2 = (d_true ** 2).sum(-1)
   ratio = (d_found * d_true).sum(-1) / np.where(norm2 > 1e-6, norm2, np.nan)
   return np.nanmedian(ratio, axis=0)

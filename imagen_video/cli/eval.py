@@ -204,14 +204,14 @@ def sr_psnr_eval(config, workdir, *, num, seed=0, steps=None, guidance=None, out
 
 def sr_psnr_sweep(config, workdir, steps_list, *, num, seed=0, guidance=None, out_dir, step=None,
                   samples=1, split="test") -> list:
-  """sr_psnr.evaluate at each step count (same clips and seeds), as a table and a plot of the
+  """sr_psnr.evaluate_steps (same clips and seeds, loaded once), as a table and a plot of the
   delta against steps in out_dir/sr_psnr_steps.*; prints the best count for single draws."""
   from imagen_video.eval import sr_psnr
   name = os.path.basename(os.path.normpath(workdir))
   results = []
-  for i, steps in enumerate(steps_list):
-    r = sr_psnr.evaluate(config, workdir, num=num, seed=seed, steps=steps, guidance=guidance,
-                         name=name, step=step, samples=samples, split=split)
+  for i, r in enumerate(sr_psnr.evaluate_steps(config, workdir, steps_list, num=num, seed=seed,
+                                               guidance=guidance, name=name, step=step,
+                                               samples=samples, split=split)):
     results.append(sr_psnr.summary(r))
     print(f"[sr_psnr sweep] {i + 1}/{len(steps_list)}: {r['steps']} steps, delta per draw "
           f"{r['delta']:+.2f} ± {r['delta_se']:.2f} dB ({r['seconds']:.0f} s)", flush=True)

@@ -133,6 +133,11 @@ def circular_centroids(video, threshold: float = 0.35) -> np.ndarray:
   return out
 
 
+def torus_offset(d) -> np.ndarray:
+  """Differences of normalised coordinates taken the shortest way round the torus: in [-0.5, 0.5)."""
+  return (np.asarray(d) + 0.5) % 1.0 - 0.5
+
+
 def torus_distance(a, b, height: int, width: int) -> np.ndarray:
   """Pixel distance between normalised (x, y) points on a torus."""
   d = np.abs(np.asarray(a) - np.asarray(b))
@@ -172,7 +177,7 @@ def line_fit(track, height: int, width: int) -> tuple[float, np.ndarray]:
   if len(frames) < 3:
     return float("nan"), np.full(2, np.nan)
   step = np.diff(track[frames], axis=0)
-  path = np.concatenate([[0 * step[0]], np.cumsum((step + 0.5) % 1.0 - 0.5, axis=0)]) * (width, height)
+  path = np.concatenate([[0 * step[0]], np.cumsum(torus_offset(step), axis=0)]) * (width, height)
   t = np.stack([np.ones(len(frames)), frames], 1)
   coef = np.linalg.lstsq(t, path, rcond=None)[0]
   return float(np.sqrt(((path - t @ coef) ** 2).sum(-1).mean())), coef[1]

@@ -95,45 +95,58 @@ def evaluate(config, workdir: str, *, num: int = 8, seed: int = 0, steps=None, g
              samples: int = 1, split: str = "test") -> dict:
   """Samples the stage in `workdir` on `num` held-out clips of `split` (`samples` draws each); PSNR of
   model (per draw, averaged), baseline and, for samples > 1, the draws' average."""
+  return next(evaluate_steps(config, workdir, [steps], num=num, seed=seed, guidance=guidance,
+                             chunk=chunk, name=name, step=step, samples=samples, split=split))
+
+
+def evaluate_steps(config, workdir: str, steps_list, *, num: int = 8, seed: int = 0, guidance=None,
+                   chunk: int = 8, name: str | None = None, step: int | None = None,
+                   samples: int = 1, split: str = "test"):
+  """`evaluate` at each step count in turn (None: the config's), on the same clips and seeds;
+  the clips, checkpoint and baseline are loaded and scored once. Yields one result each."""
   if samples < 1:
     raise ValueError(f"samples={samples}: expected at least 1 draw per clip")
   from imagen_video.train import trainer
   kind = conditioning.kind(config)
   if kind not in BASELINES:
     raise ValueError(f"config.stage.kind={kind!r}: sr_psnr needs a 'tsr' or 'ssr' stage")
-  steps = steps or config.sample.steps
   guidance = config.sample.guidance if guidance is None else guidance
   clips = test_clips(config, num, split)
   stage, ema, step = trainer.load_for_sampling(config, workdir, step=step)
-  t0 = time.time()
-  draws = [upsample_clips(stage, ema, clips["low"], clips["caption"], clips["video"].shape,
-                          seed=seed + 1_000_003 * k, steps=steps, guidance=guidance, chunk=chunk)
-           for k in range(samples)]
-  model = draws[0]
   base = baseline(kind, clips["low"], clips["video"].shape)
-  pm = np.mean([psnr(d, clips["video"]) for d in draws], axis=0)
   pb = psnr(base, clips["video"])
-  extra = {}
-  if samples > 1:
-    mean = np.mean(draws, axis=0)
-    pmean = psnr(mean, clips["video"])
-    extra = {"psnr_mean": {"mean": float(pmean.mean()), "std": float(pmean.std()),
-                           "per_clip": pmean.tolist()},
-             **{k + "_mean": v for k, v in paired(pmean, pb).items()}}
-  if min(model.shape[2:4]) > 10:  # SSIM's 11-tap window: per frame, averaged
-    extra["ssim_model"] = float(video_metrics.ssim_per_frame(model, clips["video"]).mean())
-    extra["ssim_baseline"] = float(video_metrics.ssim_per_frame(base, clips["video"]).mean())
-  return {**extra, "samples": samples,
-      "stage": name or kind, "kind": kind, "dataset": f"{config.data.name} {split}", "num": num,
-      "step": int(step), "sampler": config.sample.sampler, "steps": int(steps),
-      "guidance": float(guidance), "aug_level": float(config.stage.aug_level),
-      "baseline": BASELINES[kind],
-      "psnr_model": {"mean": float(pm.mean()), "std": float(pm.std()), "per_clip": pm.tolist()},
-      "psnr_baseline": {"mean": float(pb.mean()), "std": float(pb.std()), "per_clip": pb.tolist()},
-      **paired(pm, pb), "seconds": time.time() - t0,
-      "videos": {"low": clips["low"], "baseline": base, "model": model, "truth": clips["video"]},
-      "captions": clips["caption"],
-  }
+  ssim_base = None
+  for steps in steps_list:
+    steps = steps or config.sample.steps
+    t0 = time.time()
+    draws = [upsample_clips(stage, ema, clips["low"], clips["caption"], clips["video"].shape,
+                            seed=seed + 1_000_003 * k, steps=steps, guidance=guidance, chunk=chunk)
+             for k in range(samples)]
+    model = draws[0]
+    pm = np.mean([psnr(d, clips["video"]) for d in draws], axis=0)
+    extra = {}
+    if samples > 1:
+      mean = np.mean(draws, axis=0)
+      pmean = psnr(mean, clips["video"])
+      extra = {"psnr_mean": {"mean": float(pmean.mean()), "std": float(pmean.std()),
+                             "per_clip": pmean.tolist()},
+               **{k + "_mean": v for k, v in paired(pmean, pb).items()}}
+    if min(model.shape[2:4]) > 10:  # SSIM's 11-tap window: per frame, averaged
+      if ssim_base is None:
+        ssim_base = float(video_metrics.ssim_per_frame(base, clips["video"]).mean())
+      extra["ssim_model"] = float(video_metrics.ssim_per_frame(model, clips["video"]).mean())
+      extra["ssim_baseline"] = ssim_base
+    yield {**extra, "samples": samples,
+        "stage": name or kind, "kind": kind, "dataset": f"{config.data.name} {split}", "num": num,
+        "step": int(step), "sampler": config.sample.sampler, "steps": int(steps),
+        "guidance": float(guidance), "aug_level": float(config.stage.aug_level),
+        "baseline": BASELINES[kind],
+        "psnr_model": {"mean": float(pm.mean()), "std": float(pm.std()), "per_clip": pm.tolist()},
+        "psnr_baseline": {"mean": float(pb.mean()), "std": float(pb.std()), "per_clip": pb.tolist()},
+        **paired(pm, pb), "seconds": time.time() - t0,
+        "videos": {"low": clips["low"], "baseline": base, "model": model, "truth": clips["video"]},
+        "captions": clips["caption"],
+    }
 
 
 def upsample_clips(stage, ema, low, captions, shape, *, seed, steps, guidance, chunk=8) -> np.ndarray:
