@@ -77,9 +77,9 @@ def test_conditional_eval_reports_tasks_and_extension(tiny_cascade, tmp_path):
   base = tiny_cascade.stages[0]
   assert cli.main(["eval", "--config", base["config"] + ",wrap=true", "--workdir", base["workdir"],
                    "--metric", "conditional", "--num", "2", "--steps", "2", "--extend", "2",
-                   "--sampler", "ancestral", "--out_dir", str(tmp_path)]) == 0
+                   "--sampler", "ancestral", "--refresh", "0.5", "--out_dir", str(tmp_path)]) == 0
   report = json.loads((tmp_path / "conditional.json").read_text())
-  assert "ancestral 2 steps" in report["label"]
+  assert "ancestral 2 steps" in report["label"] and "refreshed from t = 0.5" in report["label"]
   assert set(report["tasks"]) == {"i2v", "interpolation", "prediction", "inpainting"}
   for r in report["tasks"].values():
     assert set(r["scores"]) == {"baseline", "replacement", "reconstruction"}
@@ -87,6 +87,8 @@ def test_conditional_eval_reports_tasks_and_extension(tiny_cascade, tmp_path):
   ext = report["extension"]
   assert ext["reconstruction"]["trajectory_error_px"] >= 0 and ext["replacement"]["context"] == 6
   assert len(ext["replacement"]["per_frame"]) == 16 - 6 and "line_residual_px" in ext["reconstruction"]
+  assert ext["reconstruction"]["refresh"] == 0.5 and np.isfinite(ext["reconstruction"]["shape_psnr_db"])
+  assert len(ext["replacement"]["shape_psnr_per_frame"]) == 16 - 6
   md = (tmp_path / "conditional.md").read_text()
   assert "| interpolation |" in md and "| reconstruction |" in md
   for png in ("conditional.png", "extension.png", "extension_error.png"):
@@ -94,6 +96,9 @@ def test_conditional_eval_reports_tasks_and_extension(tiny_cascade, tmp_path):
   with pytest.raises(SystemExit, match="--sampler 'euler': expected one of"):
     cli.main(["eval", "--config", base["config"], "--workdir", base["workdir"], "--metric",
               "conditional", "--sampler", "euler"])
+  with pytest.raises(SystemExit, match="--refresh 1.0: expected a time in"):
+    cli.main(["eval", "--config", base["config"], "--workdir", base["workdir"], "--metric",
+              "conditional", "--refresh", "1"])
 
 
 def test_torus_centroid_and_distance_follow_a_shape_across_the_border():
@@ -164,3 +169,18 @@ def test_progress_ratio_reads_pace_along_the_true_path():
   assert ratio(truth) == pytest.approx([1.0] * 4, abs=0.05)
   assert ratio(held) == pytest.approx([0.0] * 4, abs=1e-6)
   assert ratio(slow) == pytest.approx([0.5] * 4, abs=0.15)
+
+
+def test_aligned_psnr_scores_the_shape_wherever_it_is_and_not_its_fading():
+  from imagen_video.eval import conditional
+  clip = ms.Clip("red", "square", "right", 0.25, (0.9, 0.3), (0.8, 0.4), 1.0, wrap=True)
+  truth = (ms.render(clip, 6, 16, 16)[None].astype(np.float32) / 127.5 - 1)
+  moved = np.roll(truth, (3, -5), axis=(2, 3))  # the right shape in the wrong place
+  faded = -1 + 0.3 * (truth + 1)  # the right place, the shape almost gone
+  video = np.concatenate([moved, faded])
+  found = conditional.circular_centroids(video)
+  db = conditional.aligned_psnr(video, np.concatenate([truth, truth]), found,
+                                np.stack([clip.centers(6)] * 2))
+  assert db[0].min() > 40  # moved back exactly: equal frames
+  black = conditional.video_metrics.psnr_per_frame(np.zeros_like(truth), truth * 0.5 + 0.5)
+  assert db[1].max() < black.min() + 4  # a faded shape scores near an empty frame

@@ -99,3 +99,19 @@ def test_extend_continues_from_the_last_context_frames():
   assert out.shape == (1, 20, 2, 2, 3)
   np.testing.assert_array_equal(out[0, :, 0, 0, 0], np.arange(20))
   assert [int(k.mask[0, :, 0, 0, 0].sum()) for k in calls] == [3, 4, 4, 4]
+
+
+def test_extend_refreshes_each_window_before_keeping_its_new_frames():
+  seen = []
+
+  def window(known):  # new frames repeat the last known value, plus 0.5 of "grain"
+    k = int(known.mask[0, :, 0, 0, 0].sum())
+    return np.where(np.arange(8)[None, :, None, None, None] < k, known.video, known.video[:, k - 1:k] + 0.5)
+
+  def refresh(video, known):  # rounds the grain away; sees the window and its known frames
+    seen.append((video.shape, int(known.mask[0, :, 0, 0, 0].sum())))
+    return np.floor(video)
+  start = np.arange(3, dtype=np.float32)[None, :, None, None, None] * np.ones((1, 1, 2, 2, 3))
+  out = known_lib.extend(window, start, 12, window=8, context=4, refresh=refresh)
+  np.testing.assert_array_equal(out[0, :, 0, 0, 0], [0, 1, 2] + [2] * 9)  # no grain builds up
+  assert seen == [((1, 8, 2, 2, 3), 3), ((1, 8, 2, 2, 3), 4)]

@@ -107,3 +107,33 @@ def test_sampler_with_video_unet():
   out = samplers.sample(fn, state, cond, jax.random.key(0), shape=(b, t, s, s, 3), steps=3,
                         sampler="ancestral", guidance=5.0, gamma=0.3)
   assert out.shape == (b, t, s, s, 3) and bool(jnp.all(jnp.abs(out) <= 1.0 + 1e-5))
+
+
+@pytest.mark.parametrize("start", [0.3, 0.6])
+def test_sdedit_draws_from_the_posterior_given_the_noised_init(start):
+  """Gaussian data N(mu, std^2): z = a init + s eps at time `start`, then the ancestral sampler
+  draws x0 ~ p(x0 | z), whose mean over eps is mu + k (init - mu), k = a^2 std^2 / (a^2 std^2 + s^2),
+  and whose variance is that posterior's plus the spread of its mean over eps."""
+  mu, std, init = 0.2, 0.5, 1.4
+  fn = gaussian_model(1.0, std=std)
+  out = samplers.sample(fn, {"mu": jnp.float32(mu)}, {"shift": jnp.ones(SHAPE[0])}, jax.random.key(3),
+                        shape=SHAPE, steps=48, sampler="ancestral", guided=False, thresholding="none",
+                        init=jnp.full(SHAPE, init), start=start)
+  a, s = schedule.alpha_sigma(schedule.logsnr_schedule_cosine(start))
+  k = float(a ** 2 * std ** 2 / (a ** 2 * std ** 2 + s ** 2))
+  post_var = std ** 2 * s ** 2 / (a ** 2 * std ** 2 + s ** 2)
+  spread_var = (a * std ** 2 / (a ** 2 * std ** 2 + s ** 2)) ** 2 * s ** 2
+  assert float(jnp.mean(out)) == pytest.approx(mu + k * (init - mu), abs=0.03)
+  assert float(jnp.std(out)) == pytest.approx(float(jnp.sqrt(post_var + spread_var)), abs=0.03)
+
+
+def test_sdedit_from_a_low_start_keeps_the_init_and_bad_starts_are_refused():
+  fn = gaussian_model(1.0, std=0.5)
+  init = jax.random.uniform(jax.random.key(4), (4, 2, 3, 3, 1), minval=-1, maxval=1)
+  out = samplers.sample(fn, {"mu": jnp.float32(0.0)}, {"shift": jnp.ones(4)}, jax.random.key(1),
+                        shape=init.shape, steps=4, guided=False, thresholding="none", init=init, start=0.005)
+  np.testing.assert_allclose(out, init, atol=0.05)  # sigma(0.005) = 0.008
+  for start, given in ((0.5, None), (0.0, init), (1.5, init)):
+    with pytest.raises(ValueError, match="start="):
+      samplers.sample(fn, {"mu": jnp.float32(0.0)}, {"shift": jnp.ones(4)}, jax.random.key(1),
+                      shape=init.shape, steps=4, guided=False, init=given, start=start)

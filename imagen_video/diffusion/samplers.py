@@ -21,7 +21,8 @@ guidance weight is given (then 3B: the pose-guided model's text and pose weighte
 A guidance-distilled student (`guidance_input=True`) takes the weight as an
 input instead: one forward on B with cond["guidance_weight"] = the step's [B] weights.
 
-Time grid: t_i = 1 - i / steps, i = 0..steps; the last step returns x0_hat.
+Time grid: t_i = start (1 - i / steps), i = 0..steps (start = 1 unless SDEdit's `init`);
+the last step returns x0_hat.
 
 Ancestral step t -> s (Video Diffusion Models, Ho et al. 2022), with
 d = log_snr_t - log_snr_s < 0:
@@ -99,17 +100,21 @@ def guided_forward(model_fn, state, z, log_snr, cond, weight, pose_weight=None):
                                              "thresholding", "schedule", "guided",
                                              "guidance_input", "conditioning"))
 def _sample_loop(model_fn, state, cond, rng, noise, guidance, percentile, gamma, known, recon_weight,
-                 pose_guidance=None, *, shape, steps, sampler, objective, thresholding, schedule, guided,
-                 guidance_input=False, conditioning=None):
+                 pose_guidance=None, init=None, start=1.0, *, shape, steps, sampler, objective,
+                 thresholding, schedule, guided, guidance_input=False, conditioning=None):
   sched = lambda t: logsnr_schedule_cosine(t, *schedule)
   b = shape[0]
   z0 = jax.random.normal(rng, shape, jnp.float32) if noise is None else noise.astype(jnp.float32)
+  if init is not None:  # SDEdit: z at t = start drawn from q(z_start | init)
+    a0, s0 = alpha_sigma(sched(start))
+    z0 = a0 * init + s0 * z0
+  time = lambda i: start * jnp.maximum(1.0 - i / steps, 0.0)
 
   def body(i, carry):
     z, key, x0_prev, h_prev = carry
     key, k_noise = jax.random.split(key)
-    ls_t = jnp.full((b,), sched(1.0 - i / steps))
-    ls_s = jnp.full((b,), sched(1.0 - (i + 1) / steps))
+    ls_t = jnp.full((b,), sched(time(i)))
+    ls_s = jnp.full((b,), sched(time(i + 1)))
 
     def predict_x0(z):
       if guidance_input:
@@ -146,7 +151,7 @@ def _sample_loop(model_fn, state, cond, rng, noise, guidance, percentile, gamma,
       d = (1 + half_over_r) * x0 - half_over_r * x0_prev
       z_s = _bcast(sigma_s / sigma_t, z) * z - _bcast(alpha_s * jnp.expm1(-h), z) * d
     elif sampler == "stochastic":
-      ls_u = jnp.full((b,), sched(jnp.maximum(1.0 - (i + 2) / steps, 0.0)))
+      ls_u = jnp.full((b,), sched(time(i + 2)))
       alpha_u, sigma_u = alpha_sigma(ls_u)
       z_u = _bcast(alpha_u, z) * x0 + _bcast(sigma_u, z) * eps_from_x0(z, x0, ls_t)
       a = alpha_s / alpha_u
@@ -172,7 +177,7 @@ def sample(model_fn: Callable, state, cond: dict, rng, *, shape, steps: int, sam
            percentile=99.5, gamma=0.0, logsnr_min: float = -20.0, logsnr_max: float = 20.0,
            resolution_shift: float = 1.0, noise=None, guidance_input: bool = False,
            known: dict | None = None, conditioning: str = "reconstruction", recon_weight=4.0,
-           pose_guidance=None):
+           pose_guidance=None, init=None, start=1.0):
   """Draws samples of `shape` ([B, T, H, W, C]) from pure noise (or from `noise`).
 
   guidance: scalar, [steps] (per-step schedule) or [steps, B]; always traced.
@@ -194,12 +199,16 @@ def sample(model_fn: Callable, state, cond: dict, rng, *, shape, steps: int, sam
       raise ValueError(f"conditioning must be one of {CONDITIONING}, got {conditioning!r}")
     known = {"x": jnp.broadcast_to(jnp.asarray(known["x"], jnp.float32), shape),
              "mask": jnp.broadcast_to(jnp.asarray(known["mask"], jnp.float32), shape)}
+  if not 0.0 < float(start) <= 1.0 or (init is None and float(start) != 1.0):
+    raise ValueError(f"start={start}: expected a time in (0, 1], below 1 only with an init to noise")
   if pose_guidance is not None and "pose_maps" not in cond:
     raise ValueError("pose_guidance needs a pose-guided model's cond['pose_maps']")
   w = _per_step(guidance, steps, shape[0])
   pose_w = None if pose_guidance is None else _per_step(pose_guidance, steps, shape[0])
   return _sample_loop(model_fn, state, dict(cond), rng, noise, w, jnp.float32(percentile),
-                      jnp.float32(gamma), known, jnp.float32(recon_weight), pose_w, shape=shape, steps=int(steps),
+                      jnp.float32(gamma), known, jnp.float32(recon_weight), pose_w,
+                      None if init is None else jnp.broadcast_to(jnp.asarray(init, jnp.float32), shape),
+                      jnp.float32(start), shape=shape, steps=int(steps),
                       sampler=sampler,
                       objective=objective, thresholding=thresholding,
                       schedule=(float(logsnr_min), float(logsnr_max), float(resolution_shift)),

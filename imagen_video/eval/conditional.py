@@ -153,18 +153,31 @@ class ExtensionClips:
   captions: list
 
 
-def extension_clips(builder, num: int, factor: int) -> ExtensionClips:
-  """The first `num` test clips of a wrap moving_shapes dataset (`builder`: the config's
-  data.builder), rendered `factor` times longer at the same speed."""
+def extension_clips(builder, num: int, factor: int, first: int = 0) -> ExtensionClips:
+  """`num` test clips from the `first` of a wrap moving_shapes dataset (`builder`: the
+  config's data.builder), rendered `factor` times longer at the same speed."""
   if not builder.get("wrap"):
     raise ValueError("extension needs a moving_shapes dataset with data.builder.wrap=True "
                      "(otherwise the shape leaves the frame and the continuation has no truth)")
   t, h, w = builder.frames, builder.height, builder.width
-  clips = [ms.sample_clip(builder.get("seed", 0), "test", i, w / h, wrap=True) for i in range(num)]
+  clips = [ms.sample_clip(builder.get("seed", 0), "test", i, w / h, wrap=True)
+           for i in range(first, first + num)]
   longer = [dataclasses.replace(c, velocity=tuple(v * factor for v in c.velocity)) for c in clips]
   video = np.stack([ms.render(c, factor * t, h, w) for c in longer]).astype(np.float32) / 127.5 - 1
   return ExtensionClips(video, np.stack([c.centers(factor * t) for c in longer]),
                         [c.color for c in clips], [c.caption for c in clips])
+
+
+def aligned_psnr(video, truth, found, true_centres) -> np.ndarray:
+  """[N, T] PSNR (dB) of each frame against the true one after moving it, round the torus by
+  whole pixels, so its detected centre lands on the true centre: how well the shape itself
+  is kept, whatever its position error (a frame without the shape is scored unmoved)."""
+  n, t, h, w, _ = truth.shape
+  shift = np.rint(torus_offset(np.asarray(true_centres) - found) * (w, h))
+  shift = np.nan_to_num(shift).astype(int)
+  moved = np.stack([np.stack([np.roll(video[i, f], tuple(shift[i, f, ::-1]), axis=(0, 1))
+                              for f in range(t)]) for i in range(n)])
+  return video_metrics.psnr_per_frame(moved * 0.5 + 0.5, np.asarray(truth) * 0.5 + 0.5)
 
 
 def line_fit(track, height: int, width: int) -> tuple[float, np.ndarray]:
@@ -199,19 +212,25 @@ def motion_kept(found, true, height: int, width: int) -> dict:
 
 
 def extension(sample, clips: ExtensionClips, *, window: int, context: int | None = None,
-              methods=METHODS, log=print) -> dict:
+              methods=METHODS, refresh: float = 0.0, log=print) -> dict:
   """Each method extends the first `context` true frames (default
   `known.default_context(window)`) to the clips' length; trajectory error (pixels, per
-  generated frame), straightness of the generated track, and colour kept."""
+  generated frame), straightness of the generated track, colour kept and the shape's
+  aligned PSNR. `refresh` > 0 re-denoises each window from that time (text only, SDEdit)
+  before its frames are kept."""
   n, total, h, w, _ = clips.video.shape
   context = context or known_lib.default_context(window)
   out = {}
   for method in methods:
     t0 = time.time()
     calls = iter(range(1 << 30))  # new noise per window: a shared draw would bias every window alike
+    redo = (lambda v, k: sample(clips.captions, None, None, next(calls), init=v, start=refresh)
+            ) if refresh else None
     video = known_lib.extend(lambda k: sample(clips.captions, k, method, next(calls)),
-                             clips.video[:, :context], total, window=window, context=context)
+                             clips.video[:, :context], total, window=window, context=context,
+                             refresh=redo)
     found = circular_centroids(video)
+    shape_db = aligned_psnr(video, clips.video, found, clips.centers)[:, context:]
     err = torus_distance(found, clips.centers, h, w)[:, context:]  # NaN where no shape is found
     kept = np.array([[caption_check.classify(video[i, f:f + 1] * 0.5 + 0.5)["color"] == clips.colors[i]
                       for f in range(context, total)] for i in range(n)])
@@ -222,14 +241,18 @@ def extension(sample, clips: ExtensionClips, *, window: int, context: int | None
                    "line_residual_px": float(np.nanmean(line)), "context": context,
                    "per_frame": np.nanmean(err, axis=0).tolist(),
                    "frames_without_shape": float(np.isnan(err).mean()),
-                   "color_kept": float(kept.mean()), "video": video, **motion,
+                   "color_kept": float(kept.mean()), "video": video, "truth": clips.video, **motion,
+                   "shape_psnr_db": float(shape_db.mean()), "shape_psnr_per_frame": shape_db.mean(0).tolist(),
+                   "shape_psnr_per_clip": shape_db.mean(1).tolist(), "refresh": refresh,
+                   "shape_psnr_black_db": float(video_metrics.psnr_per_frame(
+                       np.zeros_like(clips.video), clips.video * 0.5 + 0.5)[:, context:].mean()),
                    "median_speed_ratio": float(np.nanmedian(motion["speed_ratio"])),
                    "median_direction_error_deg": float(np.nanmedian(motion["direction_error_deg"]))}
     log(f"[extension] {method:14s} {total} frames from {context}: trajectory error "
         f"{per_clip.mean():.2f} px, off its own line {np.nanmean(line):.2f} px, speed x"
         f"{out[method]['median_speed_ratio']:.2f}, direction off by "
         f"{out[method]['median_direction_error_deg']:.0f} deg (medians), colour kept "
-        f"{kept.mean():.0%}  ({time.time() - t0:.0f} s)")
+        f"{kept.mean():.0%}, shape {shape_db.mean():.2f} dB aligned  ({time.time() - t0:.0f} s)")
   if len(methods) > 1:
     # error of the first method minus the last's: positive where the last tracks better
     out["paired"] = sr_psnr.paired(out[methods[0]]["per_clip"], out[methods[-1]]["per_clip"])
@@ -240,14 +263,18 @@ def stage_sampler(stage, ema, *, steps, guidance, sampler, seed=0, recon_weight=
   """sample(prompts, known, method) for one stage's EMA weights."""
   text_params = ema.get("text", stage.text.params)
 
-  def sample(prompts, known, method, call: int = 0):
-    """`call` > 0 draws other noise (extension's later windows, as `sample --extend_to`)."""
+  def sample(prompts, known, method, call: int = 0, init=None, start: float = 1.0):
+    """`call` > 0 draws other noise (extension's later windows, as `sample --extend_to`);
+    `init` and `start` < 1 re-denoise `init` from time `start` in a matching share of the
+    steps (known=None: text only)."""
     key = jax.random.key(seed)
     key = jax.random.fold_in(key, call) if call else key
-    shape = (len(prompts),) + tuple(known.video.shape[1:4]) + (3,)
+    like = known.video if init is None else init
+    shape = (len(prompts),) + tuple(like.shape[1:4]) + (3,)
     return stage.sample(ema["unet"], text_params, list(prompts), key, shape=shape,
-                        steps=steps, sampler=sampler, guidance=guidance, known=known,
-                        conditioning=method, recon_weight=recon_weight)
+                        steps=max(1, round(steps * start)), sampler=sampler, guidance=guidance,
+                        known=known, conditioning=method or "reconstruction",
+                        recon_weight=recon_weight, init=init, start=start)
   return sample
 
 
@@ -272,14 +299,16 @@ def markdown(tasks: dict | None, ext: dict | None, label: str) -> str:
               "(pixels; a frame without the shape counts half a diagonal), rms distance of the "
               "generated track from its own best straight line at constant speed, that line's "
               "speed over the true one and its direction error (medians over clips), frames "
-              "without the shape, colour kept.", "", "| method | trajectory error (px) | off a "
-              "straight line (px) | speed ratio | direction error (deg) | frames without shape | "
-              "colour kept |", "|---|---|---|---|---|---|---|"]
+              "without the shape, colour kept, PSNR of each frame moved so its centre is on the "
+              f"true one (the shape kept; all-black frames score {ext[methods[0]]['shape_psnr_black_db']:.2f} dB).",
+              "", "| method | trajectory error (px) | off a straight line (px) | speed ratio | "
+              "direction error (deg) | frames without shape | colour kept | shape (dB) |",
+              "|---|---|---|---|---|---|---|---|"]
     for m in methods:
       e = ext[m]
       lines.append(f"| {m} | {e['trajectory_error_px']:.2f} | {e['line_residual_px']:.2f} | "
                    f"{e['median_speed_ratio']:.2f} | {e['median_direction_error_deg']:.0f} | "
-                   f"{e['frames_without_shape']:.0%} | {e['color_kept']:.0%} |")
+                   f"{e['frames_without_shape']:.0%} | {e['color_kept']:.0%} | {e['shape_psnr_db']:.2f} |")
     if "paired" in ext:
       p = ext["paired"]
       lines.append(f"\n{methods[0]} minus {methods[-1]} error: {p['delta']:+.2f} ± {p['delta_se']:.2f} px "
@@ -293,7 +322,7 @@ def write_report(out_dir: str, tasks: dict | None, ext: dict | None, label: str,
   import os
   from imagen_video.eval import report as report_lib
   from imagen_video.media import contact_sheet
-  strip = lambda r: {k: v for k, v in r.items() if k not in ("videos", "video")}
+  strip = lambda r: {k: v for k, v in r.items() if k not in ("videos", "video", "truth")}
   summary = {"label": label, "tasks": {t: strip(r) for t, r in (tasks or {}).items()},
              "extension": {m: strip(r) for m, r in (ext or {}).items()}}
   if not report_lib.write(out_dir, "conditional", markdown(tasks, ext, label), summary):
@@ -312,16 +341,18 @@ def write_report(out_dir: str, tasks: dict | None, ext: dict | None, label: str,
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     methods = [m for m in ext if m != "paired"]
-    vids = [ext[m]["video"][i] * 0.5 + 0.5 for i in range(min(clips, len(ext[methods[0]]["video"])))
-            for m in methods]
-    caps = [f"clip {i}: {m}" for i in range(len(vids) // len(methods)) for m in methods]
+    shown = range(min(clips, len(ext[methods[0]]["video"])))
+    vids = [v for i in shown for v in [ext[methods[0]]["truth"][i]] + [ext[m]["video"][i] for m in methods]]
+    vids = [v * 0.5 + 0.5 for v in vids]
+    caps = [f"clip {i}: {m}" for i in shown for m in ("truth", *methods)]
     contact_sheet.contact_sheet(vids, caps, os.path.join(out_dir, "extension.png"), max_frames=32)
-    fig, ax = plt.subplots(figsize=(6, 3))
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3))
     total = ext[methods[0]]["video"].shape[1]
-    for m in methods:
-      per = ext[m]["per_frame"]
-      ax.plot(range(total - len(per), total), per, label=m)
-    ax.set_xlabel("frame"), ax.set_ylabel("trajectory error (px)"), ax.legend()
+    for key, ax, name in (("per_frame", axes[0], "trajectory error (px)"),
+                          ("shape_psnr_per_frame", axes[1], "shape, aligned PSNR (dB)")):
+      for m in methods:
+        ax.plot(range(total - len(ext[m][key]), total), ext[m][key], label=m)
+      ax.set_xlabel("frame"), ax.set_ylabel(name), ax.legend()
     fig.tight_layout()
     fig.savefig(os.path.join(out_dir, "extension_error.png"), dpi=100)
     plt.close(fig)

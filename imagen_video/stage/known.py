@@ -105,15 +105,20 @@ def default_context(window: int) -> int:
   return max(1, window - max(1, window // 4))
 
 
-def extend(sample_window, video, total_frames: int, *, window: int, context: int):
+def extend(sample_window, video, total_frames: int, *, window: int, context: int, refresh=None):
   """Autoregressive extension: `video` [B, k, H, W, 3] (k >= 1 given frames) is continued
   to `total_frames`, each call `sample_window(known)` -> [B, window, H, W, 3] generating
-  the frames after the last `context` ones."""
+  the frames after the last `context` ones. `refresh(window_video, known)`, if given,
+  re-denoises each window before its new frames are kept (and become later context), so
+  the sampler's small errors are not copied from window to window."""
   if not 0 < context < window:
     raise ValueError(f"context must be in 1..{window - 1} frames, got {context}")
   out = np.asarray(video, np.float32)
   while out.shape[1] < total_frames:
     ctx = out[:, -min(context, out.shape[1]):]
-    new = np.asarray(sample_window(prefix(ctx, window)))
+    known = prefix(ctx, window)
+    new = np.asarray(sample_window(known))
+    if refresh is not None:
+      new = np.asarray(refresh(new, known))
     out = np.concatenate([out, new[:, ctx.shape[1]:]], axis=1)
   return out[:, :total_frames]

@@ -139,7 +139,7 @@ class Stage:
              sampler: str = "ddim", guidance=3.0, low_res=None, aug_level=None, gamma=0.0,
              thresholding: str | None = None, percentile=99.5, text=None, known=None,
              conditioning: str = "reconstruction", recon_weight=None, pose_maps=None,
-             pose_guidance=None):
+             pose_guidance=None, init=None, start=1.0):
     """Videos in [-1, 1], [B, T, H, W, 3], one per prompt.
 
     `guidance` is a scalar or per-step array (traced: no recompiles); `low_res`
@@ -153,6 +153,8 @@ class Stage:
     (config.model.pose_channels); without them such a stage samples its pose-free model.
     `pose_guidance`: the pose weight apart from the text's (`guidance`); None or 1 is the
     plain pose-conditional model, anything else runs three forwards per step.
+    `init` (videos in [-1, 1] of the output's shape) and `start` < 1: SDEdit, `init` noised
+    to time `start` and denoised from there (re-denoising; `samplers.sample`).
     """
     thresholding = thresholding or self.default_thresholding()
     emb, mask = text if text is not None else self.embed_prompts(text_params, prompts)
@@ -178,7 +180,9 @@ class Stage:
                           guidance_input=self.guidance_input, guided=_guided(guidance),
                           known=None if known is None else {"x": target, "mask": known.mask},
                           conditioning=conditioning, recon_weight=recon_weight or 0.0,
-                          pose_guidance=pose_guidance)
+                          pose_guidance=pose_guidance, start=start,
+                          init=None if init is None else conditioning_lib.to_diffused(
+                              self.config, jnp.asarray(init, jnp.float32), up))
     if up is None:  # the base stage
       return out
     out = conditioning_lib.from_diffused(self.config, out, up)
