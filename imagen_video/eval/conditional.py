@@ -220,6 +220,8 @@ def extension(sample, clips: ExtensionClips, *, window: int, context: int | None
   before its frames are kept."""
   n, total, h, w, _ = clips.video.shape
   context = context or known_lib.default_context(window)
+  black_db = float(video_metrics.psnr_per_frame(np.zeros_like(clips.video), clips.video * 0.5 + 0.5)
+                   [:, context:].mean())  # the shape score of frames with nothing in them
   out = {}
   for method in methods:
     t0 = time.time()
@@ -244,8 +246,7 @@ def extension(sample, clips: ExtensionClips, *, window: int, context: int | None
                    "color_kept": float(kept.mean()), "video": video, "truth": clips.video, **motion,
                    "shape_psnr_db": float(shape_db.mean()), "shape_psnr_per_frame": shape_db.mean(0).tolist(),
                    "shape_psnr_per_clip": shape_db.mean(1).tolist(), "refresh": refresh,
-                   "shape_psnr_black_db": float(video_metrics.psnr_per_frame(
-                       np.zeros_like(clips.video), clips.video * 0.5 + 0.5)[:, context:].mean()),
+                   "shape_psnr_black_db": black_db,
                    "median_speed_ratio": float(np.nanmedian(motion["speed_ratio"])),
                    "median_direction_error_deg": float(np.nanmedian(motion["direction_error_deg"]))}
     log(f"[extension] {method:14s} {total} frames from {context}: trajectory error "
