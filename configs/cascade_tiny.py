@@ -15,7 +15,8 @@ runlocal (seconds-long smoke configs for tests), distilled (root of `imagen-vide
 students DIR/{base,tsr,ssr1,ssr2}: the same cascade with every stage at its final student,
 DIR/NAME/steps8, sampled with 8 steps; runlocal: steps2 and 2 steps), wrap (base only:
 `moving_shapes` with wrap-around motion, whose continuation has a ground truth at any
-length: video extension).
+length: video extension), sample_steps (sampling steps per stage in ORDER, e.g.
+256/128/128/128, the paper's undistilled counts; default SAMPLING's).
 
 Every stage trains on ground-truth (low-res, high-res) pairs of the same
 `moving_shapes` clips (the dataset's `extra_resolutions`), with conditioning
@@ -57,7 +58,7 @@ SAMPLING = {  # sampler, steps, guidance, aug_level
 
 def get_config(arg=None):
   a = parse_arg(arg, stage="", root="demo/stages", data_dir="demo/tensorflow_datasets", steps=0,
-                runlocal=False, residual=True, distilled="", wrap=False)
+                runlocal=False, residual=True, distilled="", wrap=False, sample_steps="")
   if not a.stage:
     return _cascade(a)
   if a.stage == "base":
@@ -84,9 +85,16 @@ def _args(a, **extra) -> str:
 
 def _cascade(a):
   stages = []
-  for name in ORDER:
+  counts = [int(n) for n in a.sample_steps.split("/")] if a.sample_steps else None
+  if counts is not None and (len(counts) != len(ORDER) or min(counts) < 1):
+    raise ValueError(f"sample_steps={a.sample_steps!r}: expected {len(ORDER)} positive step "
+                     f"counts separated by '/' ({'/'.join(ORDER)})")
+  if counts is not None and a.distilled:
+    raise ValueError("sample_steps: a distilled cascade samples each student with the steps it "
+                     f"was distilled to ({DISTILLED_STEPS})")
+  for i, name in enumerate(ORDER):
     sampler, steps, guidance, aug = SAMPLING[name]
-    steps = 4 if a.runlocal else steps
+    steps = counts[i] if counts else 4 if a.runlocal else steps
     workdir = f"{a.root}/{name}"
     if a.distilled:  # the distilled student (its config.json adds any guidance embedding)
       steps = 2 if a.runlocal else DISTILLED_STEPS

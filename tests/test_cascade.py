@@ -35,6 +35,15 @@ def test_guidance_spec_constant_and_oscillating():
   np.testing.assert_array_equal(w, [15, 1, 15, 1, 15, 1])
 
 
+def test_cascade_listing_takes_sampling_steps_per_stage():
+  listing = configs_loader.load(f"{CONFIG}:sample_steps=256/128/128/96")
+  assert [s["steps"] for s in listing.stages] == [256, 128, 128, 96]
+  assert [s["steps"] for s in configs_loader.load(CONFIG).stages] == [64, 16, 16, 16]
+  for bad in ("sample_steps=256/128", "sample_steps=8/8/8/8,distilled=students"):
+    with pytest.raises(ValueError, match="sample_steps"):
+      configs_loader.load(f"{CONFIG}:{bad}")
+
+
 def test_tiny_cascade_samples_every_stage_in_one_call(tiny_cascade):
   cascade = cascade_lib.Cascade.load(tiny_cascade)
   assert [r.name for r in cascade.runs] == ["base", "tsr", "ssr1", "ssr2"]

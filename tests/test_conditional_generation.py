@@ -38,6 +38,20 @@ def test_cascade_keeps_known_keyframes_and_pixels_at_every_stage(tiny_cascade):
   assert np.abs(out[0][:, outside].astype(int) - truth[0][:, outside]).max() <= 1
 
 
+def test_cascade_re_denoises_an_init_at_every_stage(tiny_cascade):
+  cascade = cascade_lib.Cascade.load(tiny_cascade)
+  clip = _clip(size=128).astype(np.float32)[None] / 127.5 - 1
+  lines = []
+  video, stages = cascade.sample([PROMPT], seed=0, return_stages=True, init=clip, start=0.01,
+                                 log=lines.append)
+  for out in stages:  # each stage starts from the init at its own frames and size, barely noised
+    want = video_io.to_uint8(known_lib.resized(clip, out.shape))
+    assert np.abs(out.astype(int) - want).mean() < 3, out.shape
+  assert len(lines) == 4 and all("(1 " in line and "from t = 0.01)" in line for line in lines)
+  far = cascade.sample([PROMPT], seed=0, init=clip, start=0.9)
+  assert np.abs(far.astype(int) - video).mean() > 10  # from t = 0.9 little of the init is left
+
+
 def test_sample_cli_conditions_on_files_and_reports_bad_ones(tiny_cascade, tmp_path):
   from imagen_video.cli import main as cli
   clip = _clip()
@@ -59,7 +73,7 @@ def test_sample_cli_conditions_on_files_and_reports_bad_ones(tiny_cascade, tmp_p
   base = tiny_cascade.stages[0]
   assert cli.main(["sample", "--config", base["config"], "--workdir", base["workdir"],
                    "--prompt", PROMPT, "--init-video", str(tmp_path / "clip.mp4"), "--extend-to", "20",
-                   "--out", str(tmp_path / "ext.mp4")]) == 0
+                   "--refresh", "0.5", "--out", str(tmp_path / "ext.mp4")]) == 0
   assert video_io.read_video(tmp_path / "ext.mp4")[0].shape[0] == 20
   with pytest.raises(SystemExit, match=r"keyframe positions \[0, 16\]: expected distinct indices in \[0, 16\)"):
     cli.main(["sample", "--cascade", spec, "--prompt", PROMPT, "--keyframes",
@@ -67,6 +81,12 @@ def test_sample_cli_conditions_on_files_and_reports_bad_ones(tiny_cascade, tmp_p
   with pytest.raises(SystemExit, match="--first_frame .*nope.png: no such file"):
     cli.main(["sample", "--cascade", spec, "--prompt", PROMPT, "--first-frame",
               str(tmp_path / "nope.png"), "--out", str(tmp_path / "x.mp4")])
+  for bad, message in ((["--refresh", "0.5"], "--refresh goes with --extend_to"),
+                       (["--init-video", str(tmp_path / "clip.mp4"), "--extend-to", "20", "--refresh", "1"],
+                        r"--refresh 1.0: expected a time in \[0, 1\)")):
+    with pytest.raises(SystemExit, match=message):
+      cli.main(["sample", "--config", base["config"], "--workdir", base["workdir"], "--prompt", PROMPT,
+                *bad, "--out", str(tmp_path / "x.mp4")])
   with pytest.raises(SystemExit, match="--mask and --extend_to go with --init_video"):
     cli.main(["sample", "--cascade", spec, "--prompt", PROMPT, "--mask", str(tmp_path / "mask.png"),
               "--out", str(tmp_path / "x.mp4")])

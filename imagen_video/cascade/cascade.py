@@ -21,6 +21,8 @@ import ml_collections
 import numpy as np
 
 from imagen_video.diffusion import guidance as guidance_lib
+from imagen_video.diffusion import samplers
+from imagen_video.stage import known as known_lib
 from imagen_video.stage import pose_input
 from imagen_video.stage.model import Stage
 from imagen_video.utils import configs_loader
@@ -116,14 +118,18 @@ class Cascade:
     return shapes
 
   def sample(self, prompts, seed: int = 0, *, return_stages: bool = False, log=print,
-             known=None, conditioning: str = "reconstruction", recon_weight=None, pose=None):
+             known=None, conditioning: str = "reconstruction", recon_weight=None, pose=None,
+             init=None, start: float = 1.0):
     """uint8 video [B, T, H, W, 3] for the prompts (and each stage's uint8 output).
 
     `known` (a `stage.known.Known`, usually at the final frames and size) conditions
     every stage on the known frames/pixels at that stage's frames and size. `pose`
     (keypoints [T, 17, 2] or [B, T, 17, 2], visibility) at the final frame rate guides
     every pose-guided stage by its skeleton maps at that stage's frames and size, with
-    the stage's `pose_guidance` weight; without it those stages sample pose-free."""
+    the stage's `pose_guidance` weight; without it those stages sample pose-free.
+    `init` (float [B, T, H, W, 3] in [-1, 1], usually at the final frames and size) with
+    `start` < 1 re-denoises it (SDEdit): every stage starts from `init` at its own frames and
+    size noised to time `start`, in `samplers.sdedit_steps` of its steps."""
     from imagen_video.media import video_io
     prompts = list(prompts)
     self.check_shapes(len(prompts))
@@ -133,19 +139,24 @@ class Cascade:
       key = jax.random.fold_in(jax.random.key(seed), i)
       text_params = run.params.get("text", run.stage.text.params)
       maps = None
+      shape = run.stage.output_shape(len(prompts))
+      steps = run.steps if init is None else samplers.sdedit_steps(run.steps, start)
       if pose is not None and run.stage.model_config.get("pose_channels", 0):
-        maps = pose_input.pose_maps(*pose, run.stage.output_shape(len(prompts)))
-      video = run.stage.sample(run.params["unet"], text_params, prompts, key, steps=run.steps,
-                               sampler=run.sampler, guidance=guidance_weights(run.guidance, run.steps),
+        maps = pose_input.pose_maps(*pose, shape)
+      video = run.stage.sample(run.params["unet"], text_params, prompts, key, steps=steps,
+                               sampler=run.sampler, guidance=guidance_weights(run.guidance, steps),
                                low_res=video, aug_level=run.aug_level, known=known,
                                conditioning=conditioning, recon_weight=recon_weight,
                                pose_maps=maps,
-                               pose_guidance=guidance_weights(run.pose_guidance, run.steps)
-                               if run.pose_guidance is not None else None)
+                               pose_guidance=guidance_weights(run.pose_guidance, steps)
+                               if run.pose_guidance is not None else None,
+                               init=None if init is None else known_lib.resized(init, shape),
+                               start=start)
       video = jax.block_until_ready(video)
       outputs.append(video_io.to_uint8(np.asarray(video)))
       log(f"[cascade {i + 1}/{len(self.runs)}] {run.name}: {tuple(video.shape)} in "
-          f"{time.time() - t0:.2f} s ({run.steps} {run.sampler} steps)")
+          f"{time.time() - t0:.2f} s ({steps} {run.sampler} steps"
+          + (f" from t = {start:g})" if init is not None else ")"))
     return (outputs[-1], outputs) if return_stages else outputs[-1]
 
 

@@ -1,7 +1,7 @@
 """`sample`'s conditional-generation flags: known frames or pixels from image/video files.
 
   --first_frame IMG | --keyframes IMG@FRAME,... | --init_video V [--mask M | --extend_to N]
-  [--context K] [--conditioning reconstruction|replacement] [--recon_weight W]
+  [--context K] [--conditioning reconstruction|replacement] [--recon_weight W] [--refresh T]
 
 Inputs are resized to the output's size; `conditioned(generate, fv)` wraps a sampler
 `generate(prompts, seed, **known_args)` (one stage or the cascade) with them.
@@ -24,6 +24,8 @@ def define(fv):
                        flag_values=fv)
   flags.DEFINE_integer("context", None, "frames of context per extension window (default three "
                        "quarters of a window)", flag_values=fv)
+  flags.DEFINE_float("refresh", 0.0, "with --extend_to: re-denoise each window from this time "
+                     "(SDEdit, text only) before its frames are kept; 0 = off", flag_values=fv)
   flags.DEFINE_enum("conditioning", "reconstruction", ["reconstruction", "replacement"],
                     "how known frames/pixels condition the sample", flag_values=fv)
   flags.DEFINE_float("recon_weight", None, "reconstruction guidance weight (default "
@@ -41,6 +43,10 @@ def conditioned(generate, fv):
     raise SystemExit("--mask and --extend_to go with --init_video")
   if fv.mask and fv.extend_to:
     raise SystemExit("--mask (inpainting) and --extend_to (extension) exclude each other")
+  if fv.refresh and not fv.extend_to:
+    raise SystemExit("--refresh goes with --extend_to")
+  if not 0.0 <= fv.refresh < 1.0:
+    raise SystemExit(f"--refresh {fv.refresh}: expected a time in [0, 1) (0 = off)")
   if not given:
     return generate
   _, frames, height, width, _ = generate.output_shape(1)
@@ -70,24 +76,29 @@ def conditioned(generate, fv):
                          f"--init_video's {video.shape[1]}")
       known = known_lib.inpainting(video, mask[None])
     elif fv.extend_to:
-      return _extender(generate, video, fv.extend_to, frames, context, args)
+      return _extender(generate, video, fv.extend_to, frames, context, args, fv.refresh)
     else:
       known = known_lib.prefix(video[:, -context:] if video.shape[1] >= frames else video, frames)
   known_args = dict(args, known=known)
   return lambda prompts, seed: generate(prompts, seed, **known_args)
 
 
-def _extender(generate, video, total, window, context, args):
+def _extender(generate, video, total, window, context, args, refresh=0.0):
   from imagen_video.stage import known as known_lib
 
   def extended(prompts, seed):
     calls = iter(range(1 << 30))
-    start = np.repeat(video, len(prompts), axis=0)
+    given = np.repeat(video, len(prompts), axis=0)
 
     def window_fn(known):  # a new seed per window, so windows do not repeat their noise
       clips, _ = generate(prompts, seed + 7919 * next(calls), known=known, **args)
       return clips.astype(np.float32) / 127.5 - 1
-    out = known_lib.extend(window_fn, start, total, window=window, context=context)
+
+    def refresh_fn(window_video, known):  # text only, like eval --refresh
+      clips, _ = generate(prompts, seed + 7919 * next(calls), init=window_video, start=refresh)
+      return clips.astype(np.float32) / 127.5 - 1
+    out = known_lib.extend(window_fn, given, total, window=window, context=context,
+                           refresh=refresh_fn if refresh else None)
     return ((out + 1) * 127.5).round().clip(0, 255).astype(np.uint8), None
   return extended
 

@@ -16,7 +16,8 @@ Conditional generation (one stage or the cascade; inputs are resized to the outp
   --init_video V.mp4                 prediction: V's frames are the first ones (its last
                                      --context frames, default 3/4 of a window, if longer), the
                                      rest is generated; with --extend_to N, autoregressive
-                                     extension to N frames (--context frames of overlap per window)
+                                     extension to N frames (--context frames of overlap per window;
+                                     --refresh T re-denoises each window from time T first)
   --init_video V.mp4 --mask M.png    inpainting: white pixels of M (an image for every frame,
                                      or a video) are generated, the rest of V kept
 by reconstruction guidance (--conditioning, --recon_weight) or replacement.
@@ -104,6 +105,7 @@ def stage_sampler(config, workdir, *, steps, guidance, sampler, step=None):
   step; known_args: known, conditioning, recon_weight, pose_guidance (see Stage.sample) and
   pose (keypoints, visibility), drawn as the stage's pose maps."""
   import jax
+  from imagen_video.diffusion import samplers
   from imagen_video.media import video_io
   from imagen_video.train import trainer
   stage, ema, step = trainer.load_for_sampling(config, workdir, step=step)
@@ -113,7 +115,8 @@ def stage_sampler(config, workdir, *, steps, guidance, sampler, step=None):
     if pose is not None:
       from imagen_video.stage import pose_input
       known_args["pose_maps"] = pose_input.pose_maps(*pose, stage.output_shape(len(prompts)))
-    video = stage.sample(ema["unet"], text_params, prompts, jax.random.key(seed), steps=steps,
+    now = samplers.sdedit_steps(steps, known_args.get("start", 1.0))  # a refresh: fewer steps
+    video = stage.sample(ema["unet"], text_params, prompts, jax.random.key(seed), steps=now,
                          sampler=sampler, guidance=guidance, **known_args)
     return video_io.to_uint8(np.asarray(video)), None
   generate.output_shape = stage.output_shape

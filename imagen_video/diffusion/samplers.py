@@ -172,6 +172,12 @@ def _sample_loop(model_fn, state, cond, rng, noise, guidance, percentile, gamma,
   return out
 
 
+def sdedit_steps(steps: int, start: float) -> int:
+  """Steps for re-denoising from time `start`: the share of a `steps`-step run from pure
+  noise that lies below `start`, so a refresh costs what that part of a full sample does."""
+  return max(1, round(steps * float(start)))
+
+
 def sample(model_fn: Callable, state, cond: dict, rng, *, shape, steps: int, sampler: str = "ddim",
            guidance=1.0, guided: bool = True, objective: str = "v", thresholding: str = "dynamic",
            percentile=99.5, gamma=0.0, logsnr_min: float = -20.0, logsnr_max: float = 20.0,

@@ -28,6 +28,7 @@ import jax
 import numpy as np
 
 from imagen_video.data import moving_shapes as ms
+from imagen_video.diffusion import samplers
 from imagen_video.eval import caption_check, sr_psnr, video_metrics
 from imagen_video.stage import known as known_lib
 
@@ -273,7 +274,7 @@ def stage_sampler(stage, ema, *, steps, guidance, sampler, seed=0, recon_weight=
     like = known.video if init is None else init
     shape = (len(prompts),) + tuple(like.shape[1:4]) + (3,)
     return stage.sample(ema["unet"], text_params, list(prompts), key, shape=shape,
-                        steps=max(1, round(steps * start)), sampler=sampler, guidance=guidance,
+                        steps=samplers.sdedit_steps(steps, start), sampler=sampler, guidance=guidance,
                         known=known, conditioning=method or "reconstruction",
                         recon_weight=recon_weight, init=init, start=start)
   return sample

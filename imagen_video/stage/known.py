@@ -55,6 +55,13 @@ class Known:
     return Known(np.tile(video, reps), np.tile(mask, reps))
 
 
+def resized(video, shape) -> np.ndarray:
+  """`video` [B, T, H, W, 3] at `shape`'s (T, H, W) as a known video is (`Known.to_shape`):
+  an SDEdit init for each stage of a cascade."""
+  video = np.asarray(video, np.float32)
+  return Known(video, np.ones(video.shape[:4] + (1,), np.float32)).to_shape(shape).video
+
+
 def _empty(b, frames, height, width):
   return np.zeros((b, frames, height, width, 3), np.float32), np.zeros((b, frames, 1, 1, 1), np.float32)
 
