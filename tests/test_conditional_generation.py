@@ -108,6 +108,7 @@ def test_conditional_eval_reports_tasks_and_extension(tiny_cascade, tmp_path):
   assert ext["reconstruction"]["trajectory_error_px"] >= 0 and ext["replacement"]["context"] == 6
   assert len(ext["replacement"]["per_frame"]) == 16 - 6 and "line_residual_px" in ext["reconstruction"]
   assert ext["reconstruction"]["refresh"] == 0.5 and np.isfinite(ext["reconstruction"]["shape_psnr_db"])
+  assert ext["reconstruction"]["refresh_floor"] == 0.5
   assert len(ext["replacement"]["shape_psnr_per_frame"]) == 16 - 6
   md = (tmp_path / "conditional.md").read_text()
   assert "| interpolation |" in md and "| reconstruction |" in md
@@ -116,9 +117,11 @@ def test_conditional_eval_reports_tasks_and_extension(tiny_cascade, tmp_path):
   with pytest.raises(SystemExit, match="--sampler 'euler': expected one of"):
     cli.main(["eval", "--config", base["config"], "--workdir", base["workdir"], "--metric",
               "conditional", "--sampler", "euler"])
-  with pytest.raises(SystemExit, match="--refresh 1.0: expected a time in"):
-    cli.main(["eval", "--config", base["config"], "--workdir", base["workdir"], "--metric",
-              "conditional", "--refresh", "1"])
+  for bad, message in ((["--refresh", "1"], "--refresh 1.0: expected a time in"),
+                       (["--refresh", "0.5", "--refresh_floor", "2"], "--refresh_floor 2.0: expected a share")):
+    with pytest.raises(SystemExit, match=message):
+      cli.main(["eval", "--config", base["config"], "--workdir", base["workdir"], "--metric",
+                "conditional", *bad])
 
 
 def test_torus_centroid_and_distance_follow_a_shape_across_the_border():

@@ -115,3 +115,20 @@ def test_extend_refreshes_each_window_before_keeping_its_new_frames():
   out = known_lib.extend(window, start, 12, window=8, context=4, refresh=refresh)
   np.testing.assert_array_equal(out[0, :, 0, 0, 0], [0, 1, 2] + [2] * 9)  # no grain builds up
   assert seen == [((1, 8, 2, 2, 3), 3), ((1, 8, 2, 2, 3), 4)]
+
+
+def test_extend_keeps_a_window_whose_refresh_would_erase_it():
+  spot = np.zeros((2, 8, 4, 4, 3), np.float32)
+  spot[:, :, 1, 1] = 1.0  # a one-pixel object in every frame of both samples
+
+  def window(known):
+    return spot
+
+  def refresh(video, known):  # sample 0: the object is taken for noise; sample 1: dimmed a little
+    return video * np.array([0.1, 0.8], np.float32)[:, None, None, None, None]
+  start = spot[:, :2]
+  out = known_lib.extend(window, start, 14, window=8, context=6, refresh=refresh)
+  assert out[0, 2:, 1, 1, 0].min() == 1.0  # kept as sampled: the refresh would leave 10%
+  np.testing.assert_allclose(out[1, 2:, 1, 1, 0], 0.8)  # refreshed: 80% of its contrast is left
+  out = known_lib.extend(window, start, 14, window=8, context=6, refresh=refresh, refresh_floor=0.0)
+  np.testing.assert_allclose(out[0, 2:, 1, 1, 0], 0.1)  # floor 0: every refresh is kept

@@ -17,7 +17,8 @@ conditional: for a stage, image-to-video, interpolation, prediction and inpainti
 of the first --num test clips by replacement and by reconstruction guidance, PSNR/SSIM
 against the truth and a classical baseline each; on a wrap moving_shapes dataset also
 autoregressive extension to --extend x the clip length (trajectory error, the shape's
-aligned PSNR; --refresh T re-denoises each window from time T; --first picks the clips);
+aligned PSNR; --refresh T re-denoises each window from time T, unless that takes more than
+--refresh_floor of its contrast away; --first picks the clips);
 writes conditional.md/.json/.png, extension.png, extension_error.png. --tasks picks some.
 
 pose: for a pose-guided stage or cascade (configs/cascade_pose_tiny.py), samples the
@@ -76,6 +77,9 @@ def main(argv: list[str]) -> int:
                      "(default config.sample.recon_weight)", flag_values=fv)
   flags.DEFINE_float("refresh", 0.0, "conditional: extension re-denoises each window from this "
                      "time in (0, 1) before keeping it (SDEdit; 0 = off)", flag_values=fv)
+  flags.DEFINE_float("refresh_floor", 0.5, "conditional: a window whose refresh leaves less than "
+                     "this share of its contrast is kept un-refreshed (0: every refresh kept)",
+                     flag_values=fv)
   flags.DEFINE_integer("first", 0, "conditional: extension's first test clip (choose settings on "
                        "clips an evaluation from clip 0 does not use)", flag_values=fv)
   flags.DEFINE_string("detector", None, "pose: keypoint detector file (default OUT_DIR/"
@@ -137,7 +141,7 @@ def main(argv: list[str]) -> int:
                      guidance=s.guidance if fv.guidance is None else fv.guidance, out_dir=out_dir,
                      step=fv.step, tasks=fv.tasks.split(","), extend=fv.extend,
                      context=fv.context, recon_weight=fv.recon_weight, refresh=fv.refresh,
-                     first=fv.first)
+                     refresh_floor=fv.refresh_floor, first=fv.first)
     return 0
   from imagen_video.cli import sample
   steps, sampler = fv.steps or s.steps, s.sampler
@@ -162,11 +166,13 @@ def main(argv: list[str]) -> int:
 
 def conditional_eval(config, workdir, *, num, seed, steps, guidance, out_dir, step=None,
                      tasks=(), extend=4, context=None, recon_weight=None, refresh=0.0,
-                     first=0) -> dict:
+                     refresh_floor=0.5, first=0) -> dict:
   from imagen_video.eval import conditional, sr_psnr
   from imagen_video.train import trainer
   if not 0.0 <= refresh < 1.0:
     raise SystemExit(f"--refresh {refresh}: expected a time in [0, 1) (0 = off)")
+  if not 0.0 <= refresh_floor <= 1.0:
+    raise SystemExit(f"--refresh_floor {refresh_floor}: expected a share in [0, 1]")
   unknown = set(tasks) - set(conditional.TASKS) - {"extension"}
   if unknown:
     raise SystemExit(f"--tasks: unknown {sorted(unknown)}; expected some of "
@@ -181,14 +187,14 @@ def conditional_eval(config, workdir, *, num, seed, steps, guidance, out_dir, st
     if config.data.builder.get("wrap"):
       clips = conditional.extension_clips(config.data.builder, num, extend, first=first)
       ext = conditional.extension(sample, clips, window=config.data.builder.frames, context=context,
-                                  refresh=refresh)
+                                  refresh=refresh, refresh_floor=refresh_floor)
     else:
       print("[conditional] extension skipped: it needs data.builder.wrap=True (a wrap-around "
             "moving_shapes dataset, where the continued motion has a ground truth)")
   label = (f"{workdir} step {step}, {config.sample.sampler} {steps} steps, guidance {guidance:g}, "
            f"reconstruction weight {recon_weight if recon_weight is not None else 'default'}, "
            f"{num} test clips" + (f" from {first}" if first else "")
-           + (f", extension refreshed from t = {refresh:g}" if refresh else ""))
+           + (f", extension refreshed from t = {refresh:g} (floor {refresh_floor:g})" if refresh else ""))
   conditional.write_report(out_dir, result, ext, label)
   print(f"wrote {out_dir}/conditional.md")
   return {"tasks": result, "extension": ext}

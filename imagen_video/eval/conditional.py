@@ -213,12 +213,14 @@ def motion_kept(found, true, height: int, width: int) -> dict:
 
 
 def extension(sample, clips: ExtensionClips, *, window: int, context: int | None = None,
-              methods=METHODS, refresh: float = 0.0, log=print) -> dict:
+              methods=METHODS, refresh: float = 0.0, refresh_floor: float = known_lib.REFRESH_FLOOR,
+              log=print) -> dict:
   """Each method extends the first `context` true frames (default
   `known.default_context(window)`) to the clips' length; trajectory error (pixels, per
   generated frame), straightness of the generated track, colour kept and the shape's
   aligned PSNR. `refresh` > 0 re-denoises each window from that time (text only, SDEdit)
-  before its frames are kept."""
+  before its frames are kept, unless that leaves less than `refresh_floor` of their
+  contrast (`known.extend`)."""
   n, total, h, w, _ = clips.video.shape
   context = context or known_lib.default_context(window)
   black_db = float(video_metrics.psnr_per_frame(np.zeros_like(clips.video), clips.video * 0.5 + 0.5)
@@ -231,7 +233,7 @@ def extension(sample, clips: ExtensionClips, *, window: int, context: int | None
             ) if refresh else None
     video = known_lib.extend(lambda k: sample(clips.captions, k, method, next(calls)),
                              clips.video[:, :context], total, window=window, context=context,
-                             refresh=redo)
+                             refresh=redo, refresh_floor=refresh_floor)
     found = circular_centroids(video)
     shape_db = aligned_psnr(video, clips.video, found, clips.centers)[:, context:]
     err = torus_distance(found, clips.centers, h, w)[:, context:]  # NaN where no shape is found
@@ -247,6 +249,7 @@ def extension(sample, clips: ExtensionClips, *, window: int, context: int | None
                    "color_kept": float(kept.mean()), "video": video, "truth": clips.video, **motion,
                    "shape_psnr_db": float(shape_db.mean()), "shape_psnr_per_frame": shape_db.mean(0).tolist(),
                    "shape_psnr_per_clip": shape_db.mean(1).tolist(), "refresh": refresh,
+                   "refresh_floor": refresh_floor if refresh else None,
                    "shape_psnr_black_db": black_db,
                    "median_speed_ratio": float(np.nanmedian(motion["speed_ratio"])),
                    "median_direction_error_deg": float(np.nanmedian(motion["direction_error_deg"]))}

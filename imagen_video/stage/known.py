@@ -112,12 +112,19 @@ def default_context(window: int) -> int:
   return max(1, window - max(1, window // 4))
 
 
-def extend(sample_window, video, total_frames: int, *, window: int, context: int, refresh=None):
+REFRESH_FLOOR = 0.5  # a refresh may not take more than half of a window's contrast away
+
+
+def extend(sample_window, video, total_frames: int, *, window: int, context: int, refresh=None,
+           refresh_floor: float = REFRESH_FLOOR):
   """Autoregressive extension: `video` [B, k, H, W, 3] (k >= 1 given frames) is continued
   to `total_frames`, each call `sample_window(known)` -> [B, window, H, W, 3] generating
   the frames after the last `context` ones. `refresh(window_video, known)`, if given,
   re-denoises each window before its new frames are kept (and become later context), so
-  the sampler's small errors are not copied from window to window."""
+  the sampler's small errors are not copied from window to window. A sample keeps its
+  window un-refreshed where the refresh leaves its new frames less than `refresh_floor`
+  of their contrast: a faint object (split by a border, say) is otherwise taken for noise
+  and erased, and later windows cannot bring it back (docs/results/conditional.md)."""
   if not 0 < context < window:
     raise ValueError(f"context must be in 1..{window - 1} frames, got {context}")
   out = np.asarray(video, np.float32)
@@ -126,6 +133,14 @@ def extend(sample_window, video, total_frames: int, *, window: int, context: int
     known = prefix(ctx, window)
     new = np.asarray(sample_window(known))
     if refresh is not None:
-      new = np.asarray(refresh(new, known))
+      redone = np.asarray(refresh(new, known))
+      n = ctx.shape[1]
+      erased = contrast(redone[:, n:]) < refresh_floor * contrast(new[:, n:])
+      new = np.where(erased[:, None, None, None, None], new, redone)
     out = np.concatenate([out, new[:, ctx.shape[1]:]], axis=1)
   return out[:, :total_frames]
+
+
+def contrast(video) -> np.ndarray:
+  """[B, T, H, W, C] -> [B]: each frame's spatial standard deviation, averaged."""
+  return np.asarray(video, np.float32).std(axis=(2, 3)).mean(axis=(1, 2))
