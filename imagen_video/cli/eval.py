@@ -77,7 +77,8 @@ def main(argv: list[str]) -> int:
                      "(default config.sample.recon_weight)", flag_values=fv)
   flags.DEFINE_float("refresh", 0.0, "conditional: extension re-denoises each window from this "
                      "time in (0, 1) before keeping it (SDEdit; 0 = off)", flag_values=fv)
-  flags.DEFINE_float("refresh_floor", 0.5, "conditional: a window whose refresh leaves less than "
+  from imagen_video.stage.known import REFRESH_FLOOR
+  flags.DEFINE_float("refresh_floor", REFRESH_FLOOR, "conditional: a window whose refresh leaves less than "
                      "this share of its contrast is kept un-refreshed (0: every refresh kept)",
                      flag_values=fv)
   flags.DEFINE_integer("first", 0, "conditional: extension's first test clip (choose settings on "
@@ -166,11 +167,11 @@ def main(argv: list[str]) -> int:
 
 def conditional_eval(config, workdir, *, num, seed, steps, guidance, out_dir, step=None,
                      tasks=(), extend=4, context=None, recon_weight=None, refresh=0.0,
-                     refresh_floor=0.5, first=0) -> dict:
+                     refresh_floor, first=0) -> dict:
+  from imagen_video.cli import known_flags
   from imagen_video.eval import conditional, sr_psnr
   from imagen_video.train import trainer
-  if not 0.0 <= refresh < 1.0:
-    raise SystemExit(f"--refresh {refresh}: expected a time in [0, 1) (0 = off)")
+  known_flags.check_refresh(refresh)
   if not 0.0 <= refresh_floor <= 1.0:
     raise SystemExit(f"--refresh_floor {refresh_floor}: expected a share in [0, 1]")
   unknown = set(tasks) - set(conditional.TASKS) - {"extension"}

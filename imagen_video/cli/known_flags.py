@@ -45,8 +45,7 @@ def conditioned(generate, fv):
     raise SystemExit("--mask (inpainting) and --extend_to (extension) exclude each other")
   if fv.refresh and not fv.extend_to:
     raise SystemExit("--refresh goes with --extend_to")
-  if not 0.0 <= fv.refresh < 1.0:
-    raise SystemExit(f"--refresh {fv.refresh}: expected a time in [0, 1) (0 = off)")
+  check_refresh(fv.refresh)
   if not given:
     return generate
   _, frames, height, width, _ = generate.output_shape(1)
@@ -81,6 +80,12 @@ def conditioned(generate, fv):
       known = known_lib.prefix(video[:, -context:] if video.shape[1] >= frames else video, frames)
   known_args = dict(args, known=known)
   return lambda prompts, seed: generate(prompts, seed, **known_args)
+
+
+def check_refresh(value: float) -> None:
+  """--refresh (sample's and eval's): a time in [0, 1) to re-denoise each window from, 0 = off."""
+  if not 0.0 <= value < 1.0:
+    raise SystemExit(f"--refresh {value}: expected a time in [0, 1) (0 = off)")
 
 
 def _extender(generate, video, total, window, context, args, refresh=0.0):

@@ -129,15 +129,14 @@ def extend(sample_window, video, total_frames: int, *, window: int, context: int
     raise ValueError(f"context must be in 1..{window - 1} frames, got {context}")
   out = np.asarray(video, np.float32)
   while out.shape[1] < total_frames:
-    ctx = out[:, -min(context, out.shape[1]):]
-    known = prefix(ctx, window)
+    n = min(context, out.shape[1])
+    known = prefix(out[:, -n:], window)
     new = np.asarray(sample_window(known))
     if refresh is not None:
       redone = np.asarray(refresh(new, known))
-      n = ctx.shape[1]
       erased = contrast(redone[:, n:]) < refresh_floor * contrast(new[:, n:])
       new = np.where(erased[:, None, None, None, None], new, redone)
-    out = np.concatenate([out, new[:, ctx.shape[1]:]], axis=1)
+    out = np.concatenate([out, new[:, n:]], axis=1)
   return out[:, :total_frames]
 
 
