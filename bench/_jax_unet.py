@@ -8,6 +8,8 @@ figures are the U-Net's, not T5's.
 """
 from __future__ import annotations
 
+import dataclasses
+
 import jax
 import jax.numpy as jnp
 import ml_collections
@@ -15,6 +17,7 @@ import ml_collections
 from imagen_video.diffusion import objectives
 from imagen_video.nn import unet
 from imagen_video.stage.model import Stage, param_count
+from imagen_video.stage.sampler import Request, StageSampler
 from imagen_video.text import t5
 from imagen_video.text.encoder import EMBEDDINGS, MASK, TextEncoder
 from imagen_video.train import optimizer, train_step
@@ -86,17 +89,21 @@ class TrainBench:
 
 
 class SampleBench:
-  """`Stage.sample`: the compiled `lax.fori_loop` DDIM sampler, guided (one forward
-  on a 2B batch per step), dynamic thresholding at the 99.5th percentile."""
+  """`StageSampler.draw`: the compiled `lax.fori_loop` DDIM sampler, guided (one forward
+  on a 2B batch per step), with the stage's thresholding."""
 
   def __init__(self, stage: Stage, params, batch: dict, *, guidance: float = 3.0, seed: int = 0):
+    # The batch's clip shape as the stage's output; sampling settings by the request.
+    config = stage.config.copy_and_resolve_references()
+    _, frames, height, width, _ = batch["video"].shape
+    with config.unlocked():
+      config.data = ml_collections.ConfigDict(dict(builder=dict(frames=frames, height=height, width=width)))
+      config.sample = ml_collections.ConfigDict(dict(steps=1, sampler="ddim", guidance=guidance))
+    stage = Stage(config, text_encoder=stage.text)
     # A copy: the train step donates (deletes) the state these params came from.
-    self.stage, self.params, self.guidance = stage, jax.tree.map(jnp.copy, params), guidance
-    self.text = (batch[EMBEDDINGS], batch[MASK])
-    self.shape = batch["video"].shape
-    self.rng = jax.random.key(seed)
+    self.sampler = StageSampler(stage, {"unet": jax.tree.map(jnp.copy, params)})
+    self.request = Request(text=(batch[EMBEDDINGS], batch[MASK]), seed=seed, sampler="ddim",
+                           guidance=guidance)
 
   def run(self, steps: int):
-    out = self.stage.sample(self.params, None, None, self.rng, shape=self.shape, steps=steps,
-                            sampler="ddim", guidance=self.guidance, text=self.text)
-    return jax.block_until_ready(out)
+    return self.sampler.draw(dataclasses.replace(self.request, steps=steps))

@@ -17,6 +17,7 @@ import time
 
 from imagen_video.cascade.cascade import Cascade
 from imagen_video.cli import flags_util
+from imagen_video.stage.sampler import Request
 
 PROMPTS = ("a red circle moving left", "a blue square moving up", "a green triangle moving right",
            "a yellow circle moving down")
@@ -26,7 +27,7 @@ def timed(cascade: Cascade, prompts, seed: int) -> list[float]:
   """Seconds per stage of one cascade call (from the cascade's own per-stage log lines)."""
   lines = []
   t0 = time.time()
-  cascade.sample(prompts, seed=seed, log=lines.append)
+  cascade.sample(Request(prompts=tuple(prompts), seed=seed), log=lines.append)
   total = time.time() - t0
   per_stage = [float(line.split(" in ")[1].split(" s")[0]) for line in lines]
   return per_stage + [total]
@@ -57,7 +58,7 @@ def main():
   for name, c in cascades.items():
     med = [statistics.median(col) for col in zip(*runs[name])]
     first = first or med[-1]
-    steps = "/".join(str(run.steps) for run in c.runs)
+    steps = "/".join(str(run.defaults.steps) for run in c.runs)
     print(f"| {name} | {steps} | " + " | ".join(f"{s:.2f}" for s in med[:-1]) +
           f" | {med[-1]:.2f} | {first / med[-1]:.2f}x |")
 

@@ -20,10 +20,11 @@ import time
 import numpy as np
 
 from imagen_video.cli import flags_util
-from imagen_video.eval import conditional, sr_psnr
+from imagen_video.data import held_out
+from imagen_video.eval import conditional
 from imagen_video.eval import report as report_lib
 from imagen_video.stage import known as known_lib
-from imagen_video.train import trainer
+from imagen_video.stage.sampler import StageSampler
 
 
 def parse_rows(text: str, sampler: str, steps: int) -> list[tuple[str, int, float, float, str, int]]:
@@ -74,16 +75,15 @@ def main():
   p.add_argument("--out_dir", required=True)
   a = p.parse_args()
   config = flags_util.load_config(a.config)
-  clips = sr_psnr.test_clips(config, a.first + a.num)
+  clips = held_out.clips(config, a.first + a.num)
   clips = {"video": clips["video"][a.first:], "caption": clips["caption"][a.first:]}
   truth = clips["video"] * 2 - 1
   frames = truth.shape[1]
-  stage, ema, step = trainer.load_for_sampling(config, a.workdir)
   results = []
   for method, context, weight, guidance, sampler, steps in parse_rows(a.rows, config.sample.sampler,
                                                                      a.steps):
-    sample = conditional.stage_sampler(stage, ema, steps=steps, guidance=guidance,
-                                       sampler=sampler, seed=a.seed, recon_weight=weight)
+    stage = StageSampler.load(a.workdir, config=config, steps=steps, guidance=guidance, sampler=sampler)
+    sample = conditional.request_sampler(stage, seed=a.seed, recon_weight=weight)
     t0 = time.time()
     video = np.asarray(sample(clips["caption"], known_lib.prefix(truth[:, :context], frames), method))
     held = np.concatenate([truth[:, :context], np.repeat(truth[:, context - 1:context],
@@ -98,7 +98,7 @@ def main():
           f"{sampler} {steps}: per frame {np.round(err.mean(0), 2)} (hold {np.round(hold.mean(0), 2)}), "
           f"progress x{np.round(pace, 2)} "
           f"{time.time() - t0:.0f} s", flush=True)
-  lines = [f"Prediction: {a.config} ({a.workdir} step {step}), held-out clips {a.first}-"
+  lines = [f"Prediction: {a.config} ({a.workdir} step {stage.step}), held-out clips {a.first}-"
            f"{a.first + a.num - 1}; centre error "
            "of each generated frame (px) and its progress along the true path (x true)", "",
            "| method | context | w_r | guidance | sampler | error per generated frame | mean | "

@@ -16,10 +16,10 @@ import argparse
 import os
 import time
 
-from imagen_video.cli import eval as eval_cli
-from imagen_video.cli import flags_util, sample
-from imagen_video.eval import prompt_following
+from imagen_video.cli import flags_util
+from imagen_video.eval import prompt_following, registry
 from imagen_video.eval import report as report_lib
+from imagen_video.stage.sampler import Request, StageSampler
 
 
 def parse_rows(text: str, workdir: str) -> list[tuple[str, int, str]]:
@@ -52,19 +52,16 @@ def main():
     name = f"{sampler}_{steps}" + ("" if workdir == a.workdir else "_" + os.path.basename(workdir.rstrip("/")))
     if any(r["row"] == name for r in results):  # students of two runs share a phase name
       name += f"_{len(results)}"
-    generate, _, step = sample.stage_sampler(config, workdir, steps=steps, guidance=guidance,
-                                             sampler=sampler)
-    generate(prompts, a.seed)  # compile
+    stage = StageSampler.load(workdir, config=config, steps=steps, guidance=guidance, sampler=sampler)
+    stage.sample(Request(prompts=tuple(prompts), seed=a.seed))  # compile
     t0 = time.time()
-    generate(prompts, a.seed + 1)
+    stage.sample(Request(prompts=tuple(prompts), seed=a.seed + 1))
     seconds = time.time() - t0
-    label = f"{workdir} step {step}, {sampler} {steps} steps, guidance {guidance:g}"
     out = os.path.join(a.out_dir, name)
-    cap = eval_cli.caption_eval(generate, num=a.num, seed=a.seed, out_dir=out, label=label)
+    cap = registry.build("caption", num=a.num, seed=a.seed).run(stage, out)
     fvd = {"fvd": float("nan")}
     if a.fvd_num:
-      fvd = eval_cli.fvd_eval(lambda ps, seed: generate(ps, seed)[0], config, num=a.fvd_num, seed=a.seed,
-                              batch=32, out_dir=out, label=label)
+      fvd = registry.build("fvd", num=a.fvd_num, seed=a.seed, batch=32).run(stage, out)
     results.append({"row": name, "sampler": sampler, "steps": steps, "workdir": workdir,
                     "seconds_per_28": seconds, "accuracy": cap["accuracy"], "fvd": fvd["fvd"]})
     print(f"[sampler_quality] {name}: {seconds:.2f} s / 28 samples, color+direction "

@@ -62,6 +62,10 @@ def get_config(arg=None):
       ckpt_every=4 if a.runlocal else 500, keep_checkpoints=3,
       sample_every=0 if a.runlocal else 1000, ema_decay=0.999))
 
+  # Evaluators run during training (eval/registry.py): {name: {type, every, options}}.
+  c.evals = ml_collections.ConfigDict(
+      {} if a.runlocal else {"caption": dict(type="caption", every=1000, num=1)})
+
   c.sample = ml_collections.ConfigDict(dict(
       prompts=("a red circle moving left", "a green square moving up",
                "a blue triangle moving right", "a yellow circle moving down"),

@@ -87,6 +87,7 @@ def _base(a):
     c.data.batch_size = BASE_BATCH
     c.optim.warmup_steps = 100
   c.train.sample_every = 0  # samples need pose maps: see the cascade
+  c.evals = ml_collections.ConfigDict()  # `eval --metric pose` on the cascade instead
   c.sample.fps = 4.0
   c.sample.thresholding = "static"
   return c

@@ -24,6 +24,7 @@ augmentation; the SSR stages train on 16x16 crops (the last is fully convolution
 """
 import ml_collections
 
+from imagen_video.data import batch as batch_keys
 from imagen_video.utils import configs_loader
 from imagen_video.utils.config_args import parse_arg
 
@@ -96,13 +97,13 @@ def _cascade(a):
     sampler, steps, guidance, aug = SAMPLING[name]
     steps = counts[i] if counts else 4 if a.runlocal else steps
     workdir = f"{a.root}/{name}"
-    if a.distilled:  # the distilled student (its config.json adds any guidance embedding)
+    config = f"configs/cascade_tiny.py:{_args(a, stage=name)}"
+    if a.distilled:  # the distilled student: its workdir's config describes it
       steps = 2 if a.runlocal else DISTILLED_STEPS
       sampler = DISTILLED_SAMPLER.get(name, sampler)
-      workdir = f"{a.distilled}/{name}/steps{steps}"
-    stages.append(dict(name=name, config=f"configs/cascade_tiny.py:{_args(a, stage=name)}",
-                       workdir=workdir, sampler=sampler, steps=steps, guidance=guidance,
-                       aug_level=aug))
+      workdir, config = f"{a.distilled}/{name}/steps{steps}", ""
+    stages.append(dict(name=name, config=config, workdir=workdir, sampler=sampler, steps=steps,
+                       guidance=guidance, aug_level=aug))
   return ml_collections.ConfigDict(dict(stages=stages))
 
 
@@ -118,6 +119,7 @@ def _base(a):
     c.data.batch_size = BASE_BATCH
     c.optim.warmup_steps = 100
     c.train.sample_every = 0
+    c.evals = ml_collections.ConfigDict()  # the demo's budget: its caption check comes after
   c.sample.fps = 4.0
   # Dynamic thresholding divides every pixel by the 99.5th percentile of |x0| when guided
   # predictions overshoot, lifting the black background to grey (mean 0.22 vs 0.04 with
@@ -149,8 +151,7 @@ def sr_stage(s, a, *, aug_level, data="moving_shapes", builder=None, residual=Tr
                                 extra_resolutions=(low,)), **(builder or {})})
   if data == "moving_shapes" and not a.runlocal:
     c.data.builder.num_train = SR_TRAIN_CLIPS
-  low_key = "video_{}x{}x{}".format(*low)
-  c.data.low_res_keys = (low_key,)
+  c.data.low_res_keys = (batch_keys.low_res_key(*low),)
   c.data.batch_size = 4 if a.runlocal else s["batch"]
   c.data.crop = s["crop"]
   c.model.update(dict(channels=s["channels"], channel_mults=s["mults"], num_res_blocks=s["blocks"],
@@ -158,7 +159,7 @@ def sr_stage(s, a, *, aug_level, data="moving_shapes", builder=None, residual=Tr
                       mid_spatial_attn=False, temporal_mixing="conv"))
   if s["crop"]:  # trained on crops: the nominal resolution is the crop's
     c.model.resolution = s["crop"][0]
-  c.stage = ml_collections.ConfigDict(dict(kind=s["kind"], low_res_key=low_key,
+  c.stage = ml_collections.ConfigDict(dict(kind=s["kind"], low_res=tuple(low),
                                            temporal_upsample="linear" if residual else "repeat",
                                            aug_max_level=s.get("aug_max", 0.5), aug_level=aug_level,
                                            residual=residual,
@@ -168,5 +169,6 @@ def sr_stage(s, a, *, aug_level, data="moving_shapes", builder=None, residual=Tr
   if not a.runlocal:  # base_tiny's warmup would outlast these short runs
     c.optim.warmup_steps = 20
   c.train.sample_every = 0  # samples need a low-res input: see the cascade
+  c.evals = ml_collections.ConfigDict()  # likewise (`eval --metric sr_psnr` on the workdir)
   c.sample.update(dict(fps=8.0, steps=4 if a.runlocal else 16, guidance=1.0))
   return c

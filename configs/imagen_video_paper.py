@@ -42,6 +42,7 @@ import collections
 
 import ml_collections
 
+from imagen_video.data import batch as batch_keys
 from imagen_video.data import pipeline
 from imagen_video.diffusion import objectives
 from imagen_video.nn import unet
@@ -100,10 +101,6 @@ SHARDING_RULES = (
 )
 
 
-def video_key(frames, height, width) -> str:
-  return f"video_{frames}x{height}x{width}"
-
-
 def previous(spec: Spec) -> Spec | None:
   i = STAGES.index(spec)
   return STAGES[i - 1] if i else None
@@ -146,7 +143,7 @@ def stage_config(s: Spec, a) -> ml_collections.ConfigDict:
   if s.crop:
     c.data.crop = s.crop
   if low:
-    c.data.low_res_keys = (video_key(low.frames, low.height, low.width),)
+    c.data.low_res_keys = (batch_keys.low_res_key(low.frames, low.height, low.width),)
 
   c.text = encoder.default_config(preset="xxl", checkpoint=a.t5, max_length=T5_TOKENS,
                                   dtype="bfloat16", param_dtype="bfloat16", frozen=True)
@@ -162,7 +159,7 @@ def stage_config(s: Spec, a) -> ml_collections.ConfigDict:
   sampler, steps, guidance, aug = SAMPLING[s.name]
   c.stage = ml_collections.ConfigDict(dict(kind=s.kind))
   if low:
-    c.stage.update(dict(low_res_key=video_key(low.frames, low.height, low.width),
+    c.stage.update(dict(low_res=(low.frames, low.height, low.width),
                         temporal_upsample="repeat", aug_max_level=0.5, aug_level=aug))
 
   c.optim = optimizer.default_optim_config()

@@ -5,7 +5,7 @@ import os
 import numpy as np
 import pytest
 
-from imagen_video.eval import ablation
+from imagen_video.train import ablation
 from imagen_video.train import sweep
 from imagen_video.utils import configs_loader
 

@@ -3,7 +3,7 @@ import importlib.util
 
 import pytest
 
-from imagen_video.parallel import aot
+from imagen_video.train import aot
 
 
 @pytest.mark.parametrize("name, topology, chips", [

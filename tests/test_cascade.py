@@ -7,8 +7,10 @@ import numpy as np
 import pytest
 
 from imagen_video.cascade import cascade as cascade_lib
-from imagen_video.stage import conditioning
-from imagen_video.train import trainer
+from imagen_video.diffusion import guidance as guidance_lib
+from imagen_video.stage import conditioning, loading
+from imagen_video.stage.model import Stage
+from imagen_video.stage.sampler import Request, StageSampler
 from imagen_video.utils import configs_loader
 
 CONFIG = os.path.join(os.path.dirname(__file__), "..", "configs", "cascade_tiny.py")
@@ -30,9 +32,12 @@ def test_spatial_upsampling_is_bilinear_and_keeps_constants():
 
 
 def test_guidance_spec_constant_and_oscillating():
-  assert cascade_lib.guidance_weights(3.0, 8) == 3.0
-  w = cascade_lib.guidance_weights({"kind": "oscillating", "high": 15.0, "low": 1.0}, 6)
+  assert guidance_lib.weights(3.0, 8) == 3.0
+  w = guidance_lib.weights({"kind": "oscillating", "high": 15.0, "low": 1.0}, 6)
   np.testing.assert_array_equal(w, [15, 1, 15, 1, 15, 1])
+  for bad in (float("nan"), float("inf"), [1.0, 2.0]):
+    with pytest.raises(ValueError, match="guidance weight"):
+      guidance_lib.weights(bad, 6)
 
 
 def test_cascade_listing_takes_sampling_steps_per_stage():
@@ -44,24 +49,73 @@ def test_cascade_listing_takes_sampling_steps_per_stage():
       configs_loader.load(f"{CONFIG}:{bad}")
 
 
-def test_tiny_cascade_samples_every_stage_in_one_call(tiny_cascade):
+PROMPTS = ("a red circle moving left", "a blue square moving up", "a green triangle moving down")
+
+
+def test_tiny_cascade_encodes_once_and_samples_every_stage(tiny_cascade, monkeypatch):
+  from imagen_video.text.encoder import TextEncoder
   cascade = cascade_lib.Cascade.load(tiny_cascade)
   assert [r.name for r in cascade.runs] == ["base", "tsr", "ssr1", "ssr2"]
   # One T5 shared by the four stages (same text config).
   assert len({id(r.stage.text) for r in cascade.runs}) == 1
-  video, stages = cascade.sample(["a red circle moving left", "a blue square moving up"], seed=0,
-                                 return_stages=True)
-  assert video.dtype == np.uint8 and video.shape == (2, 16, 64, 64, 3)
-  assert [s.shape[1:4] for s in stages] == [(8, 16, 16), (16, 16, 16), (16, 32, 32), (16, 64, 64)]
-  again = cascade.sample(["a red circle moving left", "a blue square moving up"], seed=0)
-  np.testing.assert_array_equal(video, again)
+  calls = []
+  real = TextEncoder.encode_with
+  monkeypatch.setattr(TextEncoder, "encode_with", lambda self, *a: calls.append(a[1].shape) or real(self, *a))
+  out = cascade.sample(Request(prompts=PROMPTS[:2], seed=0))
+  assert len(calls) == 1 and calls[0][0] == 2  # the text encoder ran once, for 4 stages
+  assert out.video.shape == (2, 16, 64, 64, 3) and np.abs(out.video).max() <= 1
+  assert [s.shape[1:4] for _, s in out.stages] == [(8, 16, 16), (16, 16, 16), (16, 32, 32), (16, 64, 64)]
+  again = cascade.sample(Request(prompts=PROMPTS[:2], seed=0))
+  np.testing.assert_array_equal(out.video, again.video)
+
+
+def test_a_sample_depends_on_its_seed_not_on_its_batch(tiny_cascade):
+  """The one seed rule: sample b of a request with seed s is the sample of seed s + b alone."""
+  cascade = cascade_lib.Cascade.load(tiny_cascade, stages=["base", "tsr"])
+  batch = cascade.sample(Request(prompts=PROMPTS, seed=5)).video
+  alone = cascade.sample(Request(prompts=PROMPTS[1:2], seed=6)).video
+  np.testing.assert_allclose(batch[1], alone[0], atol=2e-4)
+  other = cascade.sample(Request(prompts=PROMPTS[1:2], seed=7)).video
+  assert np.abs(other[0] - alone[0]).mean() > 0.01  # another seed, another sample
+
+
+def test_cascade_refuses_one_stage_settings_and_bad_requests(tiny_cascade):
+  cascade = cascade_lib.Cascade.load(tiny_cascade, stages=["base"])
+  for bad, match in ((dict(steps=3), "its own steps"), (dict(guidance=2.0), "its own guidance"),
+                     (dict(seed=-1), "seed -1"), (dict(prompts=("",)), "non-empty"),
+                     (dict(start=0.5), "start 0.5")):
+    with pytest.raises(ValueError, match=match):
+      cascade.sample(Request(**{"prompts": PROMPTS[:1], **bad}))
 
 
 def test_mismatched_stage_shapes_are_reported(tiny_cascade):
   cascade = cascade_lib.Cascade.load(tiny_cascade)
-  cascade.runs = [cascade.runs[0], cascade.runs[2]]  # base 8x16x16 straight into ssr1
   with pytest.raises(ValueError, match="ssr1 expects a 16x16x16 .* base produces 8x16x16"):
-    cascade.sample(["a red circle moving left"])
+    cascade_lib.Cascade([cascade.runs[0], cascade.runs[2]])  # base 8x16x16 straight into ssr1
+
+
+def test_a_stage_loads_from_its_workdir_alone(tiny_cascade, tmp_path):
+  """The saved config and tokenizer copy are enough: no dataset, no training code."""
+  import shutil
+  import subprocess
+  import sys
+  entry = tiny_cascade.stages[0]
+  moved = tmp_path / "base"
+  shutil.copytree(entry["workdir"], moved)  # the dataset dir it was trained from is not needed
+  code = ("import sys; from imagen_video.stage.sampler import StageSampler, Request; "
+          f"s = StageSampler.load({str(moved)!r}); "
+          "print(s.sample(Request(prompts=('a red circle moving left',), steps=2)).video.shape); "
+          "bad = [m for m in sys.modules if m.startswith(('imagen_video.train', 'imagen_video.eval', "
+          "'imagen_video.cli', 'imagen_video.data.pipeline', 'tensorflow'))]; print('upward', bad)")
+  out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
+                       env={**os.environ, "XLA_FLAGS": ""})
+  assert out.returncode == 0, out.stderr[-2000:]
+  assert "(1, 8, 16, 16, 3)" in out.stdout and "upward []" in out.stdout
+  # A config that disagrees with the checkpoint on what the params mean is refused by name.
+  config = configs_loader.load(entry["config"])
+  config.model.channels = 32
+  with pytest.raises(ValueError, match=r"model.channels \(trained \d+, given 32\)"):
+    StageSampler.load(moved, config=config)
 
 
 def test_caption_eval_of_the_cascade_scores_its_final_output(tiny_cascade, tmp_path):
@@ -86,67 +140,67 @@ def test_caption_eval_of_the_cascade_scores_its_final_output(tiny_cascade, tmp_p
 def test_residual_sr_stage_diffuses_the_difference_to_the_upsampled_input(tiny_cascade):
   # Same params and keys: a residual stage's loss on video equals a plain stage's on
   # scale * (video - upsample(low)), and its samples are upsample(low) + the plain samples / scale.
-  config = configs_loader.load(tiny_cascade.stages[1]["config"])  # tsr
+  workdir = tiny_cascade.stages[1]["workdir"]  # tsr
+  _, params, _ = loading.load(workdir)
+  config = loading.resolve(workdir)
   assert config.stage.residual and config.stage.temporal_upsample == "linear"
   scale = config.stage.residual_scale
   assert scale == 8.0 and config.diffusion.resolution_shift == 1.0
   with config.unlocked():
     config.stage.back_projection = 0  # the residual mechanism alone
-  resid, params, _ = trainer.load_for_sampling(config, tiny_cascade.stages[1]["workdir"])
-  with config.unlocked():
-    config.stage.residual = False
-  plain, _, _ = trainer.load_for_sampling(config, tiny_cascade.stages[1]["workdir"],
-                                          text_encoder=resid.text)
-  key = config.stage.low_res_key
+  resid = Stage(config)
+  plain_config = config.copy_and_resolve_references()
+  with plain_config.unlocked():
+    plain_config.stage.residual = False
+    plain_config.sample.thresholding = "none"  # a residual stage does not threshold its residual
+  plain = Stage(plain_config, text_encoder=resid.text)
   rng = np.random.default_rng(0)
   low = jnp.asarray(rng.uniform(-1, 1, (2, 8, 16, 16, 3)), jnp.float32)
   video = jnp.asarray(rng.uniform(-1, 1, (2, 16, 16, 16, 3)), jnp.float32)
   up = conditioning.upsample(low, video.shape, config.stage.temporal_upsample)
   ids, mask = resid.text.tokenize(["a red circle moving left"] * 2)
-  batch = {"video": video, key: low, "text_tokens": ids, "text_mask": mask}
+  batch = {"video": video, "video_8x16x16": low, "text_tokens": ids, "text_mask": mask}
   k = jax.random.key(3)
   text = params.get("text", resid.text.params)
   l_res = resid.loss(params["unet"], text, batch, k, train=False)
   l_plain = plain.loss(params["unet"], text, {**batch, "video": scale * (video - up)}, k, train=False)
   np.testing.assert_allclose(np.asarray(l_res[0] if isinstance(l_res, tuple) else l_res),
                              np.asarray(l_plain[0] if isinstance(l_plain, tuple) else l_plain), rtol=1e-5)
-  kw = dict(steps=2, guidance=1.0, low_res=low, shape=video.shape)
-  s_res = resid.sample(params["unet"], text, ["a red circle moving left"] * 2, k, **kw)
-  # a residual stage does not threshold its scaled residual (the plain one would clip it)
-  s_plain = plain.sample(params["unet"], text, ["a red circle moving left"] * 2, k, thresholding="none", **kw)
-  s_plain = np.asarray(s_plain)
+  r = Request(prompts=("a red circle moving left",) * 2, seed=3, steps=2, guidance=1.0)
+  s_res = StageSampler(resid, params).draw(r, low_res=low)
+  s_plain = StageSampler(plain, params).draw(r, low_res=low)
   kept = np.abs(s_plain) < 1 - 1e-6  # the plain stage clips its output, the scaled residual too
   assert kept.mean() > 0.5
   expected = np.clip(np.asarray(up) + s_plain / scale, -1, 1)
-  np.testing.assert_allclose(np.asarray(s_res)[kept], expected[kept], atol=1e-5)
+  np.testing.assert_allclose(s_res[kept], expected[kept], atol=1e-5)
 
 
 def test_stage_samples_with_its_configured_thresholding(tiny_cascade):
   # The tiny base clips x0 (static): dynamic thresholding greys its black background.
-  config = trainer.resolve_config(configs_loader.load(tiny_cascade.stages[0]["config"]))
-  assert config.sample.thresholding == "static"
-  stage, ema, _ = trainer.load_for_sampling(config, tiny_cascade.stages[0]["workdir"])
-  text = ema.get("text", stage.text.params)
-  run = lambda th: np.asarray(stage.sample(ema["unet"], text, ["a red circle moving left"],
-                                           jax.random.key(0), steps=2, thresholding=th))
-  np.testing.assert_array_equal(run(None), run("static"))
+  workdir = tiny_cascade.stages[0]["workdir"]
+  sampler = StageSampler.load(workdir)
+  assert sampler.config.sample.thresholding == "static" == sampler.stage.default_thresholding()
+  r = Request(prompts=("a red circle moving left",), steps=2)
+  static = sampler.draw(r)
+  with sampler.config.unlocked():
+    sampler.config.sample.thresholding = "dynamic"
+  assert np.abs(static - sampler.draw(r)).max() > 1e-3
 
 
 def test_text_probe_reports_x0_error_per_caption_variant(tiny_cascade, tmp_path):
   from imagen_video.cli import main as cli
-  from imagen_video.eval import sr_psnr, text_probe
+  from imagen_video.data import held_out
+  from imagen_video.eval import text_probe
   entry = tiny_cascade.stages[0]
   assert cli.main(["eval", "--config", entry["config"], "--workdir", entry["workdir"],
                    "--metric", "text_probe", "--num", "4", "--out_dir", str(tmp_path)]) == 0
   md = (tmp_path / "text_probe.md").read_text()
   assert "| log-SNR | true | flipped | rotated | null |" in md
   # Same noise for every variant: an unchanged caption gives exactly the same error.
-  config = trainer.resolve_config(configs_loader.load(entry["config"]))
-  stage, ema, _ = trainer.load_for_sampling(config, entry["workdir"])
-  clips = sr_psnr.test_clips(stage.config, 2)
+  sampler = StageSampler.load(entry["workdir"])
+  clips = held_out.clips(sampler.config, 2)
   caps = clips["caption"]
-  err = text_probe.x0_errors(stage, ema["unet"], ema.get("text", stage.text.params),
-                             clips["video"] * 2 - 1, {"true": caps, "again": list(caps)},
+  err = text_probe.x0_errors(sampler, clips["video"] * 2 - 1, {"true": caps, "again": list(caps)},
                              log_snrs=(-2.0, 2.0))
   assert err["true"] == err["again"] and all(e > 0 for e in err["null"])
 

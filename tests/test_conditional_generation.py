@@ -10,6 +10,7 @@ from imagen_video.cascade import cascade as cascade_lib
 from imagen_video.data import moving_shapes as ms
 from imagen_video.media import video_io
 from imagen_video.stage import known as known_lib
+from imagen_video.stage.sampler import Request
 
 CONFIG = os.path.join(os.path.dirname(__file__), "..", "configs", "cascade_tiny.py")
 PROMPT = "a red circle moving left"
@@ -23,7 +24,8 @@ def test_cascade_keeps_known_keyframes_and_pixels_at_every_stage(tiny_cascade):
   cascade = cascade_lib.Cascade.load(tiny_cascade)
   clip = _clip().astype(np.float32)[None] / 127.5 - 1
   keys = known_lib.keyframes(clip[:, [0, 15]], [0, 15], 16)
-  video, stages = cascade.sample([PROMPT], seed=0, return_stages=True, known=keys)
+  out = cascade.sample(Request(prompts=(PROMPT,), seed=0, known=keys))
+  video, stages = video_io.to_uint8(out.video), [video_io.to_uint8(v) for _, v in out.stages]
   truth = video_io.to_uint8(clip)
   for f in (0, 15):  # pasted at the final size, exactly up to rounding
     assert np.abs(video[0, f].astype(int) - truth[0, f]).max() <= 1
@@ -32,8 +34,8 @@ def test_cascade_keeps_known_keyframes_and_pixels_at_every_stage(tiny_cascade):
   assert np.abs(stages[0][0, 0].astype(int) - base0).max() <= 1
   region = np.zeros((1, 1, 64, 64))
   region[..., 16:48, 16:48] = 1
-  out = cascade.sample([PROMPT], seed=0, known=known_lib.inpainting(clip, region),
-                       conditioning="replacement")
+  out = video_io.to_uint8(cascade.sample(Request(prompts=(PROMPT,), known=known_lib.inpainting(
+      clip, region), conditioning="replacement")).video)
   outside = region[0, 0] == 0
   assert np.abs(out[0][:, outside].astype(int) - truth[0][:, outside]).max() <= 1
 
@@ -42,13 +44,13 @@ def test_cascade_re_denoises_an_init_at_every_stage(tiny_cascade):
   cascade = cascade_lib.Cascade.load(tiny_cascade)
   clip = _clip(size=128).astype(np.float32)[None] / 127.5 - 1
   lines = []
-  video, stages = cascade.sample([PROMPT], seed=0, return_stages=True, init=clip, start=0.01,
-                                 log=lines.append)
-  for out in stages:  # each stage starts from the init at its own frames and size, barely noised
+  result = cascade.sample(Request(prompts=(PROMPT,), init=clip, start=0.01), log=lines.append)
+  video = video_io.to_uint8(result.video)
+  for out in (video_io.to_uint8(v) for _, v in result.stages):  # each stage starts from the init at its own frames and size, barely noised
     want = video_io.to_uint8(known_lib.resized(clip, out.shape))
     assert np.abs(out.astype(int) - want).mean() < 3, out.shape
   assert len(lines) == 4 and all("(1 " in line and "from t = 0.01)" in line for line in lines)
-  far = cascade.sample([PROMPT], seed=0, init=clip, start=0.9)
+  far = video_io.to_uint8(cascade.sample(Request(prompts=(PROMPT,), init=clip, start=0.9)).video)
   assert np.abs(far.astype(int) - video).mean() > 10  # from t = 0.9 little of the init is left
 
 
@@ -92,7 +94,7 @@ def test_sample_cli_conditions_on_files_and_reports_bad_ones(tiny_cascade, tmp_p
               "--out", str(tmp_path / "x.mp4")])
 
 
-def test_conditional_eval_reports_tasks_and_extension(tiny_cascade, tmp_path):
+def test_conditional_eval_reports_tasks_and_extension(tiny_cascade, tmp_path, capsys):
   from imagen_video.cli import main as cli
   base = tiny_cascade.stages[0]
   assert cli.main(["eval", "--config", base["config"] + ",wrap=true", "--workdir", base["workdir"],
@@ -114,9 +116,11 @@ def test_conditional_eval_reports_tasks_and_extension(tiny_cascade, tmp_path):
   assert "| interpolation |" in md and "| reconstruction |" in md
   for png in ("conditional.png", "extension.png", "extension_error.png"):
     assert (tmp_path / png).stat().st_size > 0
-  with pytest.raises(SystemExit, match="--sampler 'euler': expected one of"):
+  with pytest.raises(SystemExit):
     cli.main(["eval", "--config", base["config"], "--workdir", base["workdir"], "--metric",
               "conditional", "--sampler", "euler"])
+  assert "--sampler=euler: value should be one of <ddim|ancestral|dpm++2m|stochastic>" in \
+      capsys.readouterr().err
   for bad, message in ((["--refresh", "1"], "--refresh 1.0: expected a time in"),
                        (["--refresh", "0.5", "--refresh_floor", "2"], "--refresh_floor 2.0: expected a share")):
     with pytest.raises(SystemExit, match=message):

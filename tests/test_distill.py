@@ -9,6 +9,7 @@ import ml_collections
 import numpy as np
 import pytest
 
+from sampler_call import model_fn_of, run_sampler  # noqa: E402 (tests/ is on sys.path)
 from imagen_video.diffusion import distillation, objectives, samplers
 from imagen_video.diffusion.guidance import cfg_combine
 from imagen_video.diffusion.schedule import alpha_sigma, logsnr_schedule_cosine, t_from_logsnr_cosine
@@ -52,8 +53,8 @@ def test_halving_target_reproduces_two_teacher_steps_in_one():
   kw = dict(shape=SHAPE, sampler="ddim", guided=False, objective="v", thresholding="none",
             logsnr_min=SCHEDULE[0], logsnr_max=SCHEDULE[1], resolution_shift=SCHEDULE[2], noise=noise)
   for n in (4, 1):
-    teacher = samplers.sample(_teacher, None, {}, jax.random.key(1), steps=2 * n, **kw)
-    student = samplers.sample(_student_of(n), None, {}, jax.random.key(1), steps=n, **kw)
+    teacher = run_sampler(_teacher, None, {}, 1, steps=2 * n, **kw)
+    student = run_sampler(_student_of(n), None, {}, 1, steps=n, **kw)
     np.testing.assert_allclose(student, teacher, rtol=1e-4, atol=1e-5)
     assert float(jnp.abs(teacher).max()) > 0.1  # not trivially zero
 
@@ -122,8 +123,8 @@ def test_guidance_embedding_is_zero_init_so_the_student_starts_as_the_teacher():
   student = init_from_teacher(fresh, teacher)
   x = jax.random.normal(jax.random.key(2), (2, 2, 8, 8, 3))
   log_snr = jnp.array([-1.0, 2.0])
-  fn = jax.jit(samplers.nnx_model_fn(s_graphdef))
-  teacher_out = jax.jit(samplers.nnx_model_fn(graphdef))(teacher, x, log_snr, {})
+  fn = jax.jit(model_fn_of(s_graphdef))
+  teacher_out = jax.jit(model_fn_of(graphdef))(teacher, x, log_snr, {})
   assert float(jnp.abs(teacher_out).max()) > 0.01
   for w in (jnp.zeros(2), jnp.array([3.0, 7.5])):
     np.testing.assert_allclose(fn(student, x, log_snr, {"guidance_weight": w}), teacher_out, atol=1e-6)
@@ -142,6 +143,7 @@ SMALL = {"model.channel_mults": (1,), "model.num_res_blocks": (1,), "model.attn_
 def test_distill_cli_guidance_and_halving_resume_and_cascade(tmp_path, capsys):
   from imagen_video.cascade import cascade as cascade_lib
   from imagen_video.cli import flags_util
+  from imagen_video.stage.sampler import Request
   from imagen_video.cli import main as cli
   from imagen_video.train import trainer
   from imagen_video.utils import configs_loader
@@ -167,16 +169,15 @@ def test_distill_cli_guidance_and_halving_resume_and_cascade(tmp_path, capsys):
   out = capsys.readouterr().out
   assert out.count("finished already") == 2 and "[train]" not in out
 
+  # the students' workdirs describe them (the small U-Net, the guidance embedding)
   listing = configs_loader.load(f"{CASCADE}:{args},distilled={students}")
-  spec = ml_collections.ConfigDict(dict(stages=listing.stages, config_overrides=SMALL),
-                                   allow_dotted_keys=True)
-  cascade = cascade_lib.Cascade.load(spec, stages=["base"])
+  cascade = cascade_lib.Cascade.load(listing, stages=["base"])
   run = cascade.runs[0]
-  assert run.steps == 2 and run.stage.guidance_input and "guidance_mlp" in run.params["unet"]
+  assert run.defaults.steps == 2 and run.stage.guidance_input and "guidance_mlp" in run.params["unet"]
   # the distilled base takes the stochastic sampler, the SR stages keep DDIM
   assert [s["sampler"] for s in listing.stages] == ["stochastic", "ddim", "ddim", "ddim"]
-  video = cascade.sample(["a red circle moving left"], seed=0)
-  assert video.shape == (1, 8, 16, 16, 3) and video.dtype == np.uint8
+  video = cascade.sample(Request(prompts=("a red circle moving left",), seed=0)).video
+  assert video.shape == (1, 8, 16, 16, 3) and np.abs(video).max() <= 1
 
 
 def test_guidance_weighting_applies_to_the_guidance_phase_only():

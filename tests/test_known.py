@@ -5,6 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from sampler_call import run_sampler  # noqa: E402 (tests/ is on sys.path)
 from imagen_video.diffusion import objectives, samplers, schedule
 from imagen_video.stage import known as known_lib
 
@@ -27,7 +28,7 @@ def correlated_model(state, z, log_snr, cond):
 def _sample(conditioning, recon_weight=1.0, steps=64):
   shape = (4096, 2, 1, 1, 1)
   known = {"x": jnp.zeros(shape).at[:, 1].set(X_B), "mask": jnp.zeros(shape).at[:, 1].set(1.0)}
-  return samplers.sample(correlated_model, {}, {}, jax.random.key(0), shape=shape, steps=steps,
+  return run_sampler(correlated_model, {}, {}, 0, shape=shape, steps=steps,
                          sampler="ddim", guided=False, thresholding="none", known=known,
                          conditioning=conditioning, recon_weight=recon_weight)
 

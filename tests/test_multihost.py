@@ -18,7 +18,9 @@ import pytest
 
 from imagen_video.data import builders, pipeline
 from imagen_video.parallel import sharding
-from imagen_video.train import checkpointing, optimizer, trainer
+from imagen_video.stage import loading
+from imagen_video.train import optimizer, trainer
+from imagen_video.workdir import checkpoints
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONFIG = os.path.join(ROOT, "configs", "base_tiny.py")
@@ -92,11 +94,11 @@ def test_two_processes_train_like_one_and_restore_onto_another_mesh(tmp_path, da
   # The 2-process checkpoint, restored onto 1 process x 4 devices (data=2, fsdp=2) ...
   mesh4 = sharding.make_mesh({"data": 2, "fsdp": 2, "tensor": 1}, devices=jax.devices()[:4])
   config = trainer.resolve_config(_config(data_dir, 12, mesh="2:2:1"))
-  _, rules, stage = trainer.build(config, mesh4)
+  _, rules, stage = loading.build(config, mesh4)
   tx, _ = optimizer.make_optimizer(config.optim, config.train.steps)
   abstract, shardings = trainer.state_spec(config, stage, tx, mesh4, rules)
-  ckpt = checkpointing.Checkpoints(os.path.join(w24, "checkpoints"), async_save=False)
-  restored, data_state, step = ckpt.restore(checkpointing.abstract_like(abstract, shardings))
+  ckpt = checkpoints.Checkpoints(os.path.join(w24, "checkpoints"), async_save=False)
+  restored, data_state, step = ckpt.restore(checkpoints.abstract_like(abstract, shardings))
   ckpt.close()
   assert step == 10 and data_state["step"] == 10
   kernel = restored["params"]["unet"]["conv_in"]["kernel"].get_value()

@@ -54,7 +54,7 @@ def test_stage_configs():
       assert c.stage.kind == "base"
     else:
       assert c.stage.kind == ("tsr" if frames > prev[2] else "ssr")
-      assert c.stage.low_res_key == f"video_{prev[2]}x{prev[3]}x{prev[4]}"
-      assert c.stage.low_res_key in c.data.low_res_keys
+      assert tuple(c.stage.low_res) == tuple(prev[2:5])
+      assert f"video_{prev[2]}x{prev[3]}x{prev[4]}" in c.data.low_res_keys
   last = configs_loader.load(f"{CASCADE}:stage=ssr3")
   assert last.model.attn_resolutions == () and not last.model.mid_spatial_attn and last.data.crop

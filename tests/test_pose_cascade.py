@@ -1,5 +1,6 @@
 """Pose through the cascade: separate pose and text guidance, skeleton maps at every stage's
 frames and size, the pose-free model without a pose, and `sample --pose` / `pose-video`."""
+import dataclasses
 import os
 
 import jax
@@ -12,6 +13,7 @@ from imagen_video.diffusion import guidance, samplers
 from imagen_video.media import video_io
 from imagen_video.pose import keypoints_io, render
 from imagen_video.stage import pose_input
+from imagen_video.stage.sampler import Request, StageSampler
 
 CONFIG = os.path.join(os.path.dirname(__file__), "..", "configs", "cascade_pose_tiny.py")
 
@@ -78,28 +80,29 @@ def test_cascade_carries_the_pose_to_every_stage(pose_cascade):
     out = run.params["unet"]["pose_guider"]["out"]["kernel"]
     run.params["unet"]["pose_guider"]["out"]["kernel"] = 0.3 * jax.random.normal(
         jax.random.key(1), out.shape)
-  prompt = [athletes.sample_clip(0, "test", 0, 1.0).caption]
+  prompt = (athletes.sample_clip(0, "test", 0, 1.0).caption,)
   k, v = _poses(16)
-  final, stages = cascade.sample(prompt, seed=0, pose=(k, v), return_stages=True)
+  posed = cascade.sample(Request(prompts=prompt, pose=(k, v)))
+  final, stages = video_io.to_uint8(posed.video), [video_io.to_uint8(s) for _, s in posed.stages]
   assert [s.shape[1:4] for s in stages] == [(8, 16, 16), (16, 16, 16), (16, 32, 32)]
-  free, free_stages = cascade.sample(prompt, seed=0, return_stages=True)
+  free_out = cascade.sample(Request(prompts=prompt))
+  free, free_stages = video_io.to_uint8(free_out.video), [video_io.to_uint8(s) for _, s in free_out.stages]
   assert final.shape == free.shape == (1, 16, 32, 32, 3)
   for with_pose, without in zip(stages, free_stages):  # the pose reached every output
     assert np.abs(with_pose.astype(int) - without).mean() > 0.05  # (about 0.2 measured)
   k2, v2 = _poses(16, index=3)
-  other = cascade.sample(prompt, seed=0, pose=(k2, v2))
+  other = video_io.to_uint8(cascade.sample(Request(prompts=prompt, pose=(k2, v2))).video)
   assert np.abs(other.astype(int) - final).mean() > 0.05  # another pose, another video
 
   base = cascade.runs[0]
-  maps = pose_input.pose_maps(k, v, base.stage.output_shape(1))
-  text = base.params.get("text", base.stage.text.params)
-  run = lambda **kw: np.asarray(base.stage.sample(base.params["unet"], text, prompt, jax.random.key(0),
-                                                  steps=2, pose_maps=maps, **kw))
-  np.testing.assert_allclose(run(pose_guidance=1.0), run(), atol=1e-6)  # w_p = 1: 2B path
-  assert np.abs(run(pose_guidance=4.0) - run()).max() > 1e-3
+  run = lambda w: base.draw(Request(prompts=prompt, steps=2, pose=(k, v), pose_guidance=w))
+  plain = StageSampler(base.stage, base.params, defaults=dataclasses.replace(base.defaults, pose_guidance=None))
+  # w_p = 1 is the plain pose-conditional model (the 2B path); another weight runs 3B
+  np.testing.assert_allclose(run(1.0), plain.draw(Request(prompts=prompt, steps=2, pose=(k, v))), atol=1e-6)
+  assert np.abs(run(4.0) - run(1.0)).max() > 1e-3
+  maps = pose_input.pose_maps(k, v, base.output_shape(1))
   with pytest.raises(ValueError, match=r"pose_maps \(1, 8, 8, 8, 3\): expected \(1, 8, 16, 16, 3\)"):
-    base.stage.sample(base.params["unet"], text, prompt, jax.random.key(0), steps=2,
-                      pose_maps=maps[:, :, ::2, ::2])
+    base.stage.pose_inputs(maps[:, :, ::2, ::2], base.output_shape(1))
 
 
 def test_sample_cli_takes_a_pose_file(pose_cascade, tmp_path):
@@ -141,8 +144,9 @@ def test_pose_video_cli_renders_the_sequence_and_reports_bad_files(tmp_path):
               "--size", "32"])
 
 
-def test_pose_eval_scores_samples_with_and_without_pose(tmp_path):
+def test_pose_eval_scores_samples_with_and_without_pose(tmp_path, monkeypatch):
   from imagen_video.eval import pose_eval
+  from imagen_video.stage.sampler import Output
   from imagen_video.utils import configs_loader
   config = configs_loader.load(f"{CONFIG}:stage=ssr,runlocal,data_dir={tmp_path / 'tfds'}")
   clips = pose_eval.test_clips(config, 3)
@@ -159,20 +163,25 @@ def test_pose_eval_scores_samples_with_and_without_pose(tmp_path):
     def predict(self, frames):
       return np.stack([self.table[f.tobytes()] for f in frames])
 
-  def generate(prompts, seed, pose=None):  # with pose: the truth; without: mirrored
-    index = [clips["captions"].index(p) for p in prompts]
-    assert pose is None or np.array_equal(pose[0], clips["keypoints"][index])
-    return (clips["video"][index] if pose is not None else flip(clips["video"][index])), None
+  clips_config = config
+
+  class Sampler:  # with pose: the truth; without: mirrored
+    config = clips_config
+
+    def sample(self, request):
+      index = [clips["captions"].index(p) for p in request.prompts]
+      video = clips["video"][index] if request.pose is not None else flip(clips["video"][index])
+      assert request.pose is None or np.array_equal(request.pose[0], clips["keypoints"][index])
+      video = video.astype(np.float32) / 127.5 - 1
+      return Output(video, [("oracle", video)], request.seeds())
 
   def oracle_or_train(path, h, w, log=print):
     assert (h, w) == (32, 32)
     return Oracle()
-  pose_eval.pose_detector.load_or_train, real = oracle_or_train, pose_eval.pose_detector.load_or_train
-  try:
-    results = pose_eval.evaluate(generate, config, num=3, seed=0, batch=2, out_dir=str(tmp_path / "eval"),
-                                 label="oracle", log=lambda *a: None)
-  finally:
-    pose_eval.pose_detector.load_or_train = real
+  monkeypatch.setattr(pose_eval.detector_train, "load_or_train", oracle_or_train)
+  monkeypatch.setattr(pose_eval.registry, "describe", lambda sampler: "oracle")
+  results = pose_eval.evaluate(Sampler(), num=3, seed=0, batch=2, out_dir=str(tmp_path / "eval"),
+                               log=lambda *a: None)
   np.testing.assert_allclose(results["with pose"]["pose_error"], 0, atol=1e-6)
   assert (results["without pose"]["pose_error"] > 0.01).all()  # mirrored figures are off
   report = (tmp_path / "eval" / "pose_eval.md").read_text()

@@ -7,9 +7,10 @@ import pytest
 from PIL import Image, ImageFont
 
 from imagen_video.data import athletes
-from imagen_video.eval import pose_detector as pd
-from imagen_video.eval import pose_detector_train
 from imagen_video.eval import pose_following as pf
+from imagen_video.pose_detector import accuracy as pose_detector_accuracy
+from imagen_video.pose_detector import model as pd
+from imagen_video.pose_detector import train as pose_detector_train
 from imagen_video.media import contact_sheet
 
 H = W = 32
@@ -75,10 +76,10 @@ def test_save_load_roundtrip_gives_identical_predictions(tiny_detector, tmp_path
   assert back.config == det.config and back.info == det.info
   video, _, _ = _clips(1, 4)
   np.testing.assert_array_equal(back.predict(video), det.predict(video))
-  same = pd.load_or_train(path, H, W, log=lambda s: None)  # cached: no training
+  same = pose_detector_train.load_or_train(path, H, W, log=lambda s: None)  # cached: no training
   np.testing.assert_array_equal(same.predict(video), det.predict(video))
   with pytest.raises(ValueError, match="det.npz.*32x32.*not 64x64"):
-    pd.load_or_train(path, 64, 64, log=lambda s: None)
+    pose_detector_train.load_or_train(path, 64, 64, log=lambda s: None)
 
 
 def test_missing_or_corrupt_file_is_named(tiny_detector, tmp_path):
@@ -96,7 +97,7 @@ def test_missing_or_corrupt_file_is_named(tiny_detector, tmp_path):
   with pytest.raises(ValueError, match="truncated.npz"):
     pd.load(truncated)
   with pytest.raises(ValueError, match="garbage.npz"):  # a cache never retrains over a bad file
-    pd.load_or_train(garbage, H, W)
+    pose_detector_train.load_or_train(garbage, H, W)
 
 
 def test_truth_against_itself_scores_perfect_and_the_floor(tiny_detector):

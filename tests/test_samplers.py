@@ -4,6 +4,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from sampler_call import model_fn_of, run_sampler  # noqa: E402 (tests/ is on sys.path)
 from imagen_video.diffusion import objectives, samplers, schedule
 
 SHAPE = (2048, 1, 1, 1, 2)
@@ -28,8 +29,8 @@ def gaussian_model(mu_cond, mu_uncond=0.0, std=0.5, trace_log=None):
                                            ("dpm++2m", 0.0), ("stochastic", 0.0)])
 def test_sampler_recovers_gaussian_data(sampler, gamma):
   fn = gaussian_model(1.0)
-  out = samplers.sample(fn, {"mu": jnp.float32(1.5)}, {"shift": jnp.ones(SHAPE[0])},
-                        jax.random.key(0), shape=SHAPE, steps=128, sampler=sampler, gamma=gamma,
+  out = run_sampler(fn, {"mu": jnp.float32(1.5)}, {"shift": jnp.ones(SHAPE[0])},
+                        0, shape=SHAPE, steps=128, sampler=sampler, gamma=gamma,
                         guided=False, thresholding="none")
   assert out.shape == SHAPE
   assert float(jnp.mean(out)) == pytest.approx(1.5, abs=0.03)
@@ -48,7 +49,7 @@ def test_dpm_solver_follows_the_exact_ode_in_few_steps():
   exact = mu + a * std ** 2 * xi / jnp.sqrt(a ** 2 * std ** 2 + s ** 2)
   err = {}
   for sampler in ("ddim", "dpm++2m"):
-    out = samplers.sample(fn, {"mu": jnp.float32(mu)}, {"shift": jnp.ones(SHAPE[0])}, jax.random.key(0),
+    out = run_sampler(fn, {"mu": jnp.float32(mu)}, {"shift": jnp.ones(SHAPE[0])}, 0,
                           shape=SHAPE, steps=steps, sampler=sampler, guided=False,
                           thresholding="none", noise=noise)
     err[sampler] = float(jnp.sqrt(jnp.mean((out - exact) ** 2)))
@@ -58,7 +59,7 @@ def test_dpm_solver_follows_the_exact_ode_in_few_steps():
 
 def test_ddim_converges_to_a_data_point():
   fn = gaussian_model(1.0, std=1e-4)
-  out = samplers.sample(fn, {"mu": jnp.float32(-0.3)}, {"shift": jnp.ones(4)}, jax.random.key(1),
+  out = run_sampler(fn, {"mu": jnp.float32(-0.3)}, {"shift": jnp.ones(4)}, 1,
                         shape=(4, 2, 3, 3, 1), steps=64, guided=False, thresholding="none")
   np.testing.assert_allclose(out, -0.3, atol=1e-3)
 
@@ -67,7 +68,7 @@ def test_guidance_batches_cond_and_uncond_and_never_recompiles():
   log = []
   fn = gaussian_model(1.0, mu_uncond=0.0, std=1e-3, trace_log=log)
   cond = {"shift": jnp.ones(4)}
-  run = lambda w, state=0.5: samplers.sample(fn, {"mu": jnp.float32(state)}, cond, jax.random.key(2),
+  run = lambda w, state=0.5: run_sampler(fn, {"mu": jnp.float32(state)}, cond, 2,
                                              shape=(4, 1, 2, 2, 1), steps=16, guidance=w,
                                              thresholding="none")
   out1 = run(1.0)
@@ -86,14 +87,14 @@ def test_dynamic_thresholding_in_sampler():
   fn = gaussian_model(1.0, std=1e-3)  # data at 3.0, far outside [-1, 1]
   kw = dict(shape=(2, 1, 2, 2, 1), steps=8, guided=False)
   state, cond = {"mu": jnp.float32(3.0)}, {"shift": jnp.ones(2)}
-  dyn = samplers.sample(fn, state, cond, jax.random.key(3), thresholding="dynamic", **kw)
+  dyn = run_sampler(fn, state, cond, 3, thresholding="dynamic", **kw)
   assert float(jnp.abs(dyn).max()) <= 1.0 + 1e-5
-  free = samplers.sample(fn, state, cond, jax.random.key(3), thresholding="none", **kw)
+  free = run_sampler(fn, state, cond, 3, thresholding="none", **kw)
   np.testing.assert_allclose(free, 3.0, atol=1e-2)
 
 
 def test_sampler_with_video_unet():
-  """The real network through `nnx_model_fn`: CFG forward, image frames, SR inputs."""
+  """The real network: CFG forward, image frames, SR inputs."""
   from test_unet import make, tiny_config  # pytest puts tests/ on sys.path
   cfg = tiny_config(temporal_mixing="conv", cond_channels=3, use_aug_level_embedding=True,
                     channel_mults=(1,), num_res_blocks=(1,), attn_resolutions=(), cross_attn_resolutions=(8,))
@@ -102,9 +103,8 @@ def test_sampler_with_video_unet():
   cond = {"text_emb": jnp.ones((b, 3, 12)), "text_mask": jnp.ones((b, 3), bool),
           "cond_video": jnp.zeros((b, t, s, s, 3)), "aug_level": jnp.full((b,), 0.2),
           "is_image": jnp.array([True, False])}
-  fn = samplers.nnx_model_fn(graphdef)
-  assert samplers.nnx_model_fn(graphdef) is fn
-  out = samplers.sample(fn, state, cond, jax.random.key(0), shape=(b, t, s, s, 3), steps=3,
+  fn = model_fn_of(graphdef)
+  out = run_sampler(fn, state, cond, 0, shape=(b, t, s, s, 3), steps=3,
                         sampler="ancestral", guidance=5.0, gamma=0.3)
   assert out.shape == (b, t, s, s, 3) and bool(jnp.all(jnp.abs(out) <= 1.0 + 1e-5))
 
@@ -116,7 +116,7 @@ def test_sdedit_draws_from_the_posterior_given_the_noised_init(start):
   and whose variance is that posterior's plus the spread of its mean over eps."""
   mu, std, init = 0.2, 0.5, 1.4
   fn = gaussian_model(1.0, std=std)
-  out = samplers.sample(fn, {"mu": jnp.float32(mu)}, {"shift": jnp.ones(SHAPE[0])}, jax.random.key(3),
+  out = run_sampler(fn, {"mu": jnp.float32(mu)}, {"shift": jnp.ones(SHAPE[0])}, 3,
                         shape=SHAPE, steps=48, sampler="ancestral", guided=False, thresholding="none",
                         init=jnp.full(SHAPE, init), start=start)
   a, s = schedule.alpha_sigma(schedule.logsnr_schedule_cosine(start))
@@ -130,10 +130,10 @@ def test_sdedit_draws_from_the_posterior_given_the_noised_init(start):
 def test_sdedit_from_a_low_start_keeps_the_init_and_bad_starts_are_refused():
   fn = gaussian_model(1.0, std=0.5)
   init = jax.random.uniform(jax.random.key(4), (4, 2, 3, 3, 1), minval=-1, maxval=1)
-  out = samplers.sample(fn, {"mu": jnp.float32(0.0)}, {"shift": jnp.ones(4)}, jax.random.key(1),
+  out = run_sampler(fn, {"mu": jnp.float32(0.0)}, {"shift": jnp.ones(4)}, 1,
                         shape=init.shape, steps=4, guided=False, thresholding="none", init=init, start=0.005)
   np.testing.assert_allclose(out, init, atol=0.05)  # sigma(0.005) = 0.008
   for start, given in ((0.5, None), (0.0, init), (1.5, init)):
     with pytest.raises(ValueError, match="start="):
-      samplers.sample(fn, {"mu": jnp.float32(0.0)}, {"shift": jnp.ones(4)}, jax.random.key(1),
+      run_sampler(fn, {"mu": jnp.float32(0.0)}, {"shift": jnp.ones(4)}, 1,
                       shape=init.shape, steps=4, guided=False, init=given, start=start)

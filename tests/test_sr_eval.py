@@ -85,8 +85,9 @@ def test_runlocal_texture_tsr_then_sr_psnr_cli(tmp_path):
   assert result["kind"] == "tsr" and result["num"] == 2 and result["baseline"] == "linear blend"
   # Sampled at the stage's configured level (the config's, not a number restated here).
   assert result["aug_level"] == pytest.approx(configs_loader.load(arg).stage.aug_level)
-  for key in ("psnr_model", "psnr_baseline"):
+  for key in ("psnr_model", "psnr_baseline", "psnr_baseline_bp"):
     assert len(result[key]["per_clip"]) == 2 and np.isfinite(result[key]["mean"])
+  assert result["delta_bp"] == pytest.approx(result["psnr_model"]["mean"] - result["psnr_baseline_bp"]["mean"])
   assert "| tsr (tsr, step 4) | texture_pans test | 2 |" in (out_dir / "sr_psnr.md").read_text()
   assert 0 < result["ssim_model"] <= 1 and 0 < result["ssim_baseline"] <= 1
   assert "SSIM per frame" in (out_dir / "sr_psnr.md").read_text()
@@ -111,3 +112,20 @@ def test_runlocal_texture_tsr_then_sr_psnr_cli(tmp_path):
   assert sweep["best_steps"] == max(sweep["results"], key=lambda r: r["delta"])["steps"]
   assert f"best for one draw: {sweep['best_steps']} steps" in (out_dir / "sr_psnr_steps.md").read_text()
   assert (out_dir / "sr_psnr_steps.png").stat().st_size > 0
+
+
+def test_back_projected_baseline_agrees_with_its_low_res_input():
+  """The baseline given the stage's back-projection: its area-downsampled frames move onto
+  the low-res input (what the same post-processing does for the model)."""
+  import ml_collections
+  from imagen_video.stage import conditioning
+  config = ml_collections.ConfigDict(dict(stage=dict(kind="ssr", back_projection=3,
+                                                     temporal_upsample="repeat")))
+  low = np.random.default_rng(0).uniform(0.2, 0.8, (2, 3, 4, 4, 3)).astype(np.float32)
+  base = sr_psnr.bicubic_upsample(low, 8, 8)
+  bp = sr_psnr.back_projected(config, base, low)
+  err = lambda v: float(np.abs(np.asarray(conditioning.downsample(v, (3, 4, 4))) - low).mean())
+  assert err(bp) < err(base) / 4 and err(base) > 1e-3
+  with config.unlocked():
+    config.stage.back_projection = 0
+  np.testing.assert_allclose(sr_psnr.back_projected(config, base, low), base, atol=1e-6)

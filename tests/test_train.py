@@ -34,11 +34,12 @@ def test_interrupted_run_resumes_with_identical_losses(data_dir, tmp_path):
   assert [s for s, _ in second] == [5, 6, 7, 8]  # resumed from the step-4 checkpoint
   np.testing.assert_allclose([l for _, l in second], [l for s, l in full if s >= 5], rtol=0, atol=0)
   logged = [json.loads(line)["step"] for line in open(os.path.join(workdir, "metrics_train.jsonl"))]
-  assert logged == [1, 2, 3, 4, 5, 6, 5, 6, 7, 8]
+  assert logged == [1, 2, 3, 4, 5, 6, 7, 8]  # steps 5-6 of the stopped run are not logged twice
   # Sampling restores the EMA alone (partial restore), identical to the saved full state's.
-  from imagen_video.train import checkpointing
-  _, ema, step = trainer.load_for_sampling(_config(data_dir), workdir)
-  ckpt = checkpointing.Checkpoints(os.path.join(workdir, "checkpoints"), async_save=False)
+  from imagen_video.stage import loading
+  from imagen_video.workdir import checkpoints
+  _, ema, step = loading.load(workdir)
+  ckpt = checkpoints.Checkpoints(os.path.join(workdir, "checkpoints"), async_save=False)
   import orbax.checkpoint as ocp
   full_state = ckpt.manager.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore()))["state"]
   ckpt.close()
@@ -88,6 +89,14 @@ def test_sample_cli_batch_form_and_guidance_without_recompiling(data_dir, tmp_pa
   records = [json.loads(l) for l in open(out_dir / "samples.jsonl")]
   assert [r["prompt"] for r in records] == ["a red circle moving left"] * 2 + ["a blue square moving up"] * 2
   assert all((out_dir / r["file"]).exists() for r in records)
+  assert [r["seed"] for r in records] == [0, 1, 2, 3]  # sample i of prompt p: seed + p * num + i
+  # Any listed sample is redrawn alone from its prompt and seed (the one seed rule).
+  from imagen_video.media import video_io
+  assert cli.main(base + ["--prompt", records[3]["prompt"], "--seed", "3", "--out", str(tmp_path / "r.mp4")]) == 0
+  again, listed = (video_io.read_video(p)[0].astype(int) for p in (tmp_path / "r.mp4", out_dir / records[3]["file"]))
+  assert again.shape == listed.shape and np.abs(again - listed).mean() < 1.0
+  other = video_io.read_video(out_dir / records[2]["file"])[0].astype(int)
+  assert np.abs(other - listed).mean() > 1.0
   assert (out_dir / "contact_sheet.png").exists()
   compiled = samplers._sample_loop._cache_size() - before
   for w in (2.0, 7.5):
@@ -104,15 +113,75 @@ def test_sample_cli_batch_form_and_guidance_without_recompiling(data_dir, tmp_pa
 
 def test_a_checkpoint_is_not_sampled_under_another_parameterisation(tmp_path):
   import ml_collections
+  from imagen_video.stage import loading
   # an SR stage trained before the residual scale replaced the schedule shift
   (tmp_path / "config.json").write_text(json.dumps(
       {"diffusion": {"objective": "v", "resolution_shift": 8.0}, "stage": {"kind": "tsr"}, "model": {}}))
   config = ml_collections.ConfigDict({"diffusion": {"objective": "v", "resolution_shift": 1.0},
                                       "stage": {"kind": "tsr", "residual_scale": 8.0}, "model": {}})
-  with pytest.raises(ValueError, match=r"config.json: the checkpoint was trained with "
-                     r"diffusion.resolution_shift=8.0, stage.residual_scale=1.0, but the config has "
-                     r"diffusion.resolution_shift=1.0, stage.residual_scale=8.0"):
-    trainer.saved_model_flags(config, str(tmp_path))
+  with pytest.raises(ValueError, match=r"disagrees with the one the checkpoint was trained with on "
+                     r"diffusion.resolution_shift \(trained 8.0, given 1.0\); stage.residual_scale "
+                     r"\(trained None, given 8.0\)"):
+    loading.resolve(str(tmp_path), config)
   with config.unlocked():
-    config.diffusion.resolution_shift, config.stage.residual_scale = 8.0, 1.0
-  assert trainer.saved_model_flags(config, str(tmp_path)) is config
+    config.diffusion.resolution_shift = 8.0
+    del config.stage["residual_scale"]
+  assert loading.resolve(str(tmp_path), config).diffusion.resolution_shift == 8.0
+
+
+def test_config_evals_run_during_training_and_a_bad_one_stops_it_first(data_dir, tmp_path):
+  import ml_collections
+  config = _config(data_dir, steps=4, ckpt_every=4)
+  config.evals = ml_collections.ConfigDict({"caption": dict(type="caption", every=4, num=1)})
+  workdir = tmp_path / "evals"
+  trainer.train_and_evaluate(config, str(workdir))
+  report = json.loads((workdir / "eval" / "caption" / "step_0000004" / "caption_eval.json").read_text())
+  assert report["samples"] == 28 and report["shape"] == "8x16x16"
+  logged = [json.loads(line) for line in open(workdir / "metrics_train.jsonl")]
+  at4 = [r for r in logged if r["step"] == 4 and "eval/caption/color" in r]
+  assert at4 and at4[0]["eval/caption/color"] == report["accuracy"]["color"]
+  for bad, message in (({"type": "caption", "every": 0}, "every=0: expected a step interval"),
+                       ({"type": "caption", "every": 2, "nmu": 1}, r"unknown option\(s\) \['nmu'\]"),
+                       ({"type": "cation", "every": 2}, "evaluator 'cation': expected one of")):
+    config.evals = ml_collections.ConfigDict({"x": bad})
+    with pytest.raises(ValueError, match=message):
+      trainer.train_and_evaluate(config, str(tmp_path / "bad"))
+    assert not (tmp_path / "bad").exists()  # refused before anything was written
+
+
+@pytest.mark.slow
+def test_kill_9_between_checkpoints_resumes_with_the_uninterrupted_losses(data_dir, tmp_path):
+  """SIGKILL a training process after its step-4 checkpoint and two more steps; the restarted
+  run's per-step losses equal an uninterrupted run's, bit for bit (from the metrics file)."""
+  import signal
+  import subprocess
+  import sys
+  import time
+  steps, every = 10, 4
+  reference = trainer.train_and_evaluate(_config(data_dir, steps=steps, ckpt_every=every),
+                                         str(tmp_path / "reference"))["losses"]
+  workdir = tmp_path / "killed"
+  cmd = [sys.executable, "-m", "imagen_video.cli.main", "train", "--config", f"{CONFIG}:runlocal",
+         f"--config.data.data_dir={data_dir}", f"--config.train.steps={steps}",
+         f"--config.train.ckpt_every={every}", "--workdir", str(workdir)]
+  proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+  seen = []
+  try:
+    for line in proc.stdout:  # killed once step 6 is logged and the step-4 checkpoint is final
+      seen.append(line)
+      if "[train] step 6/" in line:
+        deadline = time.time() + 60
+        while not (workdir / "checkpoints" / "4").is_dir() and time.time() < deadline:
+          time.sleep(0.1)
+        os.kill(proc.pid, signal.SIGKILL)
+        break
+    assert proc.wait(timeout=60) == -signal.SIGKILL, "".join(seen)[-3000:]
+  finally:
+    if proc.poll() is None:
+      proc.kill()
+  again = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+  assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
+  assert "resumed from" in again.stdout and "step 4 (data position 4)" in again.stdout
+  logged = [json.loads(line) for line in open(workdir / "metrics_train.jsonl")]
+  assert [r["step"] for r in logged] == list(range(1, steps + 1))  # no step logged twice
+  assert [r["loss"] for r in logged] == [loss for _, loss in reference]  # exactly

@@ -32,7 +32,7 @@ def main(argv: list[str]) -> int:
   unknown = [n for n in names if n not in module.ABLATIONS]
   if unknown:
     raise SystemExit(f"{argv[0]}: unknown ablation(s) {unknown}; expected {', '.join(module.ABLATIONS)}")
-  from imagen_video.eval import ablation
+  from imagen_video.train import ablation
   t0 = time.time()
   for i, name in enumerate(names):
     spec = module.get_config(",".join(filter(None, [f"name={name}", fv.args])))

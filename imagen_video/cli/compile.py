@@ -39,7 +39,7 @@ def main(argv: list[str]) -> int:
   flags_util.parse(fv, argv, __doc__)
   if fv.config is None:
     raise SystemExit(f"{argv[0]}: --config is required")
-  from imagen_video.parallel import aot
+  from imagen_video.train import aot
   try:
     sl = aot.parse_slice(fv.topology)
   except ValueError as e:
@@ -63,7 +63,7 @@ def main(argv: list[str]) -> int:
 
 def _run(name, sl, per, oom_lines, compile_fn) -> bool:
   import jax
-  from imagen_video.parallel import aot
+  from imagen_video.train import aot
   try:
     r = compile_fn()
   except jax.errors.JaxRuntimeError as e:

@@ -39,9 +39,12 @@ def cascade_spec(workdir: str, extra: str = "") -> str:
 
 
 def run(workdir: str, prompts, extra: str = "") -> dict:
+  from imagen_video.cascade.cascade import Cascade
   from imagen_video.cli import sample as sample_cli
-  from imagen_video.train import checkpointing, trainer
+  from imagen_video.stage.sampler import Request
+  from imagen_video.train import trainer
   from imagen_video.utils import configs_loader
+  from imagen_video.workdir import checkpoints
 
   start = time.time()
   spec = cascade_spec(workdir, extra)
@@ -49,7 +52,7 @@ def run(workdir: str, prompts, extra: str = "") -> dict:
   n = len(cascade.stages)
   for i, entry in enumerate(cascade.stages, 1):
     config = configs_loader.load(entry["config"])
-    done = checkpointing.Checkpoints(os.path.join(entry["workdir"], "checkpoints"),
+    done = checkpoints.Checkpoints(os.path.join(entry["workdir"], "checkpoints"),
                                      async_save=False).latest_step()
     if done is not None and done >= config.train.steps:
       print(f"[demo {i}/{n}] stage {entry['name']}: already trained ({done} steps), reusing", flush=True)
@@ -59,9 +62,10 @@ def run(workdir: str, prompts, extra: str = "") -> dict:
     trainer.train_and_evaluate(config, entry["workdir"])
   print(f"[demo] sampling {len(prompts)} prompts through the cascade  [{time.time() - start:.0f} s]",
         flush=True)
-  generate, fps, names = sample_cli.cascade_sampler(cascade)
+  sampler = Cascade.load(cascade)
   out_dir = os.path.join(workdir, "samples")
-  sample_cli.write(generate, list(prompts), num=1, seed=0, fps=fps, out_dir=out_dir, stage_names=names)
+  sample_cli.write(sampler, list(prompts), Request(), num=1, seed=0,
+                   fps=sampler.config.sample.get("fps", 8.0), out_dir=out_dir)
   seconds = time.time() - start
   print(f"[demo] done in {seconds / 60:.1f} min: {out_dir}/contact_sheet.png, {out_dir}/*.mp4\n"
         f"sample more with:\n  imagen-video sample --cascade {spec} --prompt \"a cyan square moving down\" "

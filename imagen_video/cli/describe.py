@@ -38,7 +38,7 @@ def attention_levels(model) -> str:
 
 
 def stage_row(name: str, config, paper: float | None) -> dict:
-  from imagen_video.stage.model import clip_shape
+  from imagen_video.data.batch import clip_shape
   b = config.data.builder
   n = unet_params(config)
   return dict(name=name, kind=config.stage.kind, output="x".join(map(str, clip_shape(config, 1)[1:4])),

@@ -80,35 +80,25 @@ def retime(keypoints, visibility, frames: int):
   return k.astype(np.float32), v.astype(np.float32)
 
 
-def posed(generate, fv):
-  """`generate` guided by --pose (unchanged without it). The wrapper keeps the last videos
-  it made (`.last`) for the side-by-side file."""
-  if not fv.pose:
-    if fv.pose_guidance is not None:
-      raise SystemExit("--pose_guidance goes with --pose")
-    return generate
-  if fv.extend_to:
+def check(fv) -> None:
+  if not fv.pose and fv.pose_guidance is not None:
+    raise SystemExit("--pose_guidance goes with --pose")
+  if fv.pose and fv.extend_to:
     raise SystemExit("--pose with --extend_to: a pose sequence covers one clip; extend without "
                      "--pose, or give one clip's poses")
-  _, frames, _, _, _ = generate.output_shape(1)
-  pose = read_pose(fv, frames)
-  extra = {} if fv.pose_guidance is None else {"pose_guidance": fv.pose_guidance}
-
-  def with_pose(prompts, seed, **kwargs):
-    clips, stages = generate(prompts, seed, pose=pose, **extra, **kwargs)
-    with_pose.last = clips
-    return clips, stages
-  with_pose.output_shape = generate.output_shape
-  with_pose.pose = pose
-  return with_pose
 
 
-def write_side_by_side(generate, out: str, fps: float) -> str | None:
-  """FILE_pose.mp4 beside --out: skeleton | first sample | skeleton over it."""
-  if not getattr(generate, "pose", None) or getattr(generate, "last", None) is None:
-    return None
+def request_fields(fv, frames: int) -> dict:
+  """`pose` (and `pose_guidance`) for the Request from --pose (none without it)."""
+  if not fv.pose:
+    return {}
+  return {"pose": read_pose(fv, frames), "pose_guidance": fv.pose_guidance}
+
+
+def write_side_by_side(pose, video, out: str, fps: float) -> str:
+  """FILE_pose.mp4 beside --out: skeleton | first sample (uint8 [T, H, W, 3]) | skeleton over it."""
   from imagen_video.pose import render
   path = os.path.splitext(out)[0] + "_pose.mp4"
-  render.write_side_by_side(path, *generate.pose, generate.last[0], fps=fps)
+  render.write_side_by_side(path, *pose, video, fps=fps)
   print(f"wrote {path}")
   return path

@@ -9,6 +9,8 @@ import dataclasses
 import numpy as np
 import tensorflow_datasets as tfds
 
+from imagen_video.data import batch as batch_keys
+
 HOMEPAGE = "https://github.com/imagen-video/imagen-video"
 
 
@@ -25,8 +27,7 @@ class ClipsConfig(tfds.core.BuilderConfig):
   num_validation: int = 0  # a validation split only where the dataset defines one
 
 
-def extra_key(frames: int, height: int, width: int) -> str:
-  return f"video_{frames}x{height}x{width}"
+extra_key = batch_keys.low_res_key  # the feature of the clips at another rate or size
 
 
 class SyntheticClips(tfds.core.GeneratorBasedBuilder):

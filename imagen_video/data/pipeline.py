@@ -46,10 +46,10 @@ from typing import Iterator
 import ml_collections
 import numpy as np
 
+from imagen_video.data import batch as batch_keys
 from imagen_video.data import builders
 
-VIDEO_KEY = "video"
-POSE_KEY = "pose_maps"  # = stage.model.POSE
+VIDEO_KEY, POSE_KEY, IS_IMAGE = batch_keys.VIDEO, batch_keys.POSE_MAPS, batch_keys.IS_IMAGE
 
 
 def default_data_config() -> ml_collections.ConfigDict:
@@ -183,8 +183,8 @@ class VideoBatches:
     if c.crop is not None:
       out = _random_crop(out, tuple(c.crop), rng)
     if self.extra_images:
-      out[VIDEO_KEY], out["is_image"] = self._append_images(out[VIDEO_KEY], raw, position, rng)
-    out = {k: v if k == "is_image" else v.astype(np.float32) / 127.5 - 1.0 for k, v in out.items()}
+      out[VIDEO_KEY], out[IS_IMAGE] = self._append_images(out[VIDEO_KEY], raw, position, rng)
+    out = {k: v if k == IS_IMAGE else v.astype(np.float32) / 127.5 - 1.0 for k, v in out.items()}
     for key, value in raw.items():
       if key in out or key.startswith(VIDEO_KEY):
         continue

@@ -78,3 +78,27 @@ def apply_threshold(x0, mode: str, percentile=99.5):
   if mode == "none":
     return x0
   raise ValueError(f"thresholding must be 'dynamic', 'static' or 'none', got {mode!r}")
+
+
+def weights(spec, steps: int):
+  """A guidance spec as the sampler's weight: a number, a per-step array, or a dict
+  {kind: "oscillating", high, low, constant_fraction, oscillate_until, final} (or
+  {kind: "constant", weight})."""
+  if isinstance(spec, (int, float, np.number)):
+    if not np.isfinite(spec):
+      raise ValueError(f"guidance weight {spec}: expected a finite number")
+    return float(spec)
+  if hasattr(spec, "keys"):
+    spec = dict(spec)
+    kind = spec.pop("kind", "constant")
+    if kind == "oscillating":
+      return oscillating_guidance_weights(steps, **spec)
+    if kind == "constant":
+      return weights(float(spec["weight"]), steps)
+    raise ValueError(f"guidance kind {kind!r}: expected 'oscillating' or 'constant'")
+  w = np.asarray(spec, np.float32)
+  if w.ndim == 0:
+    return weights(float(w), steps)
+  if w.shape[0] != steps or not np.all(np.isfinite(w)):
+    raise ValueError(f"guidance weights {w.shape}: expected {steps} finite per-step weights")
+  return w

@@ -24,13 +24,12 @@ from __future__ import annotations
 import dataclasses
 import time
 
-import jax
 import numpy as np
 
-from imagen_video.data import moving_shapes as ms
-from imagen_video.diffusion import samplers
-from imagen_video.eval import caption_check, sr_psnr, video_metrics
+from imagen_video.data import held_out
+from imagen_video.eval import caption_check, registry, sr_psnr, video_metrics
 from imagen_video.stage import known as known_lib
+from imagen_video.stage.sampler import Extension, Request
 
 TASKS = ("i2v", "interpolation", "prediction", "inpainting")
 METHODS = ("replacement", "reconstruction")
@@ -91,7 +90,7 @@ def _summary(s: dict) -> dict:
 
 def evaluate_tasks(sample, clips: dict, *, tasks=TASKS, methods=METHODS, log=print) -> dict:
   """`sample(prompts, known, method)` -> [N, T, H, W, 3] in [-1, 1]; `clips` from
-  `sr_psnr.test_clips` (video in [0, 1], caption). Returns per task: each method's and
+  `data.held_out.clips` (video in [0, 1], caption). Returns per task: each method's and
   the baseline's scores, paired PSNR deltas, and the videos."""
   truth = clips["video"] * 2 - 1
   out = {}
@@ -146,29 +145,6 @@ def torus_distance(a, b, height: int, width: int) -> np.ndarray:
   return np.sqrt((d ** 2).sum(-1))
 
 
-@dataclasses.dataclass
-class ExtensionClips:
-  video: np.ndarray  # [N, factor * T, H, W, 3] in [-1, 1]: the truth, continued
-  centers: np.ndarray  # [N, factor * T, 2] true centres
-  colors: list
-  captions: list
-
-
-def extension_clips(builder, num: int, factor: int, first: int = 0) -> ExtensionClips:
-  """`num` test clips from the `first` of a wrap moving_shapes dataset (`builder`: the
-  config's data.builder), rendered `factor` times longer at the same speed."""
-  if not builder.get("wrap"):
-    raise ValueError("extension needs a moving_shapes dataset with data.builder.wrap=True "
-                     "(otherwise the shape leaves the frame and the continuation has no truth)")
-  t, h, w = builder.frames, builder.height, builder.width
-  clips = [ms.sample_clip(builder.get("seed", 0), "test", i, w / h, wrap=True)
-           for i in range(first, first + num)]
-  longer = [dataclasses.replace(c, velocity=tuple(v * factor for v in c.velocity)) for c in clips]
-  video = np.stack([ms.render(c, factor * t, h, w) for c in longer]).astype(np.float32) / 127.5 - 1
-  return ExtensionClips(video, np.stack([c.centers(factor * t) for c in longer]),
-                        [c.color for c in clips], [c.caption for c in clips])
-
-
 def aligned_psnr(video, truth, found, true_centres) -> np.ndarray:
   """[N, T] PSNR (dB) of each frame against the true one after moving it, round the torus by
   whole pixels, so its detected centre lands on the true centre: how well the shape itself
@@ -212,7 +188,7 @@ def motion_kept(found, true, height: int, width: int) -> dict:
   return out
 
 
-def extension(sample, clips: ExtensionClips, *, window: int, context: int | None = None,
+def extension(sample, clips: held_out.ExtensionClips, *, window: int, context: int | None = None,
               methods=METHODS, refresh: float = 0.0, refresh_floor: float = known_lib.REFRESH_FLOOR,
               log=print) -> dict:
   """Each method extends the first `context` true frames (default
@@ -228,12 +204,8 @@ def extension(sample, clips: ExtensionClips, *, window: int, context: int | None
   out = {}
   for method in methods:
     t0 = time.time()
-    calls = iter(range(1 << 30))  # new noise per window: a shared draw would bias every window alike
-    redo = (lambda v, k: sample(clips.captions, None, None, next(calls), init=v, start=refresh)
-            ) if refresh else None
-    video = known_lib.extend(lambda k: sample(clips.captions, k, method, next(calls)),
-                             clips.video[:, :context], total, window=window, context=context,
-                             refresh=redo, refresh_floor=refresh_floor)
+    video = sample(clips.captions, None, method, extension=Extension(
+        clips.video[:, :context], total, context, refresh, refresh_floor))
     found = circular_centroids(video)
     shape_db = aligned_psnr(video, clips.video, found, clips.centers)[:, context:]
     err = torus_distance(found, clips.centers, h, w)[:, context:]  # NaN where no shape is found
@@ -264,22 +236,13 @@ def extension(sample, clips: ExtensionClips, *, window: int, context: int | None
   return out
 
 
-def stage_sampler(stage, ema, *, steps, guidance, sampler, seed=0, recon_weight=None):
-  """sample(prompts, known, method) for one stage's EMA weights."""
-  text_params = ema.get("text", stage.text.params)
-
-  def sample(prompts, known, method, call: int = 0, init=None, start: float = 1.0):
-    """`call` > 0 draws other noise (extension's later windows, as `sample --extend_to`);
-    `init` and `start` < 1 re-denoise `init` from time `start` in a matching share of the
-    steps (known=None: text only)."""
-    key = jax.random.key(seed)
-    key = jax.random.fold_in(key, call) if call else key
-    like = known.video if init is None else init
-    shape = (len(prompts),) + tuple(like.shape[1:4]) + (3,)
-    return stage.sample(ema["unet"], text_params, list(prompts), key, shape=shape,
-                        steps=samplers.sdedit_steps(steps, start), sampler=sampler, guidance=guidance,
-                        known=known, conditioning=method or "reconstruction",
-                        recon_weight=recon_weight, init=init, start=start)
+def request_sampler(sampler, *, seed: int, recon_weight=None):
+  """sample(prompts, known, method, extension=None) -> float videos of a `StageSampler`, with
+  the CLI's request and seed rule (clip i: seed + i)."""
+  def sample(prompts, known, method, extension=None):
+    r = Request(prompts=tuple(prompts), seed=seed, known=known, conditioning=method,
+                recon_weight=recon_weight, extension=extension)
+    return sampler.sample(r).video
   return sample
 
 
@@ -361,3 +324,55 @@ def write_report(out_dir: str, tasks: dict | None, ext: dict | None, label: str,
     fig.tight_layout()
     fig.savefig(os.path.join(out_dir, "extension_error.png"), dpi=100)
     plt.close(fig)
+
+
+@registry.register("conditional")
+@dataclasses.dataclass
+class Conditional(registry.Evaluator):
+  """Image-to-video, interpolation, prediction and inpainting of held-out clips by replacement
+  and by reconstruction guidance (PSNR/SSIM against the truth and a classical baseline); on a
+  wrap moving_shapes dataset also extension to `extend` x the clip length. Writes
+  conditional.md/.json/.png, extension.png, extension_error.png."""
+  targets = ("stage",)
+  num: int = registry.option(4, "conditional: held-out clips")
+  seed: int = registry.option(0, "seed of the first clip's sample (clip i: seed + i)")
+  tasks: str = registry.option("i2v,interpolation,prediction,inpainting,extension",
+                               "conditional: which tasks (comma-separated)")
+  extend: int = registry.option(4, "conditional: extension length in clip lengths")
+  context: int = registry.option(None, "conditional: extension's context frames per window")
+  recon_weight: float = registry.option(None, "reconstruction guidance weight")
+  refresh: float = registry.option(0.0, "conditional: re-denoise each extension window from this time")
+  refresh_floor: float = registry.option(known_lib.REFRESH_FLOOR, "conditional: keep a window "
+                                         "whose refresh leaves less than this share of its contrast")
+  first: int = registry.option(0, "conditional: extension's first test clip")
+
+  def run(self, sampler, out_dir: str, log=print) -> dict:
+    tasks = [t for t in self.tasks.split(",") if t]
+    unknown = set(tasks) - set(TASKS) - {"extension"}
+    if unknown:
+      raise ValueError(f"tasks: unknown {sorted(unknown)}; expected some of {list(TASKS) + ['extension']}")
+    if not 0.0 <= self.refresh < 1.0 or not 0.0 <= self.refresh_floor <= 1.0:
+      raise ValueError(f"refresh {self.refresh} / refresh_floor {self.refresh_floor}: expected a "
+                       "time in [0, 1) and a share in [0, 1]")
+    config = sampler.config
+    sample = request_sampler(sampler, seed=self.seed, recon_weight=self.recon_weight)
+    picked = [t for t in TASKS if t in tasks]
+    result = evaluate_tasks(sample, held_out.clips(config, self.num), tasks=picked, log=log) \
+        if picked else None
+    ext = None
+    if "extension" in tasks:
+      if config.data.builder.get("wrap"):
+        clips = held_out.extension_clips(config.data.builder, self.num, self.extend, first=self.first)
+        ext = extension(sample, clips, window=config.data.builder.frames, context=self.context,
+                        refresh=self.refresh, refresh_floor=self.refresh_floor, log=log)
+      else:
+        log("[conditional] extension skipped: it needs data.builder.wrap=True (a wrap-around "
+            "moving_shapes dataset, where the continued motion has a ground truth)")
+    label = (f"{registry.describe(sampler)}, reconstruction weight "
+             f"{self.recon_weight if self.recon_weight is not None else 'default'}, {self.num} test "
+             "clips" + (f" from {self.first}" if self.first else "")
+             + (f", extension refreshed from t = {self.refresh:g} (floor {self.refresh_floor:g})"
+                if self.refresh else ""))
+    write_report(out_dir, result, ext, label)
+    log(f"wrote {out_dir}/conditional.md")
+    return {"tasks": result, "extension": ext}

@@ -13,12 +13,17 @@ through in fixed memory.
 """
 from __future__ import annotations
 
+import dataclasses
+import os
 import time
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 from jax.sharding import NamedSharding, PartitionSpec as P
+
+from imagen_video.eval import registry, sampling
+from imagen_video.eval import report as report_lib
 
 I3D_SIZE = 224
 FEATURES = 400  # Kinetics-400 logits
@@ -154,9 +159,9 @@ def frame_repeat(frames: int) -> int:
   return -(-MIN_FRAMES // frames)
 
 
-def evaluate(generate, real: np.ndarray, captions: list[str], *, batch: int = 16, seed: int = 0,
+def evaluate(generate, real: np.ndarray, captions: list[str], *, batch: int = 16,
              extractor: FeatureExtractor | None = None, progress=print) -> dict:
-  """FVD of `generate(prompts, seed) -> uint8 videos` on `captions` against `real` (uint8
+  """FVD of `generate(i0, i1) -> uint8 videos` for captions[i0:i1] against `real` (uint8
   clips with those captions), streamed `batch` videos at a time; also each set's spread
   (RMS distance between two of its videos' I3D features, sqrt(2 tr C): low = collapsed)."""
   extractor = extractor or FeatureExtractor()
@@ -166,8 +171,8 @@ def evaluate(generate, real: np.ndarray, captions: list[str], *, batch: int = 16
   k = frame_repeat(real.shape[1])
   kept = []
   t0 = time.time()
-  for n, i in enumerate(range(0, len(captions), batch)):
-    fake = np.asarray(generate(captions[i:i + batch], seed * 10 ** 6 + n))
+  for i in range(0, len(captions), batch):
+    fake = np.asarray(generate(i, min(i + batch, len(captions))))
     if fake.shape[1:] != real.shape[1:]:
       raise ValueError(f"FVD: generated videos are {fake.shape[1:]}, real clips {real.shape[1:]}")
     kept.extend(fake[:max(0, 4 - len(kept))])
@@ -192,3 +197,40 @@ def table(rows: list[tuple[str, dict]]) -> str:
     lines.append(f"| {label} | {r['num']} | {shape} | {r['fvd']:.1f} | "
                  f"{r['spread_generated']:.2f} / {r['spread_real']:.2f} |")
   return "\n".join(lines)
+
+
+@registry.register("fvd")
+@dataclasses.dataclass
+class FVD(registry.Evaluator):
+  """FVD (Kinetics-400 I3D) of samples of the first `num` held-out clips' captions against
+  those clips. Writes fvd.md/.json/.png (generated | held-out)."""
+  num: int = registry.option(100, "fvd: held-out clips whose captions are sampled (FVD is biased "
+                             "below ~64)")
+  seed: int = registry.option(0, "seed of the first sample (sample i of the run: seed + i)")
+  batch: int = registry.option(16, "videos sampled and embedded together")
+
+  def run(self, sampler, out_dir: str, log=print) -> dict:
+    from imagen_video.data import held_out
+    from imagen_video.media import contact_sheet, video_io
+    config = sampler.config
+    clips = held_out.clips(config, self.num)
+    real = video_io.to_uint8(clips["video"], (0.0, 1.0))
+    caps = clips["caption"]
+    generate = lambda i0, i1: sampling.uint8(sampling.draw(sampler, caps[i0:i1], seed=self.seed + i0,
+                                                           batch=self.batch)[0])
+    result = evaluate(generate, real, caps, batch=self.batch, progress=log)
+    label = registry.describe(sampler)
+    report = (f"FVD (Kinetics-400 I3D) against held-out {config.data.name} test clips\n\n"
+              + table([(label, result)]))
+    log(report)
+    summary = {"label": label, "seed": self.seed, **{k: v for k, v in result.items() if k != "examples"}}
+    if report_lib.write(out_dir, "fvd", report, summary):
+      shown = len(result["examples"])
+      contact_sheet.contact_sheet(
+          list(result["examples"]) + list(real[:shown]),
+          [f"generated: {c}" for c in caps[:shown]] + ["held-out clip"] * shown,
+          os.path.join(out_dir, "fvd.png"), title=f"{label}: FVD {result['fvd']:.1f}")
+    return result
+
+  def scalars(self, result) -> dict[str, float]:
+    return {"fvd": result["fvd"]}

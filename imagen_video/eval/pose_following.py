@@ -3,7 +3,7 @@
 Per video, against the ground-truth `athletes` rendering of the same clip:
   psnr, ssim        mean over frames (`video_metrics`; PSNR is inf for identical videos)
   pose_error        mean distance, in frame heights, between the keypoints a detector
-                    (`pose_detector`) finds in the generated frames and the given
+                    (`pose_detector/`) finds in the generated frames and the given
                     keypoints, over visible joints of all frames
   pck@0.05, pck@0.1 the share of those visible joints found within 0.05 / 0.1 frame heights
   *_truth           the same on the ground-truth rendering: the detector's own error,
@@ -24,7 +24,7 @@ import os
 import numpy as np
 
 from imagen_video.eval import video_metrics
-from imagen_video.eval.pose_detector import _as_uint8, distances
+from imagen_video.pose_detector.model import _as_uint8, distances
 from imagen_video.media import contact_sheet
 from imagen_video.pose.render import render_skeleton
 from imagen_video.pose.skeleton import NUM_KEYPOINTS

@@ -5,12 +5,16 @@ cycle through the three), classified from pixels by `caption_check`.
 """
 from __future__ import annotations
 
+import dataclasses
 import itertools
+import os
+import time
 
 import numpy as np
 
 from imagen_video.data import moving_shapes as ms
-from imagen_video.eval import caption_check
+from imagen_video.eval import caption_check, registry, sampling
+from imagen_video.eval import report as report_lib
 
 
 def grammar_prompts(num: int) -> list[str]:
@@ -22,21 +26,11 @@ def grammar_prompts(num: int) -> list[str]:
   return out
 
 
-def evaluate(sample_fn, prompts: list[str], batch: int = 28) -> dict:
-  """`sample_fn(prompts) -> uint8 [B, T, H, W, 3]`; returns caption_check.score + videos."""
-  calls = []
-  for i in range(0, len(prompts), batch):
-    chunk = prompts[i:i + batch]
-    calls.append(np.asarray(sample_fn(chunk + [chunk[-1]] * (batch - len(chunk)))))  # one batch size
-  videos = unpad(calls, len(prompts))
+def evaluate(videos, prompts: list[str]) -> dict:
+  """caption_check.score of uint8 videos [N, T, H, W, 3] for the prompts, with the videos."""
   result = caption_check.score(list(videos), prompts)
-  result["videos"] = videos
+  result["videos"] = np.asarray(videos)
   return result
-
-
-def unpad(calls: list[np.ndarray], n: int) -> np.ndarray:
-  """The padded batches of `evaluate`'s calls, joined and cut to the `n` prompts."""
-  return np.concatenate(calls)[:n]
 
 
 def table(result: dict) -> str:
@@ -56,15 +50,51 @@ def table(result: dict) -> str:
   return "\n".join(lines)
 
 
-def stage_table(names: list[str], per_call: list[list[np.ndarray]], prompts: list[str]) -> str:
-  """Markdown: color / direction / both accuracy of every cascade stage's output.
-
-  `per_call[i][s]` is stage s's uint8 output for the i-th padded batch of `evaluate`."""
+def stage_table(stages: list[tuple[str, np.ndarray]], prompts: list[str]) -> str:
+  """Markdown: color / direction / both accuracy of every cascade stage's output
+  (`stages`: (name, float videos in [-1, 1]) for all the prompts)."""
   lines = ["| stage | output | color | direction | color + direction |", "|---|---|---|---|---|"]
-  for s, name in enumerate(names):
-    videos = unpad([call[s] for call in per_call], len(prompts))
+  for name, video in stages:
+    videos = sampling.uint8(video)
     acc = caption_check.score(list(videos), prompts)["accuracy"]
     shape = "x".join(map(str, videos[0].shape[:3]))
     lines.append(f"| {name} | {shape} | {acc['color']:.1%} | {acc['direction']:.1%} | "
                  f"{acc['color_direction']:.1%} |")
   return "\n".join(lines)
+
+
+@registry.register("caption")
+@dataclasses.dataclass
+class Caption(registry.Evaluator):
+  """The 28 colour x direction prompts (`num` samples each, shapes cycling) classified from
+  pixels; for a cascade also every stage's output. Writes caption_eval.md/.json/.png."""
+  num: int = registry.option(4, "caption: samples per prompt (28 prompts, shapes cycling)")
+  seed: int = registry.option(0, "seed of the first sample (sample i of the run: seed + i)")
+  batch: int = registry.option(28, "prompts sampled together (lower it to save memory)")
+
+  def run(self, sampler, out_dir: str, log=print) -> dict:
+    from imagen_video.media import contact_sheet
+    t0 = time.time()
+    prompts = grammar_prompts(self.num)
+    final, stages = sampling.draw(sampler, prompts, seed=self.seed, batch=self.batch)
+    result = evaluate(sampling.uint8(final), prompts)
+    seconds = time.time() - t0
+    report = table(result)
+    if len(stages) > 1:  # where along the cascade the prompt is lost
+      report += "\n\n" + stage_table(stages, prompts)
+    label = registry.describe(sampler)
+    shape = "x".join(map(str, result["videos"][0].shape[:3]))
+    log(f"caption check: {label}; {len(prompts)} samples of {shape}, {seconds:.0f} s\n{report}")
+    summary = {"label": label, "accuracy": result["accuracy"], "samples": len(prompts),
+               "shape": shape, "seconds": seconds, "seed": self.seed}
+    if report_lib.write(out_dir, "caption_eval", f"{label}; {len(prompts)} samples of {shape} "
+                        f"(frames x height x width)\n\n{report}", summary):
+      first = [result["videos"][i] for i in range(0, len(prompts), self.num)]  # one per prompt
+      caps = [f"{p} -> {r['pred_color']}/{r['pred_direction']}"
+              for p, r in zip(prompts[::self.num], result["rows"][::self.num])]
+      contact_sheet.contact_sheet(first, caps, os.path.join(out_dir, "caption_eval.png"),
+                                  title=f"{label}: color+direction {result['accuracy']['color_direction']:.0%}")
+    return result
+
+  def scalars(self, result) -> dict[str, float]:
+    return dict(result["accuracy"])

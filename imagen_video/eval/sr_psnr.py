@@ -16,13 +16,14 @@ baseline's error, while the average shows how good an estimator the stage is.
 """
 from __future__ import annotations
 
+import dataclasses
+import os
 import time
 
 import jax
 import numpy as np
 
-from imagen_video.data import pipeline
-from imagen_video.eval import video_metrics
+from imagen_video.eval import registry, video_metrics
 from imagen_video.stage import conditioning
 
 BASELINES = {"ssr": "bicubic", "tsr": "linear blend"}
@@ -67,67 +68,44 @@ def baseline(kind: str, low, shape) -> np.ndarray:
   raise ValueError(f"config.stage.kind={kind!r}: sr_psnr needs 'tsr' or 'ssr'")
 
 
-def test_clips(config, num: int, split: str = "test") -> dict:
-  """The first `num` clips of `split` (held-out: test, or validation where the dataset has one),
-  full frames: video, caption and, for SR stages, the low-res video (videos in [0, 1]); with the
-  dataset's per-frame keypoints and visibility if it has them."""
-  d = config.data.copy_and_resolve_references()
-  with d.unlocked():
-    d.update(dict(split=split, shuffle=False, repeat=False, drop_remainder=False, batch_size=num,
-                  crop=None, text="string", prefetch=0, extra_images=0))
-  data = pipeline.VideoBatches(d, process_index=0, process_count=1)
-  try:
-    batch = next(data)
-  finally:
-    data.close()
-  if len(batch["caption"]) < num:
-    raise ValueError(f"num={num}: the {split} split of {d.name} has only {len(batch['caption'])} clips")
-  out = {"video": (batch["video"] + 1) / 2, "caption": [str(c) for c in batch["caption"]]}
-  key = config.stage.get("low_res_key")
-  if key:
-    out["low"] = (batch[key] + 1) / 2
-  out.update({k: batch[k] for k in ("keypoints", "visibility") if k in batch})
-  return out
+def back_projected(config, base, low) -> np.ndarray:
+  """The baseline given the stage's own `stage.back_projection` rounds (clipped like the
+  stage's output): the classical answer with the same post-processing as the model."""
+  out = conditioning.back_project(config, np.asarray(base, np.float32) * 2 - 1,
+                                  np.asarray(low, np.float32) * 2 - 1)
+  return np.clip((np.asarray(out) + 1) / 2, 0.0, 1.0)
 
 
-def evaluate(config, workdir: str, *, num: int = 8, seed: int = 0, steps=None, guidance=None,
-             chunk: int = 8, name: str | None = None, step: int | None = None,
-             samples: int = 1, split: str = "test") -> dict:
-  """Samples the stage in `workdir` on `num` held-out clips of `split` (`samples` draws each); PSNR of
-  model (per draw, averaged), baseline and, for samples > 1, the draws' average."""
-  return next(evaluate_steps(config, workdir, [steps], num=num, seed=seed, guidance=guidance,
-                             chunk=chunk, name=name, step=step, samples=samples, split=split))
-
-
-def evaluate_steps(config, workdir: str, steps_list, *, num: int = 8, seed: int = 0, guidance=None,
-                   chunk: int = 8, name: str | None = None, step: int | None = None,
+def evaluate_steps(sampler, steps_list, *, num: int = 8, seed: int = 0, chunk: int = 8,
                    samples: int = 1, split: str = "test"):
-  """`evaluate` at each step count in turn (None: the config's), on the same clips and seeds;
-  the clips, checkpoint and baseline are loaded and scored once. Yields one result each."""
+  """PSNR of a `StageSampler` (TSR/SSR) on `num` held-out clips of `split` (`samples` draws
+  each) at each step count in turn (None: its default), on the same clips and seeds; the
+  clips and baselines are loaded and scored once. Yields one result per step count: model
+  (per draw, averaged), baseline, baseline + back-projection and, for samples > 1, the
+  draws' average."""
+  from imagen_video.data import held_out
+  config = sampler.config
   if samples < 1:
     raise ValueError(f"samples={samples}: expected at least 1 draw per clip")
-  from imagen_video.train import trainer
   kind = conditioning.kind(config)
   if kind not in BASELINES:
     raise ValueError(f"config.stage.kind={kind!r}: sr_psnr needs a 'tsr' or 'ssr' stage")
-  guidance = config.sample.guidance if guidance is None else guidance
-  clips = test_clips(config, num, split)
-  stage, ema, step = trainer.load_for_sampling(config, workdir, step=step)
+  clips = held_out.clips(config, num, split)
   base = baseline(kind, clips["low"], clips["video"].shape)
-  pb = psnr(base, clips["video"])
+  base_bp = back_projected(config, base, clips["low"])
+  pb, pbp = psnr(base, clips["video"]), psnr(base_bp, clips["video"])
+  rounds = int(config.stage.get("back_projection", 0))
   ssim_base = None
   for steps in steps_list:
-    steps = steps or config.sample.steps
+    steps = int(steps or sampler.defaults.steps)
     t0 = time.time()
-    draws = [upsample_clips(stage, ema, clips["low"], clips["caption"], clips["video"].shape,
-                            seed=seed + 1_000_003 * k, steps=steps, guidance=guidance, chunk=chunk)
-             for k in range(samples)]
+    draws = [upsample(sampler, clips["low"], clips["caption"], seed=seed + 1_000_003 * k,
+                      steps=steps, chunk=chunk) for k in range(samples)]
     model = draws[0]
     pm = np.mean([psnr(d, clips["video"]) for d in draws], axis=0)
     extra = {}
     if samples > 1:
-      mean = np.mean(draws, axis=0)
-      pmean = psnr(mean, clips["video"])
+      pmean = psnr(np.mean(draws, axis=0), clips["video"])
       extra = {"psnr_mean": {"mean": float(pmean.mean()), "std": float(pmean.std()),
                              "per_clip": pmean.tolist()},
                **{k + "_mean": v for k, v in paired(pmean, pb).items()}}
@@ -137,30 +115,31 @@ def evaluate_steps(config, workdir: str, steps_list, *, num: int = 8, seed: int 
       extra["ssim_model"] = float(video_metrics.ssim_per_frame(model, clips["video"]).mean())
       extra["ssim_baseline"] = ssim_base
     yield {**extra, "samples": samples,
-        "stage": name or kind, "kind": kind, "dataset": f"{config.data.name} {split}", "num": num,
-        "step": int(step), "sampler": config.sample.sampler, "steps": int(steps),
-        "guidance": float(guidance), "aug_level": float(config.stage.aug_level),
-        "baseline": BASELINES[kind],
-        "psnr_model": {"mean": float(pm.mean()), "std": float(pm.std()), "per_clip": pm.tolist()},
-        "psnr_baseline": {"mean": float(pb.mean()), "std": float(pb.std()), "per_clip": pb.tolist()},
-        **paired(pm, pb), "seconds": time.time() - t0,
-        "videos": {"low": clips["low"], "baseline": base, "model": model, "truth": clips["video"]},
-        "captions": clips["caption"],
-    }
+           "stage": sampler.name, "kind": kind, "dataset": f"{config.data.name} {split}", "num": num,
+           "step": int(sampler.step), "sampler": sampler.defaults.sampler, "steps": steps,
+           "guidance": float(sampler.defaults.guidance),
+           "aug_level": float(sampler.defaults.aug_level if sampler.defaults.aug_level is not None
+                              else config.stage.aug_level),
+           "baseline": BASELINES[kind], "back_projection": rounds,
+           "psnr_model": {"mean": float(pm.mean()), "std": float(pm.std()), "per_clip": pm.tolist()},
+           "psnr_baseline": {"mean": float(pb.mean()), "std": float(pb.std()), "per_clip": pb.tolist()},
+           "psnr_baseline_bp": {"mean": float(pbp.mean()), "std": float(pbp.std()),
+                                "per_clip": pbp.tolist()},
+           **paired(pm, pb), **{k + "_bp": v for k, v in paired(pm, pbp).items()},
+           "seconds": time.time() - t0,
+           "videos": {"low": clips["low"], "baseline": base, "model": model, "truth": clips["video"]},
+           "captions": clips["caption"]}
 
 
-def upsample_clips(stage, ema, low, captions, shape, *, seed, steps, guidance, chunk=8) -> np.ndarray:
-  """The SR `stage` (EMA params `ema`) applied to `low` ([N, t, h, w, C] in [0, 1]) in chunks,
-  with its config's sampler and default augmentation level -> [N, *shape[1:]] in [0, 1]."""
-  text_params = ema.get("text", stage.text.params)
+def upsample(sampler, low, captions, *, seed, steps=None, chunk=8) -> np.ndarray:
+  """The SR stage applied to `low` ([N, t, h, w, C] in [0, 1]) in chunks of `chunk`, clip i
+  with seed + i -> [N, T, H, W, C] in [0, 1]."""
+  from imagen_video.stage.sampler import Request
   outs = []
   for i in range(0, len(low), chunk):
-    part = np.asarray(low[i:i + chunk])
-    video = stage.sample(ema["unet"], text_params, list(captions[i:i + chunk]),
-                         jax.random.fold_in(jax.random.key(seed), i + 1),
-                         shape=(len(part),) + tuple(shape[1:]), steps=steps,
-                         sampler=stage.config.sample.sampler, guidance=guidance, low_res=part * 2 - 1)
-    outs.append(np.clip((np.asarray(video, np.float32) + 1) / 2, 0, 1))
+    part = np.asarray(low[i:i + chunk], np.float32)
+    r = Request(prompts=tuple(captions[i:i + chunk]), seed=seed + i, steps=steps)
+    outs.append(np.clip((sampler.draw(r, low_res=part * 2 - 1) + 1) / 2, 0, 1))
   return np.concatenate(outs)
 
 
@@ -174,18 +153,21 @@ def paired(model, base) -> dict:
 
 
 def table(result: dict) -> str:
-  """Markdown table of one (or a list of) `evaluate` results."""
+  """Markdown table of one (or a list of) `evaluate_steps` results: the model against the
+  classical baseline, and against that baseline given the stage's back-projection."""
   rows = result if isinstance(result, list) else [result]
   multi = any(r.get("samples", 1) > 1 for r in rows)
   head = ("| stage | dataset | clips | PSNR model (dB) | PSNR baseline (dB) | "
-          "delta (dB) ± paired SE, clips won |")
+          "delta (dB) ± paired SE, clips won | baseline + back-projection (dB) | delta vs it |")
   lines = [head + (" draws | PSNR of their mean (dB) | its delta (dB) |" if multi else ""),
-           "|---|---|---|---|---|---|" + ("---|---|---|" if multi else "")]
+           "|---|---|---|---|---|---|---|---|" + ("---|---|---|" if multi else "")]
   for r in rows:
-    m, b = r["psnr_model"], r["psnr_baseline"]
+    m, b, bp = r["psnr_model"], r["psnr_baseline"], r["psnr_baseline_bp"]
     line = (f"| {r['stage']} ({r['kind']}, step {r['step']}) | {r['dataset']} | {r['num']} | "
             f"{m['mean']:.2f} ± {m['std']:.2f} | {b['mean']:.2f} ± {b['std']:.2f} "
-            f"({r['baseline']}) | {r['delta']:+.2f} ± {r['delta_se']:.2f}, wins {r['wins']}/{r['num']} |")
+            f"({r['baseline']}) | {r['delta']:+.2f} ± {r['delta_se']:.2f}, wins {r['wins']}/{r['num']} | "
+            f"{bp['mean']:.2f} ({r['back_projection']} rounds) | {r['delta_bp']:+.2f} ± "
+            f"{r['delta_se_bp']:.2f}, wins {r['wins_bp']}/{r['num']} |")
     if multi:
       k = r.get("samples", 1)
       line += (f" {k} | {r['psnr_mean']['mean']:.2f} ± {r['psnr_mean']['std']:.2f} | "
@@ -255,3 +237,51 @@ def steps_plot(results: list, path: str) -> None:
   fig.tight_layout()
   fig.savefig(path, dpi=110)
   plt.close(fig)
+
+
+@registry.register("sr_psnr")
+@dataclasses.dataclass
+class SRPSNR(registry.Evaluator):
+  """A TSR/SSR stage on held-out low-res inputs against bicubic (SSR) or frame blending (TSR),
+  with and without the stage's back-projection. Writes sr_psnr.md/.json/.png; with
+  `sweep_steps` one row per step count (sr_psnr_steps.md/.json/.png) and the best count."""
+  targets = ("stage",)
+  num: int = registry.option(8, "sr_psnr: held-out clips")
+  seed: int = registry.option(0, "seed of the first clip's draw (clip i: seed + i)")
+  samples: int = registry.option(1, "sr_psnr: draws per clip; > 1 also scores their average "
+                                 "(the posterior-mean estimate)")
+  sweep_steps: str = registry.option("", "sr_psnr: comma-separated step counts to score in turn "
+                                     "(e.g. 16,8,4,2,1)")
+  split: str = registry.option("test", "sr_psnr: held-out split (validation where the dataset has "
+                               "one: for choosing settings)")
+
+  def run(self, sampler, out_dir: str, log=print):
+    from imagen_video.eval import report as report_lib
+    steps = [int(v) for v in self.sweep_steps.split(",")] if self.sweep_steps else [None]
+    results = []
+    for r in evaluate_steps(sampler, steps, num=self.num, seed=self.seed, samples=self.samples,
+                            split=self.split):
+      results.append(r)
+      log(f"[sr_psnr] {r['steps']} steps: delta per draw {r['delta']:+.2f} ± {r['delta_se']:.2f} dB, "
+          f"vs back-projected baseline {r['delta_bp']:+.2f} ± {r['delta_se_bp']:.2f} ({r['seconds']:.0f} s)")
+    if not self.sweep_steps:
+      r = results[0]
+      header = (f"{registry.describe(sampler)}; aug_level {r['aug_level']}")
+      if "ssim_model" in r:
+        header += (f"; SSIM per frame (first draw): model {r['ssim_model']:.4f}, "
+                   f"{r['baseline']} {r['ssim_baseline']:.4f}")
+      report = f"{header}\n\n{table(r)}"
+      log(report)
+      if report_lib.write(out_dir, "sr_psnr", report, summary(r)):
+        contact_sheet(r, os.path.join(out_dir, "sr_psnr.png"))
+      return r
+    rows = [summary(r) for r in results]
+    best = best_steps(rows)
+    r = rows[0]
+    report = (f"{sampler.name} step {r['step']}, {self.num} {r['dataset']} clips, {r['sampler']}, "
+              f"guidance {r['guidance']}, aug_level {r['aug_level']}, vs {r['baseline']}; best for "
+              f"one draw: {best} steps\n\n{steps_table(rows)}")
+    log(report)
+    if report_lib.write(out_dir, "sr_psnr_steps", report, {"best_steps": best, "results": rows}):
+      steps_plot(rows, os.path.join(out_dir, "sr_psnr_steps.png"))
+    return rows

@@ -8,10 +8,14 @@ which shows long before samples do (docs/results/base_direction.md).
 """
 from __future__ import annotations
 
+import dataclasses
+
 import jax
 import jax.numpy as jnp
 
 from imagen_video.data import moving_shapes as ms
+from imagen_video.eval import registry
+from imagen_video.eval import report as report_lib
 from imagen_video.diffusion import objectives
 from imagen_video.diffusion.schedule import alpha_sigma
 
@@ -30,13 +34,15 @@ def direction_variants(captions: list[str]) -> dict[str, list[str]]:
   return out
 
 
-def x0_errors(stage, unet_params, text_params, x0, variants: dict[str, list[str]],
-              log_snrs=LOG_SNRS, seed: int = 0) -> dict[str, list[float]]:
-  """{variant or 'null': [mean x0-MSE at each log-SNR]}; x0 [B, T, H, W, 3] in [-1, 1]."""
+def x0_errors(sampler, x0, variants: dict[str, list[str]], log_snrs=LOG_SNRS,
+              seed: int = 0) -> dict[str, list[float]]:
+  """{variant or 'null': [mean x0-MSE at each log-SNR]} of a `StageSampler`'s network;
+  x0 [B, T, H, W, 3] in [-1, 1]."""
+  stage, unet_params = sampler.stage, sampler.params["unet"]
   x0 = jnp.asarray(x0, jnp.float32)
   b = x0.shape[0]
   model_fn = jax.jit(stage.model_fn)
-  texts = {name: stage.embed_prompts(text_params, caps) for name, caps in variants.items()}
+  texts = {name: sampler.encode(caps) for name, caps in variants.items()}
   first = next(iter(texts))
   out = {name: [] for name in [*variants, "null"]}
   for i, log_snr in enumerate(log_snrs):
@@ -61,3 +67,24 @@ def table(errors: dict[str, list[float]], log_snrs=LOG_SNRS) -> str:
   for i, ls in enumerate(log_snrs):
     lines.append(f"| {ls:g} | " + " | ".join(f"{errors[n][i]:.4f}" for n in names) + " |")
   return "\n".join(lines)
+
+
+@registry.register("text_probe")
+@dataclasses.dataclass
+class TextProbe(registry.Evaluator):
+  """x0 error on held-out clips with the true, flipped and rotated direction word and the null
+  text, per noise level (a base stage on moving_shapes). Writes text_probe.md."""
+  targets = ("stage",)
+  num: int = registry.option(8, "text_probe: held-out clips")
+  seed: int = registry.option(0, "seed of the noise")
+
+  def run(self, sampler, out_dir: str, log=print) -> dict:
+    from imagen_video.data import held_out
+    clips = held_out.clips(sampler.config, self.num)
+    errors = x0_errors(sampler, clips["video"] * 2 - 1, direction_variants(clips["caption"]),
+                       seed=self.seed)
+    report = (f"text probe: {registry.describe(sampler)}; x0-MSE on {self.num} test clips\n\n"
+              + table(errors))
+    log(report)
+    report_lib.write(out_dir, "text_probe", report)
+    return errors

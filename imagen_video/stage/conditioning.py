@@ -2,7 +2,8 @@
 
 `config.stage` fields:
   kind            "base" | "tsr" (temporal SR) | "ssr" (spatial SR)
-  low_res_key     batch key of the low-res video (e.g. "video_8x16x16"); SR only
+  low_res         (frames, height, width) of the low-res video (SR only; its batch key is
+                  `data.batch.low_res_key`)
   temporal_upsample  "repeat" (the paper: repeated frames) | "linear" (frame blend)
   aug_max_level   training draws the augmentation level per example from
                   U(0, aug_max_level); 0 turns conditioning augmentation off
@@ -29,6 +30,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
+from imagen_video.diffusion.samplers import per_sample_normal
 from imagen_video.diffusion.schedule import alpha_sigma, schedule_from_config
 
 KINDS = ("base", "tsr", "ssr")
@@ -94,13 +96,13 @@ def back_project(config, out, low_res):
   return out
 
 
-def _augment(config, video, level, rng):
+def _augment(config, video, level, noise):
   # The frames' own schedule: a resolution shift (e.g. for residual stages) moves the
   # diffusion of x, not the meaning of an augmentation level.
   log_snr = schedule_from_config(config.diffusion, shifted=False)(level)
   alpha, sigma = alpha_sigma(log_snr)
   bc = lambda a: a.reshape(a.shape + (1,) * (video.ndim - 1))
-  return bc(alpha) * video + bc(sigma) * jax.random.normal(rng, video.shape, video.dtype)
+  return bc(alpha) * video + bc(sigma) * noise.astype(video.dtype)
 
 
 def low_res_input(config, low_res, shape):
@@ -140,14 +142,17 @@ def training_inputs(config, up, rng) -> dict:
   s = config.stage
   k_level, k_noise = jax.random.split(rng)
   level = jax.random.uniform(k_level, (up.shape[0],), maxval=s.aug_max_level)
-  cond = jnp.where(s.aug_max_level > 0, _augment(config, up, level, k_noise), up)
+  noise = jax.random.normal(k_noise, up.shape, up.dtype)
+  cond = jnp.where(s.aug_max_level > 0, _augment(config, up, level, noise), up)
   return {"cond_video": cond, "aug_level": level}
 
 
-def sampling_inputs(config, up, aug_level, rng) -> dict:
-  """cond_video and aug_level at sampling, at a fixed (configurable) level."""
+def sampling_inputs(config, up, aug_level, keys) -> dict:
+  """cond_video and aug_level at sampling, at a fixed (configurable) level; the
+  augmentation noise of sample b from its own key (`samplers.seed_keys`)."""
   if up is None:
     return {}
   level = config.stage.aug_level if aug_level is None else aug_level
   levels = jnp.full((up.shape[0],), level, jnp.float32)
-  return {"cond_video": _augment(config, up, levels, rng), "aug_level": levels}
+  noise = per_sample_normal(keys, up.shape, 3)
+  return {"cond_video": _augment(config, up, levels, noise), "aug_level": levels}

@@ -21,15 +21,13 @@ import jax.numpy as jnp
 import ml_collections
 from flax import nnx
 
+from imagen_video.data import batch as batch_keys
 from imagen_video.diffusion import guidance as guidance_lib
 from imagen_video.diffusion import distillation, objectives, samplers
 from imagen_video.nn import unet
 from imagen_video.stage import conditioning as conditioning_lib
 from imagen_video.text.encoder import TextEncoder
 
-VIDEO = "video"
-POSE = "pose_maps"  # batch key of the skeleton maps at the video's size (pose-guided stages)
-RECON_WEIGHT = 4.0  # reconstruction guidance w_r when the config names none (tiny base: 4 > 8 > 16, docs/results/conditional.md)
 
 
 class Stage:
@@ -70,7 +68,7 @@ class Stage:
     the distillation loss against the frozen teacher (`teacher_params`)."""
     if self.config.get("distill"):
       return self.distill_loss(unet_params, teacher_params, text_params, batch, rng, train=train)
-    x0 = batch[VIDEO]
+    x0 = batch[batch_keys.VIDEO]
     b = x0.shape[0]
     k_drop, k_cond, k_loss, k_dropout = jax.random.split(rng, 4)
     x0, cond = self._train_inputs(text_params, batch, k_cond)
@@ -91,15 +89,16 @@ class Stage:
 
   def _train_inputs(self, text_params, batch, k_cond):
     """(x0 to diffuse, network conditioning) of a training batch."""
-    x0 = batch[VIDEO]
+    x0 = batch[batch_keys.VIDEO]
     emb, mask = self.text.embed_batch(text_params, batch)
     cond = dict(text_emb=emb, text_mask=mask, frame_mask=batch.get("frame_mask"),
                 is_image=batch.get("is_image"))
-    low = batch[self.config.stage.low_res_key] if conditioning_lib.kind(self.config) != "base" else None
+    low_shape = batch_keys.low_res_shape(self.config)
+    low = batch[batch_keys.low_res_key(*low_shape)] if low_shape else None
     up = conditioning_lib.low_res_input(self.config, low, x0.shape)
     cond.update(conditioning_lib.training_inputs(self.config, up, k_cond))
     if self.model_config.get("pose_channels", 0):
-      cond["pose_maps"] = batch[POSE]
+      cond["pose_maps"] = batch[batch_keys.POSE_MAPS]
     return conditioning_lib.to_diffused(self.config, x0, up), cond
 
   def distill_loss(self, unet_params, teacher_params, text_params, batch, rng, *, train=True):
@@ -130,65 +129,7 @@ class Stage:
                                      thresholding=self.default_thresholding(),
                                      frame_mask=batch.get("frame_mask"))
 
-  # -- sampling ----------------------------------------------------------------
-  def embed_prompts(self, text_params, prompts):
-    ids, mask = self.text.tokenize(list(prompts))
-    return jax.jit(self.text.apply)(text_params, ids, mask)
-
-  def sample(self, unet_params, text_params, prompts, rng, *, shape=None, steps: int = 64,
-             sampler: str = "ddim", guidance=3.0, low_res=None, aug_level=None, gamma=0.0,
-             thresholding: str | None = None, percentile=99.5, text=None, known=None,
-             conditioning: str = "reconstruction", recon_weight=None, pose_maps=None,
-             pose_guidance=None, init=None, start=1.0):
-    """Videos in [-1, 1], [B, T, H, W, 3], one per prompt.
-
-    `guidance` is a scalar or per-step array (traced: no recompiles); `low_res`
-    is the previous stage's output for SR stages; `text` precomputed (emb, mask);
-    `thresholding` defaults to `default_thresholding()`.
-    `known` (a `stage.known.Known` at any integer multiple of this stage's frames and
-    size) conditions the sample on known frames/pixels by `conditioning`
-    ('reconstruction' guidance of weight `recon_weight`, default the config's
-    `sample.recon_weight`, else RECON_WEIGHT) or 'replacement'. `pose_maps` [B, T, H, W, C]
-    at the output's size (`stage.pose_input.pose_maps`) for a pose-guided stage
-    (config.model.pose_channels); without them such a stage samples its pose-free model.
-    `pose_guidance`: the pose weight apart from the text's (`guidance`); None or 1 is the
-    plain pose-conditional model, anything else runs three forwards per step.
-    `init` (videos in [-1, 1] of the output's shape) and `start` < 1: SDEdit, `init` noised
-    to time `start` and denoised from there (re-denoising; `samplers.sample`).
-    """
-    thresholding = thresholding or self.default_thresholding()
-    emb, mask = text if text is not None else self.embed_prompts(text_params, prompts)
-    b = emb.shape[0]
-    shape = shape or self.output_shape(b)
-    cond = dict(text_emb=emb, text_mask=mask)
-    cond.update(self._pose_inputs(pose_maps, shape))
-    if pose_maps is None or not _guided(1.0 if pose_guidance is None else pose_guidance):
-      pose_guidance = None
-    up = conditioning_lib.low_res_input(self.config, low_res, shape)
-    cond.update(conditioning_lib.sampling_inputs(self.config, up, aug_level, jax.random.fold_in(rng, 1)))
-    d = self.config.diffusion
-    if known is not None:
-      known = known.to_shape(shape)
-      target = conditioning_lib.to_diffused(self.config, known.video, up)
-      recon_weight = (self.config.get("sample") or {}).get("recon_weight", RECON_WEIGHT) \
-          if recon_weight is None else recon_weight
-    out = samplers.sample(self.model_fn, unet_params, cond, rng, shape=shape, steps=steps,
-                          sampler=sampler, guidance=guidance, objective=d.objective,
-                          thresholding=thresholding, percentile=percentile, gamma=gamma,
-                          logsnr_min=d.logsnr_min, logsnr_max=d.logsnr_max,
-                          resolution_shift=d.resolution_shift,
-                          guidance_input=self.guidance_input, guided=_guided(guidance),
-                          known=None if known is None else {"x": target, "mask": known.mask},
-                          conditioning=conditioning, recon_weight=recon_weight or 0.0,
-                          pose_guidance=pose_guidance, start=start,
-                          init=None if init is None else conditioning_lib.to_diffused(
-                              self.config, jnp.asarray(init, jnp.float32), up))
-    if up is None:  # the base stage
-      return out
-    out = conditioning_lib.from_diffused(self.config, out, up)
-    out = jnp.clip(conditioning_lib.back_project(self.config, out, low_res), -1.0, 1.0)
-    return out if known is None else known.mask * known.video + (1 - known.mask) * out
-
+  # -- sampling (stage/sampler.py runs the loop) -----------------------------------
   def default_thresholding(self) -> str:
     """The config's `sample.thresholding`, else 'none' for residual stages (a clip of the
     scaled residual to [-1, 1] would cut real detail; their output is clipped as frames),
@@ -196,7 +137,7 @@ class Stage:
     default = "none" if conditioning_lib.is_residual(self.config) else "dynamic"
     return (self.config.get("sample") or {}).get("thresholding", default)
 
-  def _pose_inputs(self, pose_maps, shape) -> dict:
+  def pose_inputs(self, pose_maps, shape) -> dict:
     """The network's pose inputs: the maps given, or for a pose-guided stage without them
     blank maps with the pose dropped (its pose-free model, trained by pose dropout)."""
     channels = self.model_config.get("pose_channels", 0)
@@ -214,24 +155,7 @@ class Stage:
     return {"pose_maps": jnp.asarray(pose_maps, jnp.float32)}
 
   def output_shape(self, batch: int) -> tuple[int, ...]:
-    return clip_shape(self.config, batch)
-
-
-def _guided(guidance) -> bool:
-  """False for a constant weight of 1 known here (the plain conditional model: no
-  unconditional half, half the cost); a traced or per-step weight keeps the 2B forward."""
-  try:
-    return not (jnp.ndim(guidance) == 0 and float(guidance) == 1.0)
-  except (TypeError, jax.errors.ConcretizationTypeError):
-    return True
-
-
-def clip_shape(config, batch: int) -> tuple[int, ...]:
-  """[B, T, H, W, 3] of a stage's output: whole clips. A stage trained on crops or frame
-  windows (`data.frames`) is convolutional in space and time and samples the full clip."""
-  b = config.data.builder
-  frames = b.get("frames") or config.data.get("frames")
-  return (batch, frames, b.height, b.width, 3)
+    return batch_keys.clip_shape(self.config, batch)
 
 
 _MODEL_FNS: dict = {}

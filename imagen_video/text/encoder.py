@@ -97,7 +97,11 @@ class TextEncoder:
 
   def encode(self, token_ids, mask) -> tuple[jax.Array, jax.Array]:
     """`apply` with this encoder's own params, jitted."""
-    return self._apply_jit(self.params, token_ids, mask)
+    return self.encode_with(self.params, token_ids, mask)
+
+  def encode_with(self, params: nnx.State, token_ids, mask) -> tuple[jax.Array, jax.Array]:
+    """`apply`, jitted: every prompt's text encoding at sampling goes through here."""
+    return self._apply_jit(params, token_ids, mask)
 
   def encode_text(self, texts: str | Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
     emb, mask = self.encode(*self.tokenize(texts))

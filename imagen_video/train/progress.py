@@ -15,6 +15,17 @@ def _fmt_time(seconds: float) -> str:
   return f"{h}:{m:02d}:{s:02d}" if h else f"{m:02d}:{s:02d}"
 
 
+def _truncate(path: str, step: int) -> None:
+  """Keeps the lines of a metrics file up to `step` (all of them for a fresh run's 0: none)."""
+  if not os.path.exists(path):
+    return
+  with open(path) as f:
+    lines = [line for line in f if line.strip() and json.loads(line)["step"] <= step]
+  with open(path + ".tmp", "w") as f:
+    f.writelines(lines)
+  os.replace(path + ".tmp", path)
+
+
 class Progress:
   """Reports `step/total`, steps/s, examples/s and ETA; writes scalars to TensorBoard."""
 
@@ -28,8 +39,13 @@ class Progress:
     self.writer = self.jsonl = None
     if is_lead and workdir:
       from tensorboardX import SummaryWriter
-      self.writer = SummaryWriter(os.path.join(workdir, "tensorboard", name))
-      self.jsonl = open(os.path.join(workdir, f"metrics_{name}.jsonl"), "a")
+      # A resumed run continues the logs from its restored step: what a killed run logged
+      # past its last checkpoint is dropped (purge_step), not shown twice.
+      self.writer = SummaryWriter(os.path.join(workdir, "tensorboard", name),
+                                  purge_step=start_step + 1 if start_step else None)
+      path = os.path.join(workdir, f"metrics_{name}.jsonl")
+      _truncate(path, start_step)
+      self.jsonl = open(path, "a")
 
   def update(self, step: int, scalars: dict[str, float]) -> dict[str, float]:
     now = time.time()
@@ -50,6 +66,19 @@ class Progress:
         self.jsonl.write(json.dumps({"step": step, **{k: float(v) for k, v in scalars.items()}}) + "\n")
         self.jsonl.flush()
     return scalars
+
+  def record(self, step: int, scalars: dict[str, float]) -> None:
+    """Scalars that are not a training step's (evaluations): printed, TensorBoard, jsonl."""
+    if not self.is_lead or not scalars:
+      return
+    print(f"[{self.name}] step {step} " + " ".join(f"{k}={v:.4g}" for k, v in scalars.items()),
+          file=self.stream, flush=True)
+    if self.writer is not None:
+      for k, v in scalars.items():
+        self.writer.add_scalar(k, float(v), step)
+      self.writer.flush()
+      self.jsonl.write(json.dumps({"step": step, **{k: float(v) for k, v in scalars.items()}}) + "\n")
+      self.jsonl.flush()
 
   def close(self):
     if self.writer is not None:

@@ -10,14 +10,16 @@ import os
 import time
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 from jax.sharding import NamedSharding
 
 from imagen_video.data import builders, pipeline
 from imagen_video.parallel import distributed, sharding
-from imagen_video.stage.model import Stage, param_count
-from imagen_video.train import checkpointing, optimizer, progress, train_step
+from imagen_video.stage.loading import build, param_spec
+from imagen_video.stage.model import param_count
+from imagen_video.stage.sampler import Request, StageSampler
+from imagen_video.train import optimizer, progress, train_step
+from imagen_video.workdir import checkpoints, saved_config
 
 
 def resolve_config(config):
@@ -32,13 +34,6 @@ def resolve_config(config):
       config.text.tokenizer = builders.tokenizer_path(builder)
       config.data.tokenizer = config.text.tokenizer
   return config
-
-
-def build(config, mesh=None, text_encoder=None):
-  """(mesh, rules, stage) for a resolved config (`text_encoder` shares one T5)."""
-  mesh = mesh or sharding.make_mesh(dict(config.mesh))
-  rules = tuple(tuple(r) for r in config.sharding_rules)
-  return mesh, rules, Stage(config, mesh=mesh, rules=rules, text_encoder=text_encoder)
 
 
 def _batch_sharding(mesh, rules, shape: tuple[int, ...]):
@@ -81,11 +76,10 @@ def train_and_evaluate(config, workdir: str, *, mesh=None, stop_after: int | Non
   """
   # ---- set-up ----------------------------------------------------------------
   config = resolve_config(config)
+  evals = build_evals(config)
   lead = jax.process_index() == 0
-  os.makedirs(workdir, exist_ok=True)
   if lead:
-    with open(os.path.join(workdir, "config.json"), "w") as f:
-      f.write(config.to_json_best_effort(indent=2))
+    saved_config.write(workdir, config)
   mesh, rules, stage = build(config, mesh)
   t = config.train
   tx, schedule = optimizer.make_optimizer(config.optim, t.steps)
@@ -101,11 +95,11 @@ def train_and_evaluate(config, workdir: str, *, mesh=None, stop_after: int | Non
                        "are not loaded)")
     teacher = frozen["teacher"] = load_teacher(config, stage, mesh, rules)
 
-  ckpt = checkpointing.Checkpoints(os.path.join(workdir, "checkpoints"), save_every=t.ckpt_every,
+  ckpt = checkpoints.Checkpoints(f"{checkpoints.absolute(workdir)}/checkpoints", save_every=t.ckpt_every,
                                    max_to_keep=t.get("keep_checkpoints", 3))
   data_step = 0
   if ckpt.latest_step() is not None:
-    target = checkpointing.abstract_like(abstract_state, state_shardings)
+    target = checkpoints.abstract_like(abstract_state, state_shardings)
     state, data_state, step = ckpt.restore(target)
     data_step = int(data_state["step"])
     print(f"resumed from {ckpt.directory} step {step} (data position {data_step})", flush=True)
@@ -155,23 +149,13 @@ def train_and_evaluate(config, workdir: str, *, mesh=None, stop_after: int | Non
     ckpt.save(step, state, {"step": data.step}, force=step == t.steps)
     if t.get("sample_every") and step % t.sample_every == 0:  # every process samples, 0 writes
       write_samples(stage, state, config, os.path.join(workdir, "samples"), step)
+    run_evals(evals, stage, state, step, workdir, prog)
     if step < end:
       batch = to_global(next(data), mesh, rules, config.data.batch_size)
   ckpt.close()
   data.close()
   prog.close()
   return {"losses": losses, "step": step, "state": state, "stage": stage, "mesh": mesh}
-
-
-def param_spec(config, stage, mesh, rules):
-  """(abstract trained params, their shardings by the logical rules): the U-Net, plus the
-  text encoder when it is trained. The EMA has the same structure."""
-  params_abstract = {"unet": stage.abstract_params}
-  param_shardings = {"unet": sharding.state_shardings(stage.abstract_params, mesh, rules)}
-  if not config.text.frozen:
-    params_abstract["text"] = jax.eval_shape(lambda: stage.text.params)
-    param_shardings["text"] = sharding.state_shardings(params_abstract["text"], mesh, rules)
-  return params_abstract, param_shardings
 
 
 def state_spec(config, stage, tx, mesh, rules):
@@ -184,12 +168,12 @@ def state_spec(config, stage, tx, mesh, rules):
 def load_teacher(config, stage, mesh, rules):
   """The EMA U-Net params of the newest checkpoint in `config.distill.teacher`."""
   workdir = config.distill.teacher
-  directory = os.path.join(workdir, "checkpoints")
-  if not os.path.isdir(directory):
+  directory = f"{checkpoints.absolute(workdir)}/checkpoints"
+  if not checkpoints.exists(directory):
     raise FileNotFoundError(f"config.distill.teacher={workdir!r}: no checkpoints/ folder there")
   abstract = stage.teacher_abstract_params
-  part = checkpointing.abstract_like(abstract, sharding.state_shardings(abstract, mesh, rules))
-  ckpt = checkpointing.Checkpoints(directory, async_save=False)
+  part = checkpoints.abstract_like(abstract, sharding.state_shardings(abstract, mesh, rules))
+  ckpt = checkpoints.Checkpoints(directory, async_save=False)
   state, step = ckpt.restore_part({"ema": {"unet": part}})
   ckpt.close()
   if jax.process_index() == 0:
@@ -215,55 +199,6 @@ def init_from_teacher(student, teacher):
   return out
 
 
-# What the network's output means: a checkpoint trained under other values samples garbage.
-PARAMETERISATION = (("diffusion", "objective", "v"), ("diffusion", "resolution_shift", 1.0),
-                    ("stage", "residual_scale", 1.0))
-
-
-def saved_model_flags(config, workdir: str):
-  """`config` with the guidance embedding the workdir's saved config.json names: a
-  guidance-distilled student's checkpoint needs it, whatever config points at it.
-  A config whose PARAMETERISATION differs from the saved one is refused (e.g. an SR
-  stage trained before `stage.residual_scale` replaced its schedule shift)."""
-  path = os.path.join(workdir, "config.json")
-  if not os.path.exists(path):
-    return config
-  with open(path) as f:
-    saved = json.load(f)
-  differ = [(f"{group}.{field}", (saved.get(group) or {}).get(field, default),
-             (config.get(group) or {}).get(field, default)) for group, field, default in PARAMETERISATION]
-  differ = [d for d in differ if d[1] != d[2]]
-  if differ:
-    raise ValueError(f"{path}: the checkpoint was trained with "
-                     + ", ".join(f"{k}={was!r}" for k, was, _ in differ) + ", but the config has "
-                     + ", ".join(f"{k}={now!r}" for k, _, now in differ) + "; retrain, or pass "
-                     + " ".join(f"--config.{k}={was!r}" for k, was, _ in differ))
-  flag = saved.get("model", {}).get("use_guidance_embedding", False)
-  if flag == config.model.get("use_guidance_embedding", False):
-    return config
-  config = config.copy_and_resolve_references()
-  with config.unlocked():
-    config.model.use_guidance_embedding = flag
-  return config
-
-
-def load_for_sampling(config, workdir: str, *, mesh=None, step: int | None = None,
-                      text_encoder=None):
-  """(stage, EMA params dict, step) from the newest (or given) checkpoint in workdir
-  (a distilled student's network as its workdir's config.json says: `saved_model_flags`)."""
-  config = saved_model_flags(resolve_config(config), workdir)
-  mesh, rules, stage = build(config, mesh, text_encoder)
-  ema_abstract, ema_shardings = param_spec(config, stage, mesh, rules)  # no optimizer needed
-  ckpt = checkpointing.Checkpoints(os.path.join(workdir, "checkpoints"), async_save=False)
-  if ckpt.latest_step() is None:
-    raise FileNotFoundError(f"no checkpoint in {ckpt.directory}: train first with "
-                            f"`imagen-video train --config ... --workdir {workdir}`")
-  part = checkpointing.abstract_like(ema_abstract, ema_shardings)
-  state, step = ckpt.restore_part({"ema": part}, step)
-  ckpt.close()
-  return stage, state["ema"], step
-
-
 def _state_shardings(abstract_state, param_shardings, mesh):
   """Shardings for the whole train state: params/EMA by rules, optimizer moments alike."""
   replicated = NamedSharding(mesh, jax.sharding.PartitionSpec())
@@ -278,25 +213,54 @@ def _state_shardings(abstract_state, param_shardings, mesh):
   return {"step": replicated, "params": param_shardings, "ema": param_shardings, "opt": opt}
 
 
+def build_evals(config) -> list:
+  """(name, every, evaluator) for each entry of `config.evals` ({name: {type, every, options}},
+  big_vision's evaluator list), built before training so a bad entry stops it at once."""
+  from imagen_video.eval import registry
+  out = []
+  for name, spec in (config.get("evals") or {}).items():
+    spec = dict(spec)
+    kind, every = spec.pop("type", name), spec.pop("every", None)
+    if not isinstance(every, int) or every < 1:
+      raise ValueError(f"config.evals.{name}.every={every!r}: expected a step interval >= 1")
+    try:
+      evaluator = registry.build(kind, **spec)
+    except ValueError as e:
+      raise ValueError(f"config.evals.{name}: {e}") from None
+    if "stage" not in evaluator.targets:
+      raise ValueError(f"config.evals.{name}: {kind} does not measure one stage")
+    out.append((name, every, evaluator))
+  return out
+
+
+def run_evals(evals, stage, state, step: int, workdir: str, prog) -> None:
+  """Runs the evaluators due at `step` on the EMA params, through the CLI's sampler; their
+  headline figures go to the log and TensorBoard as eval/NAME/..."""
+  due = [(name, ev) for name, every, ev in evals if step % every == 0]
+  if not due:
+    return
+  sampler = StageSampler(stage, state["ema"], step, name=os.path.basename(os.path.normpath(workdir)))
+  scalars = {}
+  for name, evaluator in due:
+    result = evaluator.run(sampler, os.path.join(workdir, "eval", name, f"step_{step:07d}"),
+                           log=lambda line: None)
+    scalars.update({f"eval/{name}/{k}": v for k, v in evaluator.scalars(result).items()})
+  prog.record(step, scalars)
+
+
 def write_samples(stage, state, config, out_dir: str, step: int) -> str:
   """Samples the config's prompts with the EMA params; writes mp4 + contact sheet."""
   from imagen_video.media import contact_sheet, video_io
   s = config.sample
-  prompts = list(s.prompts)
-  params = state["ema"]
-  text_params = params.get("text", stage.text.params)
-  video = stage.sample(params["unet"], text_params, prompts, jax.random.key(s.seed), steps=s.steps,
-                       sampler=s.sampler, guidance=s.guidance)
-  if isinstance(video, jax.Array) and not video.is_fully_addressable:  # sharded over several processes
-    from jax.experimental import multihost_utils
-    video = multihost_utils.process_allgather(video, tiled=True)
+  prompts = tuple(s.prompts)
+  out = StageSampler(stage, state["ema"], step).sample(Request(prompts=prompts, seed=s.seed))
   if jax.process_index() != 0:
     return None
-  clips = video_io.to_uint8(np.asarray(video))
+  clips = video_io.to_uint8(out.video)
   os.makedirs(out_dir, exist_ok=True)
   path = os.path.join(out_dir, f"step_{step:07d}")
   video_io.write_mp4(path + ".mp4", np.concatenate(list(clips), axis=2), fps=config.sample.fps, scale=4)
-  contact_sheet.contact_sheet(list(clips), prompts, path + ".png", title=f"step {step}")
+  contact_sheet.contact_sheet(list(clips), list(prompts), path + ".png", title=f"step {step}")
   with open(path + ".json", "w") as f:
-    json.dump({"step": step, "prompts": prompts, "time": time.time()}, f)
+    json.dump({"step": step, "prompts": list(prompts), "time": time.time()}, f)
   return path

@@ -41,3 +41,18 @@ def load(spec: str):
   path, arg = resolve(spec)
   module = load_module(path)
   return module.get_config(arg) if arg is not None else module.get_config()
+
+
+def load_with_overrides(spec: str, overrides: dict[str, str] | None = None):
+  """The config `FILE[:ARGS]` with `key=value` overrides applied exactly as the commands'
+  `--config.key=value` flags apply them (same parsing); ValueError naming a bad field."""
+  from absl import flags
+  from ml_collections import config_flags
+  fv = flags.FlagValues()
+  argv = ["load_config", f"--config={spec}", *(f"--config.{k}={v}" for k, v in (overrides or {}).items())]
+  config_flags.DEFINE_config_file("config", None, "", flag_values=fv, sys_argv=argv)
+  try:
+    fv(argv)
+  except (flags.Error, KeyError, AttributeError) as e:
+    raise ValueError(f"config {spec} with {overrides}: {e}") from None
+  return fv.config

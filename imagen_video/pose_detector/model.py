@@ -7,7 +7,7 @@ down to about 8 px (two or more stride-2 convolutions) and back up to half
 resolution with a skip connection, so every heatmap sees the whole figure (which
 way it faces decides left from right).
 
-Training (`pose_detector_train.py`): frames of random `athletes` train-split clips rendered on the fly
+Training (`pose_detector/train.py`): frames of random `athletes` train-split clips rendered on the fly
 (frames are independent images), kept in a ring buffer that a few fresh clips
 refresh every step; loss = distance (frame-height units) between soft-argmax and
 the true keypoint over visible joints, plus a cross-entropy of each heatmap
@@ -15,31 +15,28 @@ against a Gaussian around the true position (keeps heatmaps unimodal, trains
 faster). Light pixel noise and blur are mixed in so generated samples, which are
 never as clean as renderings, do not throw it off.
 
-    det = load_or_train("/tmp/pose/detector32.npz", 32, 32)
+    det = train.load_or_train("/tmp/pose/detector32.npz", 32, 32)   # pose_detector/train.py
     keypoints = det.predict(frames)          # uint8 [N, H, W, 3] or [B, T, H, W, 3]
-    evaluate(det)                             # its own error on test-split renderings
+    accuracy.evaluate(det)                   # its own error on test-split renderings
 
-    python -m imagen_video.eval.pose_detector --height 32 --width 32 --out /tmp/pose/detector32.npz
+    python -m imagen_video.pose_detector.accuracy --height 32 --width 32 --out /tmp/pose/detector32.npz
 
 Distances are in frame heights: a normalised (x, y) difference scaled by
 (width / height, 1).
 """
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import json
 import math
 import os
 import tempfile
-import time
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from imagen_video.data import athletes
 from imagen_video.pose.skeleton import NUM_KEYPOINTS
 
 FORMAT = "imagen_video.pose_detector/1"
@@ -253,84 +250,3 @@ def load(path) -> Detector:
   except Exception as e:
     raise ValueError(f"pose detector file {path!r}: parameters do not fit its config {config} "
                      f"({type(e).__name__}: {e})") from e
-
-
-def load_or_train(path, height: int, width: int, log=print, **train_kw) -> Detector:
-  """The detector cached at `path` (trained and saved there if the file is missing).
-  A file for another frame size, or an unreadable one, raises (naming the file)."""
-  path = os.fspath(path)
-  if os.path.exists(path):
-    det = load(path)
-    if (det.config.height, det.config.width) != (height, width):
-      raise ValueError(f"pose detector file {path!r} is for {det.config.height}x{det.config.width} "
-                       f"frames, not {height}x{width}; pass another path")
-    log(f"[pose_detector] loaded {path} ({det.info})")
-    return det
-  from imagen_video.eval.pose_detector_train import train_detector
-  det = train_detector(height, width, log=log, **train_kw)
-  det.save(path)
-  log(f"[pose_detector] saved {path}")
-  return det
-
-
-# -- its own error ----------------------------------------------------------------------------
-def renderings(height: int, width: int, clips: int = 64, frames: int = 16, split: str = "test",
-                    seed: int = 0) -> dict:
-  """GT renderings uint8 [clips, frames, H, W, 3] with keypoints and visibility."""
-  cs = [athletes.sample_clip(seed, split, i, width / height) for i in range(clips)]
-  video = np.stack([athletes.render(c, frames, height, width) for c in cs])
-  kv = [c.keypoints(frames) for c in cs]
-  return {"video": video, "keypoints": np.stack([k for k, _ in kv]),
-          "visibility": np.stack([v for _, v in kv])}
-
-
-def keypoint_errors(pred, keypoints, visibility, height: int, width: int) -> dict:
-  """Mean distance (frame heights) over visible joints, PCK@0.05 / @0.1, and per joint."""
-  d = distances(pred, keypoints, height, width)
-  vis = np.asarray(visibility) > 0
-  dv = d[vis]
-  joint = [float(d[..., j][vis[..., j]].mean()) if vis[..., j].any() else float("nan")
-           for j in range(NUM_KEYPOINTS)]
-  return {"mean_distance": float(dv.mean()), "median_distance": float(np.median(dv)),
-          "pck@0.05": float((dv < 0.05).mean()), "pck@0.1": float((dv < 0.1).mean()),
-          "per_joint_distance": joint}
-
-
-def evaluate(detector: Detector, clips: int = 64, frames: int = 16, split: str = "test",
-             seed: int = 0) -> dict:
-  """The detector's error on ground-truth renderings (the floor of pose-following error)."""
-  h, w = detector.config.height, detector.config.width
-  data = renderings(h, w, clips, frames, split, seed)
-  out = keypoint_errors(detector.predict(data["video"]), data["keypoints"], data["visibility"], h, w)
-  out.update(clips=clips, frames=frames, split=split, seed=seed)
-  return out
-
-
-def main(argv=None):
-  from imagen_video.pose.skeleton import KEYPOINTS
-  p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-  p.add_argument("--height", type=int, default=32)
-  p.add_argument("--width", type=int, default=32)
-  p.add_argument("--out", required=True, help="detector .npz (loaded if it exists)")
-  p.add_argument("--steps", type=int, default=None)
-  p.add_argument("--batch", type=int, default=None)
-  p.add_argument("--seed", type=int, default=0)
-  p.add_argument("--eval_clips", type=int, default=64)
-  p.add_argument("--eval_frames", type=int, default=16)
-  a = p.parse_args(argv)
-  kw = {k: v for k, v in (("steps", a.steps), ("batch", a.batch)) if v is not None}
-  t = time.time()
-  det = load_or_train(a.out, a.height, a.width, seed=a.seed, **kw)
-  print(f"[pose_detector] ready in {time.time() - t:.0f} s")
-  t = time.time()
-  r = evaluate(det, a.eval_clips, a.eval_frames)
-  print(f"[pose_detector] test split, {a.eval_clips} clips x {a.eval_frames} frames "
-        f"({time.time() - t:.0f} s): mean distance {r['mean_distance']:.4f} frame heights "
-        f"({r['mean_distance'] * a.height:.2f} px), median {r['median_distance']:.4f}, "
-        f"PCK@0.05 {r['pck@0.05']:.1%}, PCK@0.1 {r['pck@0.1']:.1%}")
-  print("[pose_detector] per joint: " + ", ".join(
-      f"{n} {d:.3f}" for n, d in zip(KEYPOINTS, r["per_joint_distance"])))
-
-
-if __name__ == "__main__":
-  main()

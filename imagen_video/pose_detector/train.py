@@ -4,6 +4,7 @@ cross-entropy, light blur and pixel noise."""
 from __future__ import annotations
 
 import math
+import os
 import time
 
 import jax
@@ -13,7 +14,7 @@ import optax
 from flax import nnx
 
 from imagen_video.data import athletes
-from imagen_video.eval.pose_detector import Detector, DetectorConfig, HeatmapNet, _to_input, soft_argmax
+from imagen_video.pose_detector.model import Detector, DetectorConfig, HeatmapNet, _to_input, load, soft_argmax
 from imagen_video.pose.skeleton import NUM_KEYPOINTS
 
 
@@ -136,3 +137,20 @@ def train_detector(height: int, width: int, *, steps: int = 1500, batch: int = 3
   info = {"steps": steps, "batch": batch, "lr": lr, "seed": seed, "augment": augment,
           "split": split, "train_seconds": round(time.time() - t_start, 1)}
   return Detector(config, nnx.to_pure_dict(params), info)
+
+
+def load_or_train(path, height: int, width: int, log=print, **train_kw) -> Detector:
+  """The detector cached at `path` (trained and saved there if the file is missing).
+  A file for another frame size, or an unreadable one, raises (naming the file)."""
+  path = os.fspath(path)
+  if os.path.exists(path):
+    det = load(path)
+    if (det.config.height, det.config.width) != (height, width):
+      raise ValueError(f"pose detector file {path!r} is for {det.config.height}x{det.config.width} "
+                       f"frames, not {height}x{width}; pass another path")
+    log(f"[pose_detector] loaded {path} ({det.info})")
+    return det
+  det = train_detector(height, width, log=log, **train_kw)
+  det.save(path)
+  log(f"[pose_detector] saved {path}")
+  return det

@@ -47,14 +47,14 @@ def train_variants(spec, root: str, data_dir: str) -> tuple[str, list[dict]]:
 
 def run(spec, root: str, *, data_dir: str | None = None) -> dict:
   """Trains, measures and reports one ablation; returns the report's data."""
-  from imagen_video.cli import flags_util
+  from imagen_video.utils import configs_loader
   data_dir = data_dir or os.path.join(root, "tensorflow_datasets")
   t0 = time.time()
   config_spec, variants = train_variants(spec, root, data_dir)
   train_s = time.time() - t0
   rows = []
   for v in variants:
-    config = flags_util.load_config(config_spec, v["overrides"])
+    config = configs_loader.load_with_overrides(config_spec, v["overrides"])
     workdir = os.path.join(root, "runs", v.get("run") or v["name"])
     if spec.eval.kind == "sr":
       rows += _measure_sr(spec, v, config, workdir)
@@ -114,62 +114,46 @@ def _cached(workdir: str, key: dict, measure):
 
 def _measure_base(spec, variant, config, workdir) -> list[dict]:
   """One row per guidance setting (kind guidance) or one row at the config's guidance."""
-  import jax
-  from imagen_video.diffusion import guidance as guidance_lib
-  from imagen_video.eval import fvd, prompt_following, sr_psnr, text_probe, video_metrics
+  from imagen_video.data import held_out as held_out_lib
+  from imagen_video.eval import fvd, prompt_following, sampling, text_probe, video_metrics
   from imagen_video.media import video_io
-  from imagen_video.train import trainer
+  from imagen_video.stage.sampler import StageSampler
   e = spec.eval
-  stage, ema, step = trainer.load_for_sampling(config, workdir)
-  text_params = ema.get("text", stage.text.params)
-  steps, sampler = config.sample.steps, config.sample.sampler
-  clips = sr_psnr.test_clips(config, max(e.x0_clips, e.fvd_num))
+  sampler = StageSampler.load(workdir, config=config)
+  clips = held_out_lib.clips(config, max(e.x0_clips, e.fvd_num))
   t0 = time.time()
-  errors = text_probe.x0_errors(stage, ema["unet"], text_params, clips["video"][:e.x0_clips] * 2 - 1,
+  errors = text_probe.x0_errors(sampler, clips["video"][:e.x0_clips] * 2 - 1,
                                 {"true": clips["caption"][:e.x0_clips]}, seed=e.seed)
   x0_mse, x0_seconds = float(np.mean(errors["true"])), time.time() - t0
   held_out = {"color_shift": video_metrics.color_shift(clips["video"][:e.fvd_num or None])}
   settings = spec.settings if e.kind == "guidance" else [variant]
   rows = []
   for s in settings:
-    t0 = time.time()
     w = spec.guidance.get(s["name"], config.sample.guidance) if e.kind == "guidance" \
         else config.sample.guidance
-    if not isinstance(w, float):  # oscillating: per-step weights
-      w = guidance_lib.oscillating_guidance_weights(steps, **dict(w))
-
-    sampled = [0]
+    log = lambda line, name=s["name"]: print(f"[ablate] {spec.name}/{name}: {line}", flush=True)
 
     def generate(prompts, seed, w=w):  # always e.batch prompts per call: one compilation
-      out = []
-      for i in range(0, len(prompts), e.batch):
-        chunk = list(prompts[i:i + e.batch])
-        video = stage.sample(ema["unet"], text_params, chunk + [chunk[-1]] * (e.batch - len(chunk)),
-                             jax.random.fold_in(jax.random.key(seed), i), steps=steps,
-                             sampler=sampler, guidance=w)
-        out.append(video_io.to_uint8(np.asarray(video))[:len(chunk)])
-        sampled[0] += len(chunk)
-        print(f"[ablate] {spec.name}/{s['name']}: {sampled[0]} videos sampled, "
-              f"{sampled[0] / (time.time() - t0):.2f}/s", flush=True)
-      return np.concatenate(out)
+      return sampling.uint8(sampling.draw(sampler, prompts, seed=seed, batch=e.batch, log=log,
+                                          guidance=w)[0])
 
     def measure():
-      calls = iter(range(10 ** 6))
-      caption = prompt_following.evaluate(lambda p: generate(p, e.seed * 1000 + next(calls)),
-                                           prompt_following.grammar_prompts(e.caption_num),
-                                           batch=e.batch)
+      prompts = prompt_following.grammar_prompts(e.caption_num)
+      caption = prompt_following.evaluate(generate(prompts, e.seed), prompts)
       groups = [p for p in diversity_prompts(e) for _ in range(e.diversity_samples)]
-      div_videos = generate(groups, e.seed + 7)
+      div_videos = generate(groups, e.seed + len(prompts))
       metrics = {"x0_mse": x0_mse, **caption["accuracy"],
                  "color_shift": video_metrics.color_shift(caption["videos"]),
                  "diversity": video_metrics.diversity(div_videos, groups)}
       if e.fvd_num:
         real = video_io.to_uint8(clips["video"][:e.fvd_num], (0.0, 1.0))
-        metrics["fvd"] = fvd.evaluate(generate, real, clips["caption"][:e.fvd_num], batch=e.batch,
-                                      seed=e.seed, extractor=_i3d())["fvd"]
+        caps = clips["caption"][:e.fvd_num]
+        metrics["fvd"] = fvd.evaluate(lambda i0, i1: generate(caps[i0:i1], e.seed + i0), real, caps,
+                                      batch=e.batch, extractor=_i3d())["fvd"]
       return metrics, div_videos[::e.diversity_samples][:3]  # a sample of 3 prompts
 
-    key = dict(eval=e.to_dict(), setting=s["name"], guidance=np.asarray(w).tolist(), step=step)
+    weights = w if isinstance(w, (int, float)) else dict(w)
+    key = dict(eval=e.to_dict(), setting=s["name"], guidance=weights, step=sampler.step, seeds="v2")
     metrics, sheet, seconds = _cached(workdir, key, measure)
     seconds += x0_seconds
     _print_row(spec, s["name"], metrics, seconds)
@@ -204,19 +188,19 @@ def degrade(low, *, blur_sigma, noise_std, color_offset, seed=0) -> np.ndarray:
 
 
 def _measure_sr(spec, variant, config, workdir) -> list[dict]:
+  from imagen_video.data import held_out
   from imagen_video.eval import sr_psnr, video_metrics
   from imagen_video.stage import conditioning
-  from imagen_video.train import trainer
+  from imagen_video.stage.sampler import StageSampler
   e = spec.eval
-  stage, ema, _ = trainer.load_for_sampling(config, workdir)
-  clips = sr_psnr.test_clips(config, e.sr_clips)
+  sampler = StageSampler.load(workdir, config=config)
+  clips = held_out.clips(config, e.sr_clips)
   kind = conditioning.kind(config)
   t0 = time.time()
   metrics, sheet = {}, None
   inputs = {"clean": clips["low"], "degraded": degrade(clips["low"], seed=e.seed, **dict(e.degrade))}
   for cond, low in inputs.items():
-    out = sr_psnr.upsample_clips(stage, ema, low, clips["caption"], clips["video"].shape, seed=e.seed,
-                                 steps=config.sample.steps, guidance=config.sample.guidance)
+    out = sr_psnr.upsample(sampler, low, clips["caption"], seed=e.seed)
     ours = video_metrics.frame_scores(out, clips["video"])
     base = video_metrics.frame_scores(sr_psnr.baseline(kind, low, clips["video"].shape), clips["video"])
     metrics.update({f"psnr_{cond}": ours["psnr"], f"ssim_{cond}": ours["ssim"],

@@ -21,6 +21,7 @@ import jax.numpy as jnp
 from flax import nnx
 from jax.sharding import NamedSharding, PartitionSpec as P
 
+from imagen_video.data import batch as batch_keys
 from imagen_video.diffusion import samplers
 from imagen_video.parallel import sharding
 from imagen_video.stage import conditioning
@@ -141,12 +142,13 @@ def abstract_batch(config, mesh, rules, batch: int) -> dict:
   b = d.builder
   frames = d.get("frames") or b.frames
   h, w = tuple(d.crop) if d.get("crop") else (b.height, b.width)
-  out = {"video": _batch_arg(mesh, rules, (batch, frames, h, w, 3), jnp.float32)}
-  for key in d.low_res_keys:
-    lf, lh, lw = (int(v) for v in key.split("_")[-1].split("x"))
+  out = {batch_keys.VIDEO: _batch_arg(mesh, rules, (batch, frames, h, w, 3), jnp.float32)}
+  low = batch_keys.low_res_shape(config)
+  if low:
+    lf, lh, lw = low
     # crops and frame windows are taken at the same place in the low-res video
-    lf, lh, lw = lf * frames // b.frames, lh * h // b.height, lw * w // b.width
-    out[key] = _batch_arg(mesh, rules, (batch, lf, lh, lw, 3), jnp.float32)
+    shape = (batch, lf * frames // b.frames, lh * h // b.height, lw * w // b.width, 3)
+    out[batch_keys.low_res_key(*low)] = _batch_arg(mesh, rules, shape, jnp.float32)
   length = config.text.max_length
   if config.text.precomputed:
     out[encoder.EMBEDDINGS] = _batch_arg(mesh, rules, (batch, length, 4096), jnp.float32)
@@ -250,14 +252,14 @@ def compile_sample_step(config, devices, batch: int, steps: int = 1) -> Report:
   guidance = jax.ShapeDtypeStruct((steps, batch), jnp.float32, sharding=NamedSharding(mesh, P()))
   d = config.diffusion
 
-  def sample(params, cond, rng, guidance):
-    return samplers.sample(stage.model_fn, params, cond, rng, shape=shape, steps=steps,
-                           sampler=config.sample.sampler, guidance=guidance, objective=d.objective,
-                           logsnr_min=d.logsnr_min, logsnr_max=d.logsnr_max,
-                           resolution_shift=d.resolution_shift)
-  rng = jax.ShapeDtypeStruct((), jax.random.key(0).dtype, sharding=NamedSharding(mesh, P()))
+  plan = samplers.Plan(shape, steps, config.sample.sampler, d.objective, stage.default_thresholding(),
+                       (d.logsnr_min, d.logsnr_max, d.resolution_shift))
+
+  def sample(params, cond, keys, guidance):  # the loop `stage.sampler.StageSampler` runs
+    return samplers.sample(stage.model_fn, params, cond, keys, plan, samplers.Controls(guidance))
+  keys = jax.ShapeDtypeStruct((batch,), jax.random.key(0).dtype, sharding=NamedSharding(mesh, P()))
   t0 = time.time()
   with jax.set_mesh(mesh), sharding.activation_rules(mesh, rules):
-    compiled = jax.jit(sample).lower(params, cond, rng, guidance).compile()
+    compiled = jax.jit(sample).lower(params, cond, keys, guidance).compile()
   return report(f"sample_step x{steps}" if steps > 1 else "sample_step", compiled, batch,
                 time.time() - t0)

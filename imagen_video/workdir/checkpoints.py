@@ -12,6 +12,7 @@ import os
 
 import jax
 import orbax.checkpoint as ocp
+from etils import epath
 
 
 class Checkpoints:
@@ -19,7 +20,7 @@ class Checkpoints:
 
   def __init__(self, directory: str, *, max_to_keep: int = 3, save_every: int = 1000,
                async_save: bool = True):
-    self.directory = os.path.abspath(directory)
+    self.directory = absolute(directory)
     options = ocp.CheckpointManagerOptions(
         max_to_keep=max_to_keep, save_interval_steps=save_every,
         enable_async_checkpointing=async_save, create=True)
@@ -62,6 +63,16 @@ class Checkpoints:
   def close(self):
     self.manager.wait_until_finished()
     self.manager.close()
+
+
+def absolute(path) -> str:
+  """A local path made absolute; a URI (gs://...) as given."""
+  path = os.fspath(path)
+  return path if "://" in path else os.path.abspath(path)
+
+
+def exists(directory) -> bool:
+  return epath.Path(absolute(directory)).exists()
 
 
 def abstract_like(tree, shardings):
