@@ -129,7 +129,7 @@ def test_caption_eval_of_the_cascade_scores_its_final_output(tiny_cascade, tmp_p
   assert report["samples"] == 28 and report["shape"] == "16x64x64"
   assert set(report["accuracy"]) >= {"color", "direction", "color_direction"}
   md = (tmp_path / "caption_eval.md").read_text()
-  assert "base -> tsr -> ssr1 -> ssr2" in md
+  assert "cascade base (step 8, ddim 4) -> tsr (step 4, ddim 4) -> ssr1" in md
   # Every stage scored too, at its own output size (where along the cascade a prompt is lost).
   for name, shape in (("base", "8x16x16"), ("tsr", "16x16x16"), ("ssr1", "16x32x32"),
                       ("ssr2", "16x64x64")):
