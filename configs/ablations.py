@@ -102,7 +102,7 @@ SPECS = {
                   _v("osc10", "oscillating 10 / 1 after the first quarter", vs="w10", fvd="-")]),
 }
 GUIDANCE = {"w1": 1.0, "w3": 3.0, "w6": 6.0, "w10": 10.0,
-            "osc10": dict(high=10.0, low=1.0, constant_fraction=0.25)}
+            "osc10": dict(kind="oscillating", high=10.0, low=1.0, constant_fraction=0.25)}
 
 
 def get_config(arg=None):

@@ -4,8 +4,8 @@
     imagen-video sample --config configs/base_tiny.py --workdir workdirs/base_tiny \\
         --prompt "a red circle moving left" --out red_circle.mp4
 
-Arguments: runlocal (a few steps, for tests), steps=N, mesh=data:fsdp:tensor
-(e.g. mesh=2:4:1 on 8 devices).
+Arguments: runlocal (a few steps on one device, for tests), steps=N, mesh=data:fsdp:tensor
+(e.g. mesh=2:4:1 on 8 devices; default -1:1:1, every device on the data axis).
 
 Budget: 3000 steps x batch 32, 1.4 steps/s on 2 idle CPU cores (~36 min). Measured
 (docs/results/base_tiny_caption_eval.md): all 28 color x direction prompts x 4 samples,
@@ -29,7 +29,10 @@ SHARDING_RULES = (
 
 
 def get_config(arg=None):
-  a = parse_arg(arg, runlocal=False, steps=3000, mesh="-1:1:1", batch=32)
+  a = parse_arg(arg, runlocal=False, steps=3000, mesh="", batch=32)
+  # runlocal trains on one device (a smoke run: no partitioning to compile, one replica to
+  # checkpoint); otherwise every device on the data axis
+  a.mesh = a.mesh or ("1:1:1" if a.runlocal else "-1:1:1")
   c = ml_collections.ConfigDict()
 
   c.data = pipeline.default_data_config()

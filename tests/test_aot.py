@@ -22,16 +22,41 @@ def test_bad_slice_names():
 
 
 @pytest.mark.skipif(importlib.util.find_spec("libtpu") is None, reason="libtpu not installed")
-def test_compile_tiny_for_tpu():
+def _per_device_bytes(tree) -> int:
+  """Bytes one device holds of sharded abstract arrays (its shard of each)."""
+  import math
+  import jax
+  return sum(math.prod(x.sharding.shard_shape(x.shape)) * x.dtype.itemsize for x in jax.tree.leaves(tree))
+
+
+def test_compile_tiny_train_and_sample_steps_for_tpu():
+  """The tiny base's train step (T5 in the step: tokens in, frozen encoder on device) and
+  sampler step, compiled for a 4-chip v5e slice on this CPU host. The memory report's
+  arguments hold at least the inputs' per-device shards counted here from the shapes (TPU
+  tiles pad small arrays), and the donated train state is aliased to the new one."""
+  import jax
   from imagen_video.utils import configs_loader
   config = configs_loader.load("configs/base_tiny.py:runlocal")
+  config.text.tokenizer = ""  # shapes only: the preset's vocabulary, no prepared dataset
+  assert not config.text.precomputed and config.text.frozen
   sl = aot.parse_slice("v5e:2x2")
   devices = aot.topology_devices(sl)
   assert len(devices) == 4 and "v5" in devices[0].device_kind.lower()
-  r = aot.compile_sample_step(config, devices, batch=2)
-  assert r.flops > 0 and r.argument_bytes > 0 and r.total_bytes > 0
-  text = aot.format_report(r, sl)
-  assert "GiB HBM" in text and "MFU" in text
+  _, _, _, args = aot.train_step_args(config, devices, batch=4)
+  assert "text_tokens" in args[2] and jax.tree.leaves(args[1])  # tokens in, T5 params frozen in
+  train = aot.compile_train_step(config, devices, batch=4)
+  want = _per_device_bytes(args)
+  print(f"train step on {sl.topology}: arguments {train.argument_bytes} bytes per device (unpadded "
+        f"shards {want}), aliased {train.alias_bytes}, outputs {train.output_bytes}, "
+        f"temporaries {train.temp_bytes}, {train.flops:.3g} FLOPs")
+  assert train.argument_bytes >= want
+  assert train.alias_bytes >= 0.95 * train.output_bytes  # the state is updated in place
+  assert 0 < train.total_bytes < sl.chip.hbm_gib * 2 ** 30 and train.flops > 0
+  sample = aot.compile_sample_step(config, devices, batch=2)
+  assert sample.flops > 0 and 0 < sample.total_bytes < train.total_bytes
+  for r in (train, sample):
+    text = aot.format_report(r, sl)
+    assert "GiB HBM" in text and "MFU" in text and "fits" in text
 
 
 def test_abstract_batch_follows_frame_windows_and_crops():

@@ -65,21 +65,24 @@ def test_sample_cli_conditions_on_files_and_reports_bad_ones(tiny_cascade, tmp_p
   Image.fromarray(mask).save(tmp_path / "mask.png")
   root = os.path.dirname(tiny_cascade.stages[0]["workdir"])
   spec = f"{CONFIG}:runlocal,root={root},data_dir={os.path.join(root, 'tfds')}"
+  # one stage (the base, 8x16x16, from its workdir alone) takes images ...
+  one = ["sample", "--workdir", tiny_cascade.stages[0]["workdir"], "--prompt", PROMPT]
   for name, args in (("i2v", ["--first-frame", str(tmp_path / "first.png")]),
-                     ("interp", ["--keyframes", f"{tmp_path}/first.png@0,{tmp_path}/last.png@15"]),
-                     ("inpaint", ["--init-video", str(tmp_path / "clip.mp4"), "--mask",
-                                  str(tmp_path / "mask.png"), "--conditioning", "replacement"])):
-    assert cli.main(["sample", "--cascade", spec, "--prompt", PROMPT, *args,
-                     "--out", str(tmp_path / f"{name}.mp4")]) == 0
-    assert video_io.read_video(tmp_path / f"{name}.mp4")[0].shape[:3] == (16, 128, 128)
+                     ("interp", ["--keyframes", f"{tmp_path}/first.png@0,{tmp_path}/last.png@7"])):
+    assert cli.main(one + args + ["--out", str(tmp_path / f"{name}.mp4")]) == 0
+    assert video_io.read_video(tmp_path / f"{name}.mp4")[0].shape[:3] == (8, 128, 128)
+  # ... the cascade a video and a mask (its known-pixel paths are tested in process above)
+  assert cli.main(["sample", "--cascade", spec, "--prompt", PROMPT, "--init-video", str(tmp_path / "clip.mp4"),
+                   "--mask", str(tmp_path / "mask.png"), "--conditioning", "replacement",
+                   "--out", str(tmp_path / "inpaint.mp4")]) == 0
+  assert video_io.read_video(tmp_path / "inpaint.mp4")[0].shape[:3] == (16, 128, 128)
   base = tiny_cascade.stages[0]
   assert cli.main(["sample", "--config", base["config"], "--workdir", base["workdir"],
                    "--prompt", PROMPT, "--init-video", str(tmp_path / "clip.mp4"), "--extend-to", "20",
                    "--refresh", "0.5", "--out", str(tmp_path / "ext.mp4")]) == 0
   assert video_io.read_video(tmp_path / "ext.mp4")[0].shape[0] == 20
-  with pytest.raises(SystemExit, match=r"keyframe positions \[0, 16\]: expected distinct indices in \[0, 16\)"):
-    cli.main(["sample", "--cascade", spec, "--prompt", PROMPT, "--keyframes",
-              f"{tmp_path}/first.png@0,{tmp_path}/last.png@16", "--out", str(tmp_path / "x.mp4")])
+  with pytest.raises(SystemExit, match=r"keyframe positions \[0, 8\]: expected distinct indices in \[0, 8\)"):
+    cli.main(one + ["--keyframes", f"{tmp_path}/first.png@0,{tmp_path}/last.png@8", "--out", str(tmp_path / "x.mp4")])
   with pytest.raises(SystemExit, match="--first_frame .*nope.png: no such file"):
     cli.main(["sample", "--cascade", spec, "--prompt", PROMPT, "--first-frame",
               str(tmp_path / "nope.png"), "--out", str(tmp_path / "x.mp4")])
@@ -107,7 +110,8 @@ def test_conditional_eval_reports_tasks_and_extension(tiny_cascade, tmp_path, ca
     assert set(r["scores"]) == {"baseline", "replacement", "reconstruction"}
     assert all(np.isfinite(r["scores"][k]["psnr"]["mean"]) for k in r["scores"])
   ext = report["extension"]
-  assert ext["reconstruction"]["trajectory_error_px"] >= 0 and ext["replacement"]["context"] == 6
+  r = ext["reconstruction"]
+  assert r["trajectory_error_px"] == pytest.approx(np.mean(r["per_clip"])) and ext["replacement"]["context"] == 6
   assert len(ext["replacement"]["per_frame"]) == 16 - 6 and "line_residual_px" in ext["reconstruction"]
   assert ext["reconstruction"]["refresh"] == 0.5 and np.isfinite(ext["reconstruction"]["shape_psnr_db"])
   assert ext["reconstruction"]["refresh_floor"] == 0.5
@@ -211,3 +215,24 @@ def test_aligned_psnr_scores_the_shape_wherever_it_is_and_not_its_fading():
   assert db[0].min() > 40  # moved back exactly: equal frames
   black = conditional.video_metrics.psnr_per_frame(np.zeros_like(truth), truth * 0.5 + 0.5)
   assert db[1].max() < black.min() + 4  # a faded shape scores near an empty frame
+
+
+def test_extension_metrics_score_the_truth_perfectly_and_a_frozen_frame_badly():
+  """The extension scores on known answers: the true continuation itself (no error, colour and
+  shape kept) and the last context frame held (the shape stops: the error grows each frame)."""
+  from imagen_video.data import held_out
+  import ml_collections
+  from imagen_video.eval import conditional
+  builder = ml_collections.ConfigDict(dict(frames=8, height=16, width=16, wrap=True, seed=0))
+  clips = held_out.extension_clips(builder, 2, 2)
+  truth = lambda prompts, known, method, extension=None: clips.video
+  held = lambda prompts, known, method, extension=None: np.concatenate(
+      [clips.video[:, :6], np.repeat(clips.video[:, 5:6], 10, axis=1)], axis=1)
+  perfect = conditional.extension(truth, clips, window=8, context=6, methods=("replacement",),
+                                  log=lambda *a: None)["replacement"]
+  assert perfect["trajectory_error_px"] < 0.3 and perfect["frames_without_shape"] == 0
+  assert perfect["color_kept"] == 1.0 and perfect["shape_psnr_db"] > 40
+  frozen = conditional.extension(held, clips, window=8, context=6, methods=("replacement",),
+                                 log=lambda *a: None)["replacement"]
+  per_frame = np.asarray(frozen["per_frame"])
+  assert frozen["trajectory_error_px"] > 1.0 and per_frame[-1] > per_frame[0]

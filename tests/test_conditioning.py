@@ -45,7 +45,7 @@ def test_augmentation_level_ignores_the_stages_schedule_shift():
   for shift in (1.0, 8.0):  # residual stages shift their own schedule, not the augmentation
     c = ml_collections.ConfigDict(dict(diffusion=objectives.default_diffusion_config()))
     c.diffusion.resolution_shift = shift
-    outs.append(conditioning._augment(c, video, jnp.array([0.1]), jax.random.key(0)))
+    outs.append(conditioning._augment(c, video, jnp.array([0.1]), jax.random.normal(jax.random.key(0), video.shape)))
   np.testing.assert_allclose(outs[0], outs[1])
   assert 0.1 < float(jnp.std(outs[0])) < 0.25  # cosine t=0.1: sigma = 0.156
 

@@ -1,12 +1,11 @@
 """Known frames/pixels: replacement vs reconstruction guidance against the exact conditional
 of correlated Gaussian data; Known resizing; autoregressive extension."""
-import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
 from sampler_call import run_sampler  # noqa: E402 (tests/ is on sys.path)
-from imagen_video.diffusion import objectives, samplers, schedule
+from imagen_video.diffusion import objectives, schedule
 from imagen_video.stage import known as known_lib
 
 RHO, X_B = 0.95, 1.5  # two "frames" with correlation RHO; frame 1 known to be X_B

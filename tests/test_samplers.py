@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from sampler_call import model_fn_of, run_sampler  # noqa: E402 (tests/ is on sys.path)
-from imagen_video.diffusion import objectives, samplers, schedule
+from imagen_video.diffusion import objectives, schedule
 
 SHAPE = (2048, 1, 1, 1, 2)
 

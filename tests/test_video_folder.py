@@ -109,3 +109,103 @@ def test_resampling_and_cover_crop():
   out = vf.resize_cover(frame, 20, 20)
   assert out.shape == (20, 20, 3) and out[:, 2:-2].min() >= 250  # edges: Lanczos ringing only
   assert vf.video_folder_config("/a", **SIZE).name != vf.video_folder_config("/b", **SIZE).name
+
+
+BEAM = "runner=DirectRunner,direct_num_workers=2,direct_running_mode=multi_processing"
+
+
+def _examples(builder) -> dict:
+  out = {}
+  for split in builder.info.splits:
+    ds = builder.as_data_source(split)
+    for i in range(len(ds)):
+      ex = ds[i]
+      out[(split, ex["file"].decode())] = (ex["caption"].decode(), np.stack(ex["video"]))
+  return out
+
+
+@pytest.mark.slow
+def test_beam_direct_runner_with_two_worker_processes_writes_the_same_examples(source, tmp_path, capsys):
+  import time
+  t0 = time.time()
+  one = builders.prepare("video_folder", tmp_path / "one", source_dir=source, skip_bad=True,
+                         test_fraction=0.5, **SIZE)
+  t1 = time.time()
+  beam = builders.prepare("video_folder", tmp_path / "beam", source_dir=source, skip_bad=True,
+                          test_fraction=0.5, beam_options=BEAM, **SIZE)
+  t2 = time.time()
+  print(f"single process {t1 - t0:.1f} s, Beam DirectRunner x2 processes {t2 - t1:.1f} s")
+  a, b = _examples(one), _examples(beam)
+  assert set(a) == set(b) == {(vf.in_test(beam.builder_config, n) and "test" or "train", n)
+                              for n in ("a.mp4", "b.gif", "c.webm", "sub/d.mp4")}
+  assert {split for split, _ in a} == {"train", "test"}  # the hash split has both here
+  for key in a:
+    assert a[key][0] == b[key][0] and np.array_equal(a[key][1], b[key][1]), key
+  # found without decoding: in the metadata; failed to decode: in the side output, named
+  listed = {s["file"] for s in beam.info.metadata["skipped"]}
+  assert listed == {"nocap.mp4", "notes.txt", "gone.mp4"}
+  decoded = dict(vf.bad_files(beam.data_dir))
+  assert set(decoded) == {"corrupt.mp4", "short.mp4"}
+  assert "moov atom not found" in decoded["corrupt.mp4"] and "too short" in decoded["short.mp4"]
+  assert "skipped 2 clip(s) that failed to decode" in capsys.readouterr().out
+
+
+@pytest.mark.slow
+def test_beam_without_skip_bad_stops_early_or_removes_what_it_built(source, tmp_path):
+  with pytest.raises(vf.BadVideosError, match="nocap.mp4: no caption"):  # before the pipeline
+    builders.prepare("video_folder", tmp_path, source_dir=source, beam_options=BEAM, **SIZE)
+  src = tmp_path / "only_decode_problems"
+  os.makedirs(src)
+  caption, video = _render(0, 12)
+  vio.write_video(src / "good.mp4", video, 8)
+  (src / "corrupt.mp4").write_bytes(b"\0" * 500)
+  (src / "captions.csv").write_text(f'file,caption\ngood.mp4,"{caption}"\ncorrupt.mp4,noise\n')
+  with pytest.raises(vf.BadVideosError, match="corrupt.mp4: unreadable"):
+    builders.prepare("video_folder", tmp_path / "d", source_dir=src,
+                     beam_options="runner=DirectRunner", **SIZE)
+  assert not builders.get_builder("video_folder", tmp_path / "d", source_dir=src, **SIZE).is_prepared()
+  with pytest.raises(ValueError, match="not KEY=VALUE"):
+    builders.beam_pipeline_options("runner")
+
+
+def test_manifests_csv_jsonl_parquet_with_extra_columns_and_bad_rows(source, tmp_path):
+  import pyarrow as pa
+  import pyarrow.parquet as pq
+  rows = [{"contentUrl": str(source / "a.mp4"), "name": "clip a", "page_dir": "x/1"},
+          {"contentUrl": "sub/d.mp4", "name": "clip d", "page_dir": "x/2"},  # relative to the manifest
+          {"contentUrl": "", "name": "no path", "page_dir": "x/3"},
+          {"contentUrl": "b.gif", "name": " ", "page_dir": "x/4"}]
+  (source / "m.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows) + "{oops\n")
+  pq.write_table(pa.Table.from_pylist(rows), source / "m.parquet")
+  with open(source / "m.csv", "w") as f:
+    f.write("contentUrl,name,page_dir\n" + "".join(f'{r["contentUrl"]},"{r["name"]}",{r["page_dir"]}\n' for r in rows))
+  from imagen_video.data import video_sources
+  for name in ("m.jsonl", "m.parquet", "m.csv"):
+    entries, bad, _ = video_sources.manifest_entries(str(source / name), extra_columns=("page_dir",))
+    assert [e.name for e in entries] == [str(source / "a.mp4"), "sub/d.mp4"], name
+    assert entries[1].uri == str(source / "sub" / "d.mp4") and entries[1].extras == (("page_dir", "x/2"),)
+    assert len(bad) == (3 if name == "m.jsonl" else 2), (name, bad)
+    assert any("no file/path/video/contentUrl/url field" in r for _, r in bad)
+    assert any("b.gif: caption/name/text is missing" in r for _, r in bad)
+  assert any("not valid JSON" in r for _, r in video_sources.manifest_entries(str(source / "m.jsonl"))[1])
+  with pytest.raises(ValueError, match=r"columns \['contentUrl', 'name', 'page_dir'\]; expected a caption column"):
+    video_sources.manifest_entries(str(source / "m.csv"), caption_column="title")
+  builder = builders.prepare("video_folder", tmp_path / "data", manifest=source / "m.parquet",
+                             extra_columns=("page_dir",), skip_bad=True, **SIZE)
+  ds = builder.as_data_source("train")
+  got = {ds[i]["file"].decode(): ds[i] for i in range(len(ds))}
+  assert set(got) == {str(source / "a.mp4"), "sub/d.mp4"}
+  assert got["sub/d.mp4"]["extra_page_dir"] == b"x/2" and got["sub/d.mp4"]["caption"] == b"clip d"
+
+
+def test_frames_stored_as_jpeg_at_a_chosen_quality(source, tmp_path):
+  png = builders.prepare("video_folder", tmp_path / "png", source_dir=source, skip_bad=True, **SIZE)
+  jpg = builders.prepare("video_folder", tmp_path / "jpg", source_dir=source, skip_bad=True,
+                         image_format="jpeg", jpeg_quality=90, **SIZE)
+  a, b = _examples(png), _examples(jpg)
+  assert set(a) == set(b)
+  for key in a:
+    mse = ((a[key][1].astype(float) - b[key][1]) ** 2).mean()
+    assert 0 < mse and 10 * np.log10(255 ** 2 / mse) > 30, key  # lossy, but close
+  with pytest.raises(ValueError, match="image_format='gif'"):
+    vf.video_folder_config(source, image_format="gif")

@@ -41,12 +41,35 @@ TOKENIZER_FILE = "spiece.model"
 TOKENIZER_VOCAB = 128
 
 
-def prepare(name: str, data_dir: str | None = None, **config_kwargs) -> tfds.core.DatasetBuilder:
+def beam_pipeline_options(text: str):
+  """Beam options from the string `tfds build --beam_pipeline_options` takes:
+  "runner=DirectRunner,direct_num_workers=2,direct_running_mode=multi_processing"."""
+  from apache_beam.options.pipeline_options import PipelineOptions
+  items = [item.strip() for item in text.split(",") if item.strip()]
+  bad = [item for item in items if "=" not in item and not item.startswith("no_")]
+  if bad:
+    raise ValueError(f"--beam_pipeline_options {text!r}: {bad} not KEY=VALUE; expected e.g. "
+                     "runner=DirectRunner,direct_num_workers=2,direct_running_mode=multi_processing")
+  return PipelineOptions(flags=[f"--{item}" for item in items])
+
+
+def prepare(name: str, data_dir: str | None = None, *, beam_options: str | None = None,
+            **config_kwargs) -> tfds.core.DatasetBuilder:
   """Builds the dataset if it is not on disk yet (TFDS writes to a temporary
   folder and renames it only when complete, so a failed build leaves nothing),
   then a sentencepiece model of its training captions beside it (for the tiny
-  configs' random T5; real runs use the checkpoint's own spiece.model)."""
+  configs' random T5; real runs use the checkpoint's own spiece.model).
+  `beam_options` (a `tfds build --beam_pipeline_options` string) builds it on Apache Beam
+  (DirectRunner here; Dataflow, Flink or Spark on a cluster), where the builder can."""
   builder = get_builder(name, data_dir, **config_kwargs)
+  if beam_options is not None:
+    if not hasattr(builder, "after_beam"):
+      raise ValueError(f"dataset {name!r} builds in one process; Beam builds: video_folder")
+    if not builder.is_prepared():
+      options = beam_pipeline_options(beam_options)
+      builder.beam_options = options
+      builder.download_and_prepare(download_config=tfds.download.DownloadConfig(beam_options=options))
+      builder.after_beam()
   builder.download_and_prepare()
   path = tokenizer_path(builder)
   if not os.path.exists(path) and "train" in builder.info.splits:

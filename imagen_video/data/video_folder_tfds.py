@@ -12,33 +12,42 @@ then centre-cropped, and stored whole (variable length, at most `max_frames`)
 with its caption, file name, source fps and length; the input pipeline cuts
 `frames`-long windows from it.
 
-Before anything is written, every file is checked (decodable, captioned, long
-enough, known suffix; every caption names an existing file). By default one
-`BadVideosError` lists all the problems; with `skip_bad=True` the bad files
-are left out, logged, and listed in `builder.info.metadata["skipped"]`.
-Hidden files and folders (names starting with ".") are ignored.
+Instead of a folder, `manifest=PATH` names a CSV, JSONL or Parquet table of video
+paths/URIs (local or gs://) and captions (`data/video_sources.py`). Frames are stored
+encoded, `image_format` png (lossless) or jpeg at `jpeg_quality`.
 
-The config name holds the parameters and a hash of the source folder's
-absolute path, not of its contents: after changing the files, delete the
-prepared dataset (or move the folder) to rebuild it.
+Single process (default): before anything is written, every file is checked (decodable,
+captioned, long enough, known suffix; every caption names an existing file). By default
+one `BadVideosError` lists all the problems; with `skip_bad=True` the bad files are left
+out, logged, and listed in `builder.info.metadata["skipped"]`.
+On Apache Beam (`builders.prepare(..., beam_options=...)`, `imagen-video prepare
+--beam_pipeline_options`): each worker decodes its share of the clips; problems found
+without decoding (no caption, unknown extension, a bad manifest row) stop the run before
+the pipeline starts, and clips that fail to decode go to a side output,
+`bad_files-SPLIT.tsv` beside the dataset; without `skip_bad` the finished dataset is then
+removed and the error lists them. Both paths write the same examples under the same keys.
+Hidden files and folders (names starting with ".") are ignored. The test split is chosen
+per clip by a hash of (seed, name), so it needs no view of the whole source.
+
+The config name holds the parameters and a hash of the source folder's (or manifest's)
+path, not of its contents: after changing the files, delete the prepared dataset (or move
+the folder) to rebuild it.
 """
 from __future__ import annotations
 
-import csv
 import dataclasses
 import hashlib
-import json
-import math
 import os
 
 import numpy as np
 import tensorflow_datasets as tfds
 from absl import logging
-from PIL import Image
 
-from imagen_video.media import video_io
+from imagen_video.data import video_sources
+from imagen_video.data.video_sources import process_clip, resample_indices, resize_cover  # noqa: F401
 
-CAPTION_FILES = ("captions.jsonl", "captions.csv")
+CAPTION_FILES = video_sources.CAPTION_FILES
+IMAGE_FORMATS = ("png", "jpeg")
 
 
 class BadVideosError(ValueError):
@@ -66,21 +75,39 @@ class VideoFolderConfig(tfds.core.BuilderConfig):
   test_fraction: float = 0.0
   test_files: tuple = ()
   seed: int = 0
+  manifest: str = ""
+  path_column: str = ""
+  caption_column: str = ""
+  extra_columns: tuple = ()
+  image_format: str = "png"
+  jpeg_quality: int = 95
 
 
-def video_folder_config(source_dir, frames=16, height=64, width=64, fps=8.0, min_frames=None,
+def video_folder_config(source_dir="", frames=16, height=64, width=64, fps=8.0, min_frames=None,
                         max_frames=None, skip_bad=False, test_fraction=0.0, test_files=(),
-                        seed=0) -> VideoFolderConfig:
+                        seed=0, manifest="", path_column="", caption_column="", extra_columns=(),
+                        image_format="png", jpeg_quality=95) -> VideoFolderConfig:
   """A config named after its parameters and a short hash of the folder's absolute path.
 
   min_frames: clips with fewer frames after resampling to `fps` are bad (default: `frames`).
   max_frames: keep at most this many frames of each clip (default: all).
   test_fraction / test_files: which good clips form the "test" split (a seeded
     choice of round(fraction * count) clips, or these file names); the rest is "train".
+  manifest: a CSV/JSONL/Parquet table instead of a folder (path_column, caption_column:
+    its columns when not the usual names; extra_columns: more columns kept as features).
+  image_format, jpeg_quality: how frames are stored.
   skip_bad is not in the name: it changes whether preparation may proceed, not
   what a finished dataset holds (the good clips of the folder).
   """
-  source_dir = os.path.abspath(os.path.expanduser(os.fspath(source_dir)))
+  if bool(source_dir) == bool(manifest):
+    raise ValueError("video_folder_config: give source_dir (a folder) or manifest (a table), not both")
+  source = os.fspath(manifest or source_dir)
+  if "://" not in source:
+    source = os.path.abspath(os.path.expanduser(source))
+  if image_format not in IMAGE_FORMATS:
+    raise ValueError(f"video_folder_config: image_format={image_format!r}; expected one of {IMAGE_FORMATS}")
+  if not 1 <= int(jpeg_quality) <= 100:
+    raise ValueError(f"video_folder_config: jpeg_quality={jpeg_quality!r}; expected 1..100")
   min_frames = frames if min_frames is None else int(min_frames)
   for field, value in (("frames", frames), ("height", height), ("width", width), ("min_frames", min_frames)):
     if int(value) != value or value < 1:
@@ -95,206 +122,152 @@ def video_folder_config(source_dir, frames=16, height=64, width=64, fps=8.0, min
   if test_fraction and test_files:
     raise ValueError("video_folder_config: give test_fraction or test_files, not both")
   test_files = tuple(sorted(str(f) for f in test_files))
-  digest = hashlib.sha256(source_dir.encode()).hexdigest()[:8]
-  name = f"{os.path.basename(source_dir) or 'root'}_{digest}"
+  extra_columns = tuple(str(c) for c in extra_columns)
+  digest = hashlib.sha256("|".join((source, path_column, caption_column, *extra_columns)).encode()
+                          ).hexdigest()[:8]
+  name = f"{os.path.basename(source.rstrip('/')) or 'root'}_{digest}"
   name += f"_{frames}x{height}x{width}_fps{fps:g}_min{min_frames}"
+  name += f"_jpeg{int(jpeg_quality)}" if image_format == "jpeg" else ""
   name += f"_max{max_frames}" if max_frames else ""
   if test_files:
     name += "_test" + hashlib.sha256("\n".join(test_files).encode()).hexdigest()[:8]
   elif test_fraction:
     name += f"_test{test_fraction:g}_s{seed}"
   name = "".join(ch if ch.isalnum() or ch in "._-" else "-" for ch in name)
-  return VideoFolderConfig(name=name, source_dir=source_dir, frames=int(frames), height=int(height),
-                           width=int(width), fps=float(fps), min_frames=min_frames, max_frames=max_frames,
-                           skip_bad=bool(skip_bad), test_fraction=float(test_fraction),
-                           test_files=test_files, seed=int(seed),
-                           description=f"captioned videos from {source_dir}")
+  return VideoFolderConfig(name=name, source_dir=source if not manifest else "", frames=int(frames),
+                           height=int(height), width=int(width), fps=float(fps), min_frames=min_frames,
+                           max_frames=max_frames, skip_bad=bool(skip_bad),
+                           test_fraction=float(test_fraction), test_files=test_files, seed=int(seed),
+                           manifest=source if manifest else "", path_column=str(path_column),
+                           caption_column=str(caption_column), extra_columns=extra_columns,
+                           image_format=image_format, jpeg_quality=int(jpeg_quality),
+                           description=f"captioned videos from {source}")
 
 
 class VideoFolder(tfds.core.GeneratorBasedBuilder):
-  """Captioned videos from a local folder, resampled to one fps and size."""
+  """Captioned videos from a folder or a manifest, resampled to one fps and size."""
 
   VERSION = tfds.core.Version("1.0.0")
   RELEASE_NOTES = {"1.0.0": "First release: variable-length clips with caption, file, source fps."}
-  # Examples are written in file-name order; readers index and shuffle themselves.
+  # Examples are written in key order; readers index and shuffle themselves.
   disable_shuffling = True
+  beam_options = None  # set by `builders.prepare` to build on Apache Beam
 
   def _info(self) -> tfds.core.DatasetInfo:
     c = self.builder_config
     features = {
-        "video": tfds.features.Video((None, c.height, c.width, 3), encoding_format="png"),
+        "video": tfds.features.Video((None, c.height, c.width, 3), encoding_format=c.image_format),
         "caption": tfds.features.Text(),
         "file": tfds.features.Text(),
         "source_fps": tfds.features.Scalar(dtype=np.float32),
         "num_frames": tfds.features.Scalar(dtype=np.int64),
+        **{f"extra_{col}": tfds.features.Text() for col in c.extra_columns},
     }
     metadata = tfds.core.MetadataDict(fps=c.fps, frames=c.frames, source_dir=c.source_dir,
-                                      skipped=[], num_skipped=0)
+                                      manifest=c.manifest, skipped=[], num_skipped=0)
     return self.dataset_info_from_configs(features=tfds.features.FeaturesDict(features),
                                           metadata=metadata)
 
   def _split_generators(self, dl_manager):
-    del dl_manager  # local files: nothing to download
+    del dl_manager  # local or gs:// files: nothing to download
     c = self.builder_config
-    good, bad, total = validate_folder(c)
+    entries, bad, total = video_sources.entries(c)
+    missing = [n for n in c.test_files if n not in {e.name for e in entries} | {b for b, _ in bad}]
+    bad += [(n, "named in test_files, but no such file in the folder") for n in missing]
+    if self.beam_options is not None:
+      if bad and not c.skip_bad:  # found without decoding: stop before the pipeline starts
+        raise BadVideosError(_source(c), bad, total)
+      self._record_skipped(bad)
+      return {split: self._beam_examples(part, split)
+              for split, part in _splits(c, entries).items() if part}
+    good = []
+    for entry in entries:  # decode each once now (a corrupt file is only found so) ...
+      try:
+        video_sources.example(entry, c)
+        good.append(entry)
+      except video_sources.BadVideo as e:
+        bad.append((e.name, e.reason))
     if bad and not c.skip_bad:
-      raise BadVideosError(c.source_dir, bad, total)
+      raise BadVideosError(_source(c), bad, total)
     if bad:
-      logging.warning("video_folder %s: skipping %d bad file(s):\n%s", c.source_dir, len(bad),
+      logging.warning("video_folder %s: skipping %d bad file(s):\n%s", _source(c), len(bad),
                       "\n".join(f"  {n}: {r}" for n, r in bad))
       print(f"video_folder: skipped {len(bad)} bad file(s) of {total}; see builder.info.metadata['skipped']")
     if not good:
-      raise BadVideosError(c.source_dir, bad + [(".", "no usable video left")], total)
+      raise BadVideosError(_source(c), bad + [(".", "no usable video left")], total)
+    self._record_skipped(bad)
+    return {split: self._generate_examples(part) for split, part in _splits(c, good).items() if part}
+
+  def after_beam(self) -> None:
+    """After a Beam build: clips that failed to decode are listed; without skip_bad the
+    dataset is removed again and the error names them (nothing half-usable is left)."""
+    from etils import epath
+    c = self.builder_config
+    bad = bad_files(self.data_dir)
+    if not bad:
+      return
+    if not c.skip_bad:
+      epath.Path(os.fspath(self.data_dir)).rmtree()
+      raise BadVideosError(_source(c), bad, len(bad))
+    print(f"video_folder: skipped {len(bad)} clip(s) that failed to decode (listed in "
+          f"{self.data_dir}/bad_files-*.tsv):\n" + "\n".join(f"  {n}: {r}" for n, r in bad))
+
+  def _record_skipped(self, bad):
     # Recorded in metadata.json with the dataset.
     self.info.metadata["skipped"] = [{"file": n, "reason": r} for n, r in bad]
     self.info.metadata["num_skipped"] = len(bad)
-    test = _test_files(c, sorted(good))
-    train = {f: cap for f, cap in good.items() if f not in test}
-    splits = {"train": self._generate_examples(train)}
-    if test:
-      splits["test"] = self._generate_examples({f: good[f] for f in test})
-    return splits
 
-  def _generate_examples(self, captions: dict[str, str]):
-    c = self.builder_config
-    for name in sorted(captions):
-      frames, source_fps = video_io.read_video(os.path.join(c.source_dir, name))
-      video = process_clip(frames, source_fps, c)
-      yield name, {"video": video, "caption": captions[name], "file": name,
-                   "source_fps": source_fps, "num_frames": len(video)}
+  def _generate_examples(self, entries):
+    for entry in entries:  # ... and again when written, so memory stays at one clip
+      yield entry.name, video_sources.example(entry, self.builder_config)
 
+  def _beam_examples(self, entries, split: str):
+    """The split as a Beam transform: workers decode their share; clips that fail go to the
+    side output bad_files-SPLIT.tsv (written beside the dataset)."""
+    import apache_beam as beam
+    c, bad_path = self.builder_config, os.path.join(os.fspath(self.data_dir), f"bad_files-{split}")
 
-def resample_indices(num_source: int, source_fps: float, fps: float) -> np.ndarray:
-  """Source frame shown at output time j / fps (nearest), for every output frame
-  inside the clip's span [0, num_source / source_fps)."""
-  count = math.ceil(num_source * fps / source_fps - 1e-9)
-  nearest = np.floor(np.arange(count) * source_fps / fps + 0.5).astype(int)
-  return np.minimum(nearest, num_source - 1)
+    def make(entry):
+      try:
+        yield entry.name, video_sources.example(entry, c)
+      except video_sources.BadVideo as e:
+        yield beam.pvalue.TaggedOutput("bad", f"{e.name}\t{e.reason}")
 
-
-def resize_cover(frame: np.ndarray, height: int, width: int) -> np.ndarray:
-  """Resize (keeping aspect) so the frame covers height x width, then centre-crop."""
-  h0, w0 = frame.shape[:2]
-  s = max(height / h0, width / w0)
-  rh, rw = max(height, round(h0 * s)), max(width, round(w0 * s))
-  image = Image.fromarray(frame)
-  if (rh, rw) != (h0, w0):
-    image = image.resize((rw, rh), Image.LANCZOS)  # LANCZOS low-passes when shrinking
-  top, left = (rh - height) // 2, (rw - width) // 2
-  return np.asarray(image)[top:top + height, left:left + width]
+    @beam.ptransform_fn
+    def examples(root):
+      outs = (root | f"List{split}" >> beam.Create(entries) | f"Spread{split}" >> beam.Reshuffle()
+              | f"Decode{split}" >> beam.FlatMap(make).with_outputs("bad", main="good"))
+      _ = outs.bad | f"Bad{split}" >> beam.io.WriteToText(bad_path, file_name_suffix=".tsv", num_shards=1,
+                                                        shard_name_template="")
+      return outs.good
+    return examples()
 
 
-def process_clip(frames: np.ndarray, source_fps: float, c: VideoFolderConfig) -> np.ndarray:
-  index = resample_indices(len(frames), source_fps, c.fps)
-  if c.max_frames:
-    index = index[:c.max_frames]
-  return np.stack([resize_cover(frames[i], c.height, c.width) for i in index])
+def _source(c) -> str:
+  return c.manifest or c.source_dir
 
 
-def validate_folder(c: VideoFolderConfig) -> tuple[dict[str, str], list[tuple[str, str]], int]:
-  """(good {file: caption}, bad [(file, reason)], number of files looked at).
-
-  Decodes every video once (a corrupt file is only found by decoding it);
-  the examples are decoded again when written, so memory stays at one clip."""
-  if not os.path.isdir(c.source_dir):
-    raise FileNotFoundError(f"video_folder: source_dir {c.source_dir!r} is not a directory")
-  captions, bad, captions_name = read_captions(c.source_dir)
-  files = _list_files(c.source_dir)
-  good = {}
-  for name in files:
-    suffix = os.path.splitext(name)[1].lower()
-    if suffix not in video_io.VIDEO_SUFFIXES:
-      bad.append((name, f"unknown extension {suffix or '(none)'!r}; expected a video "
-                        f"({', '.join(video_io.VIDEO_SUFFIXES)}) or a captions file"))
-      continue
-    if name not in captions:
-      bad.append((name, f"no caption: no entry with \"file\": {name!r} in {captions_name}"))
-      continue
-    try:
-      frames, source_fps = video_io.read_video(os.path.join(c.source_dir, name))
-    except video_io.VideoReadError as e:
-      bad.append((name, f"unreadable: {e.reason}"))
-      continue
-    count = len(resample_indices(len(frames), source_fps, c.fps))
-    if count < c.min_frames:
-      bad.append((name, f"too short: {len(frames)} frames at {source_fps:g} fps "
-                        f"({len(frames) / source_fps:.2f} s) give {count} frames at {c.fps:g} fps; "
-                        f"expected at least min_frames={c.min_frames}"))
-      continue
-    good[name] = captions[name]
-  present = set(files)
-  for name in sorted(set(captions) - present):
-    bad.append((name, f"listed in {captions_name}, but no such file in the folder"))
-  for name in c.test_files:
-    if name not in present:
-      bad.append((name, "named in test_files, but no such file in the folder"))
-  return good, bad, len(files)
+def _splits(c, entries) -> dict:
+  test = {e.name for e in entries if in_test(c, e.name)}
+  return {"train": [e for e in entries if e.name not in test],
+          "test": [e for e in entries if e.name in test]}
 
 
-def read_captions(source_dir: str) -> tuple[dict[str, str], list[tuple[str, str]], str]:
-  """{file: caption} from captions.jsonl or captions.csv, [(where, problem)], and which file."""
-  found = [n for n in CAPTION_FILES if os.path.isfile(os.path.join(source_dir, n))]
-  if len(found) != 1:
-    raise ValueError(f"video_folder {source_dir!r}: expected exactly one of {CAPTION_FILES}, "
-                     f"found {found or 'none'}")
-  name = found[0]
-  path = os.path.join(source_dir, name)
-  entries, bad = [], []  # entries: (line number, file, caption)
-  with open(path, newline="", encoding="utf-8") as f:
-    if name.endswith(".jsonl"):
-      for line_no, line in enumerate(f, 1):
-        if not line.strip():
-          continue
-        try:
-          row = json.loads(line)
-        except json.JSONDecodeError as e:
-          bad.append((f"{name}:{line_no}", f"not valid JSON ({e.msg}); expected "
-                                           '{"file": "...", "caption": "..."}'))
-          continue
-        entries.append((line_no, row))
-    else:
-      reader = csv.DictReader(f)
-      if not reader.fieldnames or not {"file", "caption"} <= set(reader.fieldnames):
-        raise ValueError(f"{path}: header {reader.fieldnames}; expected the columns file,caption")
-      entries = [(reader.line_num, row) for row in reader]
-  captions = {}
-  for line_no, row in entries:
-    where = f"{name}:{line_no}"
-    if not isinstance(row, dict) or not isinstance(row.get("file"), str) or not row["file"].strip():
-      bad.append((where, 'no "file" field; expected a file name relative to the folder'))
-      continue
-    file = os.path.normpath(row["file"].strip()).replace(os.sep, "/")
-    caption = row.get("caption")
-    if not isinstance(caption, str) or not caption.strip():
-      bad.append((where, f'{file}: "caption" is missing or empty; expected non-empty text'))
-      continue
-    if file in captions:
-      bad.append((where, f"{file}: captioned twice; the first caption is kept"))
-      continue
-    captions[file] = caption.strip()
-  return captions, bad, name
-
-
-def _list_files(source_dir: str) -> list[str]:
-  """Every non-hidden file under source_dir (relative, '/'-separated) but the captions file."""
-  files = []
-  for root, dirs, names in os.walk(source_dir):
-    dirs[:] = sorted(d for d in dirs if not d.startswith("."))
-    rel = os.path.relpath(root, source_dir)
-    for n in names:
-      if n.startswith("."):
-        continue
-      path = n if rel == "." else os.path.join(rel, n).replace(os.sep, "/")
-      if path not in CAPTION_FILES:
-        files.append(path)
-  return sorted(files)
-
-
-def _test_files(c: VideoFolderConfig, names: list[str]) -> set[str]:
+def in_test(c, name: str) -> bool:
+  """Whether a clip is in the test split: named in test_files, or a hash of (seed, name)
+  below test_fraction (the same answer on any worker, for any number of clips)."""
   if c.test_files:
-    return set(c.test_files) & set(names)
+    return name in c.test_files
   if not c.test_fraction:
-    return set()
-  count = round(c.test_fraction * len(names))
-  order = np.random.default_rng(c.seed).permutation(len(names))
-  return {names[i] for i in order[:count]}
+    return False
+  h = int.from_bytes(hashlib.sha256(f"{c.seed}:{name}".encode()).digest()[:8], "big")
+  return h / 2 ** 64 < c.test_fraction
+
+
+def bad_files(data_dir) -> list[tuple[str, str]]:
+  """[(file, reason)] a Beam build left out (its side outputs in `data_dir`)."""
+  from etils import epath
+  out = []
+  for path in sorted(epath.Path(os.fspath(data_dir)).glob("bad_files-*.tsv")):
+    out += [tuple(line.split("\t", 1)) for line in path.read_text().splitlines() if line.strip()]
+  return out

@@ -42,6 +42,8 @@ def make_mesh(shape: dict[str, int] | Sequence[int], devices=None) -> Mesh:
     if len(devices) % known:
       raise ValueError(f"mesh shape {shape!r}: {len(devices)} devices not divisible by {known}")
     sizes[sizes.index(-1)] = len(devices) // known
+  if math.prod(sizes) < len(devices) and jax.process_count() == 1 and -1 not in shape_values(shape):
+    devices = devices[:math.prod(sizes)]  # an explicit smaller mesh: the first devices
   if math.prod(sizes) != len(devices):
     raise ValueError(f"mesh shape {dict(zip(MESH_AXES, sizes))} needs {math.prod(sizes)} devices, "
                      f"but {len(devices)} are available")
@@ -52,6 +54,10 @@ def make_mesh(shape: dict[str, int] | Sequence[int], devices=None) -> Mesh:
     grid = np.asarray(devices).reshape(sizes)
   types = (jax.sharding.AxisType.Auto,) * len(MESH_AXES)
   return Mesh(grid, MESH_AXES, axis_types=types)
+
+
+def shape_values(shape) -> list[int]:
+  return list(shape.values()) if isinstance(shape, dict) else list(shape)
 
 
 def spec_for(names: Sequence[str | None] | None, rules: Rules, mesh: Mesh,

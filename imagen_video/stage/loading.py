@@ -78,7 +78,8 @@ def resolve(workdir, config=None):
                      + ": use the training config, or retrain")
   with given.unlocked():
     for group in SAVED:
-      given[group] = saved[group]
+      if group in saved:
+        given[group] = saved[group]
     for field in MOVABLE:  # where this machine has the files, if the config says
       group, name = field.split(".")
       value = config[group].get(name) if group in config else None

@@ -208,9 +208,10 @@ def _setup(config, devices):
   return mesh, rules, stage
 
 
-def compile_train_step(config, devices, batch: int) -> Report:
-  """The real `train_step.make_train_step` with `trainer.state_spec` shardings."""
-  import time
+def train_step_args(config, devices, batch: int):
+  """(mesh, rules, step_fn, abstract (state, frozen, batch) with their shardings): the real
+  `train_step.make_train_step` with `trainer.state_spec` shardings; the frozen T5 runs in the
+  step unless the config's text embeddings are precomputed."""
   from imagen_video.train import optimizer, train_step, trainer
   config = config.copy_and_resolve_references()
   with config.unlocked():
@@ -222,13 +223,19 @@ def compile_train_step(config, devices, batch: int) -> Report:
   frozen_shardings = sharding.state_shardings(frozen_abs, mesh, rules)
   args = (with_shardings(abstract_state, state_shardings), with_shardings(frozen_abs, frozen_shardings),
           abstract_batch(config, mesh, rules, batch))
-  batch_shardings = jax.tree.map(lambda a: a.sharding, args[2])
   step_fn = train_step.make_train_step(stage, tx, accum_steps=config.optim.grad_accum_steps,
                                        ema=config.train.ema_decay, seed=config.train.seed)
+  return mesh, rules, step_fn, args
+
+
+def compile_train_step(config, devices, batch: int) -> Report:
+  import time
+  mesh, rules, step_fn, args = train_step_args(config, devices, batch)
+  shardings = jax.tree.map(lambda a: a.sharding, args)
   t0 = time.time()
   with jax.set_mesh(mesh), sharding.activation_rules(mesh, rules):
-    jitted = jax.jit(step_fn, in_shardings=(state_shardings, frozen_shardings, batch_shardings),
-                     out_shardings=(state_shardings, NamedSharding(mesh, P())), donate_argnums=(0,))
+    jitted = jax.jit(step_fn, in_shardings=shardings,
+                     out_shardings=(shardings[0], NamedSharding(mesh, P())), donate_argnums=(0,))
     compiled = jitted.lower(*args).compile()
   return report("train_step", compiled, batch, time.time() - t0)
 

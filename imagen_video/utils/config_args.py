@@ -20,10 +20,21 @@ def parse_arg(arg: str | None, **defaults):
       out[key] = True
       continue
     kind = type(defaults[key])
-    if kind is bool:
-      out[key] = value.lower() in ("1", "true", "yes", "on")
-    elif kind in (int, float, str):
-      out[key] = kind(value)
-    else:
-      out[key] = ast.literal_eval(value)
+    try:
+      if kind is bool:
+        if value.lower() not in ("1", "true", "yes", "on", "0", "false", "no", "off"):
+          raise ValueError(value)
+        out[key] = value.lower() in ("1", "true", "yes", "on")
+      elif kind in (int, float, str):
+        out[key] = kind(value)
+      else:
+        out[key] = ast.literal_eval(value)
+    except (ValueError, SyntaxError):
+      raise ValueError(f"config argument {key}={value!r}: expected {_describe(kind)} "
+                       f"(default {defaults[key]!r})") from None
   return ml_collections.ConfigDict(out)
+
+
+def _describe(kind) -> str:
+  return {bool: "true or false", int: "an integer", float: "a number", str: "text"}.get(
+      kind, f"a Python literal like its default ({kind.__name__})")

@@ -33,7 +33,7 @@ def write(workdir, config) -> None:
 def _atomic_write(target: epath.Path, data: bytes) -> None:
   tmp = target.parent / (target.name + ".tmp")
   tmp.write_bytes(data)
-  tmp.rename(target)  # a reader never sees a half-written file (a copy on object stores)
+  tmp.replace(target)  # a reader never sees a half-written file (a copy on object stores)
 
 
 def read(workdir) -> ml_collections.ConfigDict | None:
