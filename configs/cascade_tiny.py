@@ -159,6 +159,8 @@ def sr_stage(s, a, *, aug_level, data="moving_shapes", builder=None, residual=Tr
                       mid_spatial_attn=False, temporal_mixing="conv"))
   if s["crop"]:  # trained on crops: the nominal resolution is the crop's
     c.model.resolution = s["crop"][0]
+  if a.runlocal:  # two levels at most: what the smoke tests need, and half the compiling
+    c.model.update(dict(channel_mults=s["mults"][:2], num_res_blocks=s["blocks"][:2]))
   c.stage = ml_collections.ConfigDict(dict(kind=s["kind"], low_res=tuple(low),
                                            temporal_upsample="linear" if residual else "repeat",
                                            aug_max_level=s.get("aug_max", 0.5), aug_level=aug_level,

@@ -10,7 +10,7 @@ configs/base_tiny.py); `get_config()` is the cascade listing (`stages`: name,
 config, workdir, sampler, steps, guidance, aug_level) that cascade sampling reads.
 
 Arguments: stage (base, tsr1, ssr1, ssr2, tsr2, tsr3, ssr3; in cascade order),
-source_dir (video folder), t5 (converted T5-XXL checkpoint dir, `imagen-video
+source_dir (video folder) or manifest (a CSV/JSONL/Parquet table of video URIs and captions), t5 (converted T5-XXL checkpoint dir, `imagen-video
 convert-t5`), workdir (root of the stage workdirs), batch (global batch; default per
 stage below), mesh (data:fsdp:tensor; default: all devices on fsdp, tensor per stage),
 steps.
@@ -107,7 +107,8 @@ def previous(spec: Spec) -> Spec | None:
 
 
 def get_config(arg=None):
-  a = parse_arg(arg, stage="", source_dir=PLACEHOLDER_VIDEOS, t5=PLACEHOLDER_T5, workdir="workdirs/imagen_video",
+  a = parse_arg(arg, stage="", source_dir=PLACEHOLDER_VIDEOS, manifest="", t5=PLACEHOLDER_T5,
+                workdir="workdirs/imagen_video",
                 batch=0, mesh="", steps=1_000_000)
   if not a.stage:
     return cascade_config(a)
@@ -133,8 +134,9 @@ def stage_config(s: Spec, a) -> ml_collections.ConfigDict:
   c.data = pipeline.default_data_config()
   c.data.name = "video_folder"
   c.data.builder = ml_collections.ConfigDict(dict(
-      source_dir=a.source_dir, frames=s.frames, height=s.height, width=s.width, fps=float(s.fps),
-      skip_bad=False))
+      source_dir="" if a.manifest else a.source_dir, manifest=a.manifest, path_column="",
+      caption_column="", frames=s.frames, height=s.height, width=s.width, fps=float(s.fps),
+      image_format="jpeg", jpeg_quality=90, skip_bad=False))
   c.data.frames = s.window or s.frames  # training clips; sampling makes all s.frames
   c.data.batch_size = a.batch or s.batch
   c.data.text = "tokens"

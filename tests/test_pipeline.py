@@ -85,8 +85,8 @@ def test_random_crop_keeps_low_and_high_res_aligned(data_dir):
 def test_clear_errors_for_bad_config(data_dir):
   with pytest.raises(ValueError, match="not divisible"):
     pipeline.VideoBatches(_config(data_dir, batch_size=3), process_index=0, process_count=2)
-  with pytest.raises(KeyError, match="video_2x4x4"):
-    next(pipeline.VideoBatches(_config(data_dir, low_res_keys=("video_2x4x4",)),
+  with pytest.raises(KeyError, match="names .low., not stored in moving_shapes .* nor of the form video_FxHxW"):
+    next(pipeline.VideoBatches(_config(data_dir, low_res_keys=("low",)),
                                process_index=0, process_count=1))
   with pytest.raises(ValueError, match="crop"):
     next(pipeline.VideoBatches(_config(data_dir, crop=(32, 32)), process_index=0, process_count=1))
@@ -123,3 +123,32 @@ def test_extra_images_are_frames_of_other_clips_with_the_same_caption(data_dir):
   with pytest.raises(ValueError, match="extra_images=2 with low_res_keys"):
     pipeline.VideoBatches(_config(data_dir, extra_images=2, low_res_keys=("video_4x8x8",)),
                           process_index=0, process_count=1)
+
+
+def test_a_low_res_video_not_stored_is_derived_from_the_clip(data_dir):
+  """A low-res key the dataset does not store (as video_folder's) is the clip at that rate and
+  size: every 4th frame and 4x4 area means here, computed again below; a shape that is no
+  integer factor of the clip is refused."""
+  derived = next(pipeline.VideoBatches(_config(data_dir, low_res_keys=("video_2x4x4",)),
+                                       process_index=0, process_count=1))
+  video = derived["video"]  # [-1, 1]
+  want = video[:, ::4].reshape(4, 2, 4, 4, 4, 4, 3).mean(axis=(3, 5))
+  np.testing.assert_allclose(derived["video_2x4x4"], want, atol=1 / 127.5)  # uint8 rounding
+  with pytest.raises(ValueError, match="cannot derive video_3x8x8"):
+    next(pipeline.VideoBatches(_config(data_dir, low_res_keys=("video_3x8x8",)), process_index=0, process_count=1))
+
+
+@pytest.mark.slow
+def test_grain_worker_processes_give_the_threads_batches(data_dir):
+  """Decoding in 2 Grain worker processes changes nothing: same batches, same order, from any
+  start step (crops and windows depend on the seed, epoch and clip only)."""
+  c = _config(data_dir, seed=5, crop=(8, 8), frames=4, low_res_keys=("video_4x8x8",))
+  threads = pipeline.VideoBatches(c, process_index=0, process_count=1, start_step=7)
+  c2 = _config(data_dir, seed=5, crop=(8, 8), frames=4, low_res_keys=("video_4x8x8",), workers=2)
+  workers = pipeline.VideoBatches(c2, process_index=0, process_count=1, start_step=7)
+  for _ in range(12):  # crosses an epoch
+    a, b = next(threads), next(workers)
+    assert set(a) == set(b)
+    for key in a:
+      np.testing.assert_array_equal(a[key], b[key])
+  workers.close()

@@ -25,8 +25,14 @@ def _config(data_dir, arg="runlocal", **train):
   return c
 
 
-def test_interrupted_run_resumes_with_identical_losses(data_dir, tmp_path):
-  full = trainer.train_and_evaluate(_config(data_dir), str(tmp_path / "full"))["losses"]
+@pytest.fixture(scope="module")
+def reference(data_dir, tmp_path_factory):
+  """Per-step losses of an uninterrupted runlocal run (8 steps, checkpoints every 4)."""
+  return trainer.train_and_evaluate(_config(data_dir), str(tmp_path_factory.mktemp("full")))["losses"]
+
+
+def test_interrupted_run_resumes_with_identical_losses(data_dir, reference, tmp_path):
+  full = reference
   workdir = str(tmp_path / "interrupted")
   first = trainer.train_and_evaluate(_config(data_dir), workdir, stop_after=6)["losses"]
   assert [s for s, _ in first] == [1, 2, 3, 4, 5, 6]
@@ -151,20 +157,18 @@ def test_config_evals_run_during_training_and_a_bad_one_stops_it_first(data_dir,
 
 
 @pytest.mark.slow
-def test_kill_9_between_checkpoints_resumes_with_the_uninterrupted_losses(data_dir, tmp_path):
-  """SIGKILL a training process after its step-4 checkpoint and two more steps; the restarted
-  run's per-step losses equal an uninterrupted run's, bit for bit (from the metrics file)."""
+def test_kill_9_between_checkpoints_resumes_with_the_uninterrupted_losses(data_dir, reference, tmp_path):
+  """SIGKILL a training process (the CLI) after its step-4 checkpoint and two more steps; the
+  restarted run's per-step losses equal an uninterrupted run's, bit for bit (from the metrics
+  file, which keeps each step once)."""
   import signal
   import subprocess
   import sys
   import time
-  steps, every = 10, 4
-  reference = trainer.train_and_evaluate(_config(data_dir, steps=steps, ckpt_every=every),
-                                         str(tmp_path / "reference"))["losses"]
+  steps = len(reference)
   workdir = tmp_path / "killed"
   cmd = [sys.executable, "-m", "imagen_video.cli.main", "train", "--config", f"{CONFIG}:runlocal",
-         f"--config.data.data_dir={data_dir}", f"--config.train.steps={steps}",
-         f"--config.train.ckpt_every={every}", "--workdir", str(workdir)]
+         f"--config.data.data_dir={data_dir}", "--workdir", str(workdir)]
   proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
   seen = []
   try:

@@ -18,6 +18,15 @@ def low_res_key(frames: int, height: int, width: int) -> str:
   return f"video_{int(frames)}x{int(height)}x{int(width)}"
 
 
+def shape_of_key(key: str) -> tuple[int, int, int] | None:
+  """(frames, height, width) a `low_res_key` names; None for another key."""
+  prefix, _, dims = key.rpartition("_")
+  parts = dims.split("x")
+  if prefix != "video" or len(parts) != 3 or not all(p.isdigit() for p in parts):
+    return None
+  return tuple(int(p) for p in parts)
+
+
 def low_res_shape(config) -> tuple[int, int, int] | None:
   """(frames, height, width) an SR stage takes from the previous stage (config.stage.low_res);
   None for a base stage."""

@@ -32,7 +32,11 @@ def get_builder(name: str, data_dir: str | None = None, **config_kwargs) -> tfds
   module_name, cls_name, factory_name = _BUILDERS[name]
   module = importlib.import_module(module_name)
   config = getattr(module, factory_name)(**config_kwargs)
-  data_dir = os.path.expanduser(data_dir or DEFAULT_DATA_DIR)
+  data_dir = os.fspath(data_dir or DEFAULT_DATA_DIR)
+  data_dir = data_dir if is_uri(data_dir) else os.path.expanduser(data_dir)
+  if is_uri(data_dir):
+    from imagen_video.data import remote_shards
+    remote_shards.install()
   return getattr(module, cls_name)(config=config, data_dir=data_dir,
                                    file_format=tfds.core.FileFormat.ARRAY_RECORD)
 
@@ -53,14 +57,21 @@ def beam_pipeline_options(text: str):
   return PipelineOptions(flags=[f"--{item}" for item in items])
 
 
+def is_uri(path) -> bool:
+  return "://" in os.fspath(path or "")
+
+
 def prepare(name: str, data_dir: str | None = None, *, beam_options: str | None = None,
             **config_kwargs) -> tfds.core.DatasetBuilder:
-  """Builds the dataset if it is not on disk yet (TFDS writes to a temporary
+  """Builds the dataset if it is not prepared yet (TFDS writes to a temporary
   folder and renames it only when complete, so a failed build leaves nothing),
   then a sentencepiece model of its training captions beside it (for the tiny
   configs' random T5; real runs use the checkpoint's own spiece.model).
   `beam_options` (a `tfds build --beam_pipeline_options` string) builds it on Apache Beam
-  (DirectRunner here; Dataflow, Flink or Spark on a cluster), where the builder can."""
+  (DirectRunner here; Dataflow, Flink or Spark on a cluster), where the builder can.
+  A `data_dir` URI (gs://...): in one process the dataset is built in a local staging folder
+  and copied there whole when finished; on Beam every worker writes its shards there
+  (`data.remote_shards`)."""
   builder = get_builder(name, data_dir, **config_kwargs)
   if beam_options is not None:
     if not hasattr(builder, "after_beam"):
@@ -70,9 +81,12 @@ def prepare(name: str, data_dir: str | None = None, *, beam_options: str | None 
       builder.beam_options = options
       builder.download_and_prepare(download_config=tfds.download.DownloadConfig(beam_options=options))
       builder.after_beam()
+  elif is_uri(data_dir) and not builder.is_prepared():
+    _prepare_staged(name, data_dir, builder, config_kwargs)
+    builder = get_builder(name, data_dir, **config_kwargs)
   builder.download_and_prepare()
   path = tokenizer_path(builder)
-  if not os.path.exists(path) and "train" in builder.info.splits:
+  if not is_uri(path) and not os.path.exists(path) and "train" in builder.info.splits:
     from imagen_video.text import tokenizer
     source = builder.as_data_source("train")
     captions = sorted({source[i]["caption"].decode() for i in range(len(source))})
@@ -80,6 +94,20 @@ def prepare(name: str, data_dir: str | None = None, *, beam_options: str | None 
     tokenizer.train_sentencepiece(captions, tmp, TOKENIZER_VOCAB)
     os.replace(tmp, path)  # never a half-written tokenizer under the final name
   return builder
+
+
+def _prepare_staged(name: str, data_dir: str, remote, config_kwargs) -> None:
+  """Builds in a local folder, then copies the finished version folder (shards, info,
+  tokenizer) to `remote.data_dir`: one copy per file, none of TFDS's renames on the store."""
+  import tempfile
+  from etils import epath
+  with tempfile.TemporaryDirectory(prefix="imagen_video_stage_") as stage:
+    local = epath.Path(os.fspath(prepare(name, stage, **config_kwargs).data_dir))
+    target = epath.Path(os.fspath(remote.data_dir))
+    target.mkdir(parents=True, exist_ok=True)
+    files = sorted(local.iterdir(), key=lambda p: p.name == "dataset_info.json")
+    for path in files:  # dataset_info.json, which marks a dataset prepared, comes last
+      path.copy(target / path.name, overwrite=True)
 
 
 def tokenizer_path(builder: tfds.core.DatasetBuilder) -> str:

@@ -1,12 +1,17 @@
-"""Input pipeline from `config.data`: per-host numpy batches by random access.
+"""Input pipeline from `config.data`: per-host numpy batches on Grain, by random access.
 
-The order of examples is a pure function of (seed, epoch): each epoch is one
-global permutation of the split, cut into blocks of the per-process batch b,
-and process p of P reads only the blocks p, p+P, p+2P, ... of it. So the shares
-of all processes are disjoint and cover the split, the global batch of a step
-is the same examples in the same order for any P (when the split size is a
-multiple of the global batch), and the stream can start at any step
-(`start_step`, the data position saved in checkpoints) without replaying it.
+A Grain `MapDataset` over this process's stream of examples: element k is read from the
+TFDS ArrayRecord source by index, decoded, windowed and cropped (`map`), and batched;
+Grain's iterator decodes on `threads` threads, and with `workers` > 0 in that many worker
+processes (`mp_prefetch`). The order of examples is a pure function of (seed, epoch): each
+epoch is one global permutation of the split, cut into blocks of the per-process batch b,
+and process p of P reads only the blocks p, p+P, p+2P, ... of it. So the shares of all
+processes are disjoint and cover the split, the global batch of a step is the same
+examples in the same order for any P (when the split size is a multiple of the global
+batch), random crops and windows depend on (seed, epoch, clip) only, and the stream starts
+at any step (`start_step`, the data position saved in checkpoints) without replaying it:
+that position is the iterator's whole state (Grain's own iterator state would also pin the
+worker count, which a resumed job may change).
 
 `config.data` fields:
   name            dataset builder ("moving_shapes", "texture_pans", "video_folder")
@@ -35,14 +40,16 @@ multiple of the global batch), and the stream can start at any step
                   `text_mask` from the sentencepiece model `tokenizer`, padded
                   to `max_text_length`; tokenizer "dataset" = the one trained
                   from the dataset's captions at preparation)
-  prefetch        batches decoded ahead on worker threads
+  prefetch        batches decoded ahead
+  threads         decoding threads in this process (Grain ReadOptions)
+  workers         decoding worker processes (Grain mp_prefetch; 0: none)
 """
 from __future__ import annotations
 
-import concurrent.futures
-import collections
+import dataclasses
 from typing import Iterator
 
+import grain
 import ml_collections
 import numpy as np
 
@@ -72,6 +79,8 @@ def default_data_config() -> ml_collections.ConfigDict:
       tokenizer=ml_collections.FieldReference(None, field_type=str),
       max_text_length=32,
       prefetch=2,
+      threads=2,
+      workers=0,
   ))
 
 
@@ -110,134 +119,53 @@ class VideoBatches:
     if c.repeat and self.per_epoch < self.host_batch:
       raise ValueError(f"split {c.split!r} gives {self.per_epoch} examples per process, "
                        f"fewer than the per-process batch {self.host_batch}")
-    self.tokenizer = _make_tokenizer(c, self.builder) if c.text == "tokens" else None
     if c.text not in ("string", "tokens"):
       raise ValueError(f"config.data.text={c.text!r}: expected 'string' or 'tokens'")
-    self.extra_images = int(c.get("extra_images") or 0)
-    self._same_caption = self._caption_index() if self.extra_images else None
-    self.step = start_step
-    self._pool = concurrent.futures.ThreadPoolExecutor(max_workers=2)
-    self._pending: collections.deque = collections.deque()
-    self._next_to_submit = start_step
-
-  def _caption_index(self) -> dict[str, np.ndarray]:
-    """caption -> positions of the split's clips with that caption (for extra images)."""
-    c = self.config
-    if c.low_res_keys:
-      raise ValueError(f"config.data.extra_images={self.extra_images} with low_res_keys "
+    extra_images = int(c.get("extra_images") or 0)
+    if extra_images and c.low_res_keys:
+      raise ValueError(f"config.data.extra_images={extra_images} with low_res_keys "
                        f"{tuple(c.low_res_keys)}: extra images are for stages without a "
                        "low-res input (the base); set extra_images=0")
-    index: dict[str, list[int]] = {}
-    for i in range(self.size):
-      caption = self.source[i].get("caption")
-      if caption is None:
-        raise KeyError(f"config.data.extra_images needs captions; {c.name} examples have none")
-      index.setdefault(_text(caption), []).append(i)
-    return {k: np.asarray(v) for k, v in index.items()}
+    self.reader = ExampleReader(
+        config=c.copy_and_resolve_references(), source=self.source, size=self.size,
+        host_batch=self.host_batch, process_index=self.process_index,
+        process_count=self.process_count, per_epoch=self.per_epoch,
+        tokenizer=_tokenizer_path(c, self.builder) if c.text == "tokens" else None,
+        same_caption=_caption_index(c, self.source, self.size) if extra_images else None)
+    self.tokenizer = None
+    if self.reader.tokenizer:  # built now, so a missing model is reported before reading starts
+      from imagen_video.text import tokenizer as tok
+      self.tokenizer = self.reader._tok = tok.Tokenizer(self.reader.tokenizer, c.max_text_length)
+    self.step = start_step
+    self._iter = iter(self._dataset(start_step))
 
-  # -- order -----------------------------------------------------------------
-  def _permutation(self, epoch: int) -> np.ndarray:
-    if not self.config.shuffle:
-      return np.arange(self.size)
-    return np.random.default_rng([self.config.seed, epoch]).permutation(self.size)
+  def _dataset(self, start_step: int) -> grain.IterDataset:
+    """This process's examples from batch `start_step` on, batched, as a Grain iterator."""
+    c, b = self.config, self.host_batch
+    if c.repeat:
+      stop = 2 ** 62  # endless: an index range Grain reads lazily
+    else:
+      stop = self.per_epoch if not c.drop_remainder else self.per_epoch // b * b
+    ds = grain.MapDataset.range(min(start_step * b, stop), stop).map(self.reader)
+    ds = ds.batch(b, drop_remainder=bool(c.repeat or c.drop_remainder), batch_fn=_collate)
+    it = ds.to_iter_dataset(grain.ReadOptions(num_threads=max(1, int(c.get("threads", 2))),
+                                              prefetch_buffer_size=max(1, int(c.prefetch))))
+    workers = int(c.get("workers") or 0)
+    if workers:
+      _absl_flags_parsed()
+      it = it.mp_prefetch(grain.MultiprocessingOptions(num_workers=workers))
+    return it
 
   def host_positions(self, epoch: int) -> np.ndarray:
     """Source positions this process reads in `epoch`, in order."""
-    # Blocks of host_batch (not single positions) interleaved over processes, so that
-    # concatenating the processes' batches in process order gives the 1-process batch.
-    blocks = np.arange(self.size) // self.host_batch
-    return self._permutation(epoch)[blocks % self.process_count == self.process_index]
-
-  def _batch_plan(self, step: int) -> list[tuple[int, int]] | None:
-    """(epoch, source position) for each example of batch `step`; None at the end."""
-    first = step * self.host_batch
-    ks = range(first, first + self.host_batch)
-    if not self.config.repeat:
-      ks = range(first, min(first + self.host_batch, self.per_epoch))
-      if not ks or (self.config.drop_remainder and len(ks) < self.host_batch):
-        return None
-    plan, cache = [], {}
-    for k in ks:
-      epoch = k // self.per_epoch
-      if epoch not in cache:
-        cache[epoch] = self.host_positions(epoch)
-      plan.append((epoch, int(cache[epoch][k % self.per_epoch])))
-    return plan
-
-  # -- decoding --------------------------------------------------------------
-  def _example(self, epoch: int, position: int) -> dict:
-    c = self.config
-    raw = self.source[position]
-    rng = np.random.default_rng([c.seed, epoch, position, 1])
-    video = np.stack(raw[VIDEO_KEY]) if isinstance(raw[VIDEO_KEY], list) else np.asarray(raw[VIDEO_KEY])
-    out = {VIDEO_KEY: video}
-    for key in c.low_res_keys:
-      if key not in raw:
-        raise KeyError(f"config.data.low_res_keys names {key!r}, but {c.name} examples have "
-                       f"{sorted(k for k in raw if k.startswith('video'))}")
-      out[key] = np.stack(raw[key]) if isinstance(raw[key], list) else np.asarray(raw[key])
-    if c.get("pose"):  # rendered before windowing and cropping, which then treat it as a video
-      out[POSE_KEY] = _pose_maps(raw, video.shape, c.name)
-    if c.frames is not None:
-      out = _time_window(out, c.frames, rng if c.shuffle else None)
-    if c.crop is not None:
-      out = _random_crop(out, tuple(c.crop), rng)
-    if self.extra_images:
-      out[VIDEO_KEY], out[IS_IMAGE] = self._append_images(out[VIDEO_KEY], raw, position, rng)
-    out = {k: v if k == IS_IMAGE else v.astype(np.float32) / 127.5 - 1.0 for k, v in out.items()}
-    for key, value in raw.items():
-      if key in out or key.startswith(VIDEO_KEY):
-        continue
-      out[key] = value.decode() if isinstance(value, bytes) else np.asarray(value)
-    if self.tokenizer is not None:
-      ids, mask = self.tokenizer(out["caption"])
-      out["text_tokens"], out["text_mask"] = ids[0], mask[0]
-    return out
-
-  def _append_images(self, video, raw, position: int, rng):
-    """video [T, ...] -> ([T + n, ...], is_image [T + n]): n random frames of other clips
-    with this clip's caption (of itself only when it is the caption's one clip)."""
-    pool = self._same_caption[_text(raw["caption"])]
-    others = pool[pool != position] if len(pool) > 1 else pool
-    images = []
-    for p in rng.choice(others, size=self.extra_images, replace=len(others) < self.extra_images):
-      frames = self.source[int(p)][VIDEO_KEY]
-      frame = np.asarray(frames[int(rng.integers(len(frames)))])[None]
-      if self.config.crop is not None:
-        frame = _random_crop({VIDEO_KEY: frame}, tuple(self.config.crop), rng)[VIDEO_KEY]
-      images.append(frame)
-    is_image = np.arange(len(video) + self.extra_images) >= len(video)
-    return np.concatenate([video] + images), is_image
-
-  def _collate(self, examples: list[dict]) -> dict:
-    batch = {}
-    for key in examples[0]:
-      values = [e[key] for e in examples]
-      batch[key] = np.array(values, dtype=object) if isinstance(values[0], str) else np.stack(values)
-    return batch
-
-  def _submit(self, step: int):
-    plan = self._batch_plan(step)
-    if plan is None:
-      return None
-    return [self._pool.submit(self._example, e, p) for e, p in plan]
+    return self.reader.host_positions(epoch)
 
   # -- iteration -------------------------------------------------------------
   def __iter__(self) -> Iterator[dict]:
     return self
 
   def __next__(self) -> dict:
-    while len(self._pending) <= max(self.config.prefetch, 0):
-      futures = self._submit(self._next_to_submit)
-      self._next_to_submit += 1
-      self._pending.append(futures)
-      if futures is None:
-        break
-    futures = self._pending.popleft()
-    if futures is None:
-      self._pending.appendleft(None)
-      raise StopIteration
-    batch = self._collate([f.result() for f in futures])
+    batch = next(self._iter)
     self.step += 1
     return batch
 
@@ -246,7 +174,141 @@ class VideoBatches:
     return {"step": self.step, "seed": self.config.seed, "process_count": self.process_count}
 
   def close(self):
-    self._pool.shutdown(wait=False, cancel_futures=True)
+    self._iter = iter(())
+
+
+@dataclasses.dataclass
+class ExampleReader:
+  """Element k of a process's stream -> its decoded example (a Grain map: pickled into
+  worker processes, so it holds the source and settings, not the pipeline)."""
+  config: ml_collections.ConfigDict
+  source: object
+  size: int
+  host_batch: int
+  process_index: int
+  process_count: int
+  per_epoch: int
+  tokenizer: str | None = None
+  same_caption: dict | None = None
+
+  def __post_init__(self):
+    self._positions, self._tok = {}, None
+
+  def __getstate__(self):
+    state = dict(self.__dict__)
+    state.update(_positions={}, _tok=None)  # rebuilt in the worker
+    return state
+
+  def _permutation(self, epoch: int) -> np.ndarray:
+    if not self.config.shuffle:
+      return np.arange(self.size)
+    return np.random.default_rng([self.config.seed, epoch]).permutation(self.size)
+
+  def host_positions(self, epoch: int) -> np.ndarray:
+    """Source positions this process reads in `epoch`, in order."""
+    if epoch not in self._positions:
+      # Blocks of host_batch (not single positions) interleaved over processes, so that
+      # concatenating the processes' batches in process order gives the 1-process batch.
+      blocks = np.arange(self.size) // self.host_batch
+      self._positions = {epoch: self._permutation(epoch)[blocks % self.process_count == self.process_index]}
+    return self._positions[epoch]
+
+  def __call__(self, k: int) -> dict:
+    epoch = int(k) // self.per_epoch
+    return self.example(epoch, int(self.host_positions(epoch)[int(k) % self.per_epoch]))
+
+  def example(self, epoch: int, position: int) -> dict:
+    c = self.config
+    raw = self.source[position]
+    rng = np.random.default_rng([c.seed, epoch, position, 1])
+    video = np.stack(raw[VIDEO_KEY]) if isinstance(raw[VIDEO_KEY], list) else np.asarray(raw[VIDEO_KEY])
+    out = {VIDEO_KEY: video}
+    for key in c.low_res_keys:
+      if key in raw:
+        out[key] = np.stack(raw[key]) if isinstance(raw[key], list) else np.asarray(raw[key])
+      else:  # not stored (a video_folder dataset): the clip itself at the lower rate and size
+        out[key] = _downsampled(video, key, c.name, sorted(k for k in raw if k.startswith("video")))
+    if c.get("pose"):  # rendered before windowing and cropping, which then treat it as a video
+      out[POSE_KEY] = _pose_maps(raw, video.shape, c.name)
+    if c.frames is not None:
+      out = _time_window(out, c.frames, rng if c.shuffle else None)
+    if c.crop is not None:
+      out = _random_crop(out, tuple(c.crop), rng)
+    if self.same_caption is not None:
+      out[VIDEO_KEY], out[IS_IMAGE] = self._append_images(out[VIDEO_KEY], raw, position, rng)
+    out = {k: v if k == IS_IMAGE else v.astype(np.float32) / 127.5 - 1.0 for k, v in out.items()}
+    for key, value in raw.items():
+      if key in out or key.startswith(VIDEO_KEY):
+        continue
+      out[key] = value.decode() if isinstance(value, bytes) else np.asarray(value)
+    if self.tokenizer is not None:
+      if self._tok is None:
+        from imagen_video.text import tokenizer as tok  # sentencepiece only when asked for
+        self._tok = tok.Tokenizer(self.tokenizer, max_length=c.max_text_length)
+      ids, mask = self._tok(out["caption"])
+      out["text_tokens"], out["text_mask"] = ids[0], mask[0]
+    return out
+
+  def _append_images(self, video, raw, position: int, rng):
+    """video [T, ...] -> ([T + n, ...], is_image [T + n]): n random frames of other clips
+    with this clip's caption (of itself only when it is the caption's one clip)."""
+    n = int(self.config.extra_images)
+    pool = self.same_caption[_text(raw["caption"])]
+    others = pool[pool != position] if len(pool) > 1 else pool
+    images = []
+    for p in rng.choice(others, size=n, replace=len(others) < n):
+      frames = self.source[int(p)][VIDEO_KEY]
+      frame = np.asarray(frames[int(rng.integers(len(frames)))])[None]
+      if self.config.crop is not None:
+        frame = _random_crop({VIDEO_KEY: frame}, tuple(self.config.crop), rng)[VIDEO_KEY]
+      images.append(frame)
+    is_image = np.arange(len(video) + n) >= len(video)
+    return np.concatenate([video] + images), is_image
+
+
+def _downsampled(video, key: str, name: str, stored) -> np.ndarray:
+  """uint8 [T, H, W, 3] at the frames x height x width `key` names: every k-th frame and area
+  means (as the synthetic datasets render their low-res versions, `stage.conditioning`'s
+  `downsample`); only for integer factors."""
+  shape = batch_keys.shape_of_key(key)
+  if shape is None:
+    raise KeyError(f"config.data.low_res_keys names {key!r}, not stored in {name} (features "
+                   f"{stored}) nor of the form video_FxHxW")
+  t, h, w = shape
+  frames, height, width = video.shape[:3]
+  if frames % t or height % h or width % w:
+    raise ValueError(f"{name}: cannot derive {key} from {frames}x{height}x{width} clips "
+                     "(needs integer factors)")
+  small = video[::frames // t].astype(np.float32)
+  small = small.reshape(t, h, height // h, w, width // w, 3).mean(axis=(2, 4))
+  return np.round(small).astype(np.uint8)
+
+
+def _collate(examples) -> dict:
+  batch = {}
+  for key in examples[0]:
+    values = [e[key] for e in examples]
+    batch[key] = np.array(values, dtype=object) if isinstance(values[0], str) else np.stack(values)
+  return batch
+
+
+def _caption_index(c, source, size: int) -> dict[str, np.ndarray]:
+  """caption -> positions of the split's clips with that caption (for extra images)."""
+  index: dict[str, list[int]] = {}
+  for i in range(size):
+    caption = source[i].get("caption")
+    if caption is None:
+      raise KeyError(f"config.data.extra_images needs captions; {c.name} examples have none")
+    index.setdefault(_text(caption), []).append(i)
+  return {k: np.asarray(v) for k, v in index.items()}
+
+
+def _absl_flags_parsed() -> None:
+  """Grain's worker processes read an absl flag: parse them if no program did (a library
+  or notebook caller)."""
+  from absl import flags
+  if not flags.FLAGS.is_parsed():
+    flags.FLAGS.mark_as_parsed()
 
 
 def _text(value) -> str:
@@ -302,10 +364,8 @@ def _random_crop(videos: dict, crop: tuple[int, int], rng) -> dict:
   return out
 
 
-def _make_tokenizer(c, builder):
+def _tokenizer_path(c, builder) -> str:
   if not c.tokenizer:
     raise ValueError("config.data.text='tokens' needs config.data.tokenizer: a sentencepiece "
                      ".model, or 'dataset' for the one trained from the dataset's captions")
-  from imagen_video.text import tokenizer as tok  # sentencepiece only when asked for
-  path = builders.tokenizer_path(builder) if c.tokenizer == "dataset" else c.tokenizer
-  return tok.Tokenizer(path, max_length=c.max_text_length)
+  return builders.tokenizer_path(builder) if c.tokenizer == "dataset" else c.tokenizer

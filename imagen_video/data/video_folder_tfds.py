@@ -43,10 +43,11 @@ import numpy as np
 import tensorflow_datasets as tfds
 from absl import logging
 
-from imagen_video.data import video_sources
+from imagen_video.data import remote_shards, video_sources
 from imagen_video.data.video_sources import process_clip, resample_indices, resize_cover  # noqa: F401
 
 CAPTION_FILES = video_sources.CAPTION_FILES
+remote_shards.install()  # on import: Beam workers that unpickle this builder's transforms too
 IMAGE_FORMATS = ("png", "jpeg")
 
 

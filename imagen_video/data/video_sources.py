@@ -216,8 +216,11 @@ def example(entry: Entry, config) -> dict:
   centre-cropped, encoded as PNG or JPEG; BadVideo if it cannot be read or is too short."""
   try:
     frames, source_fps = read(entry.uri)
-  except BadVideo as e:
-    raise BadVideo(entry.name, e.reason) from None
+  except BadVideo:
+    try:  # once more: a decoder subprocess can fail for reasons of the moment on a busy worker
+      frames, source_fps = read(entry.uri)
+    except BadVideo as e:
+      raise BadVideo(entry.name, e.reason) from None
   count = len(resample_indices(len(frames), source_fps, config.fps))
   if count < config.min_frames:
     raise BadVideo(entry.name, f"too short: {len(frames)} frames at {source_fps:g} fps "

@@ -224,14 +224,20 @@ def _read_ffmpeg(path: str) -> tuple[np.ndarray, float]:
   return frames, fps
 
 
-def _ffmpeg_meta(path: str) -> dict:
-  gen = imageio_ffmpeg.read_frames(path)
-  try:
-    return next(gen)
-  except (OSError, RuntimeError, StopIteration) as e:
-    raise VideoReadError(path, f"ffmpeg cannot open it as a video: {_ffmpeg_reason(e)}") from e
-  finally:
-    gen.close()
+def _ffmpeg_meta(path: str, attempts: int = 3) -> dict:
+  for attempt in range(attempts):
+    gen = imageio_ffmpeg.read_frames(path)
+    try:
+      return next(gen)
+    except (OSError, RuntimeError, StopIteration) as e:
+      # imageio-ffmpeg gives ffmpeg 10 s to print the header: on a host busy with other
+      # decoders a good file can miss it, with nothing on stderr. Only that is retried.
+      timed_out = str(e).startswith("Could not load meta") and not _REASON.search(
+          str(e).split("=== stderr ===", 1)[-1])
+      if not timed_out or attempt == attempts - 1:
+        raise VideoReadError(path, f"ffmpeg cannot open it as a video: {_ffmpeg_reason(e)}") from e
+    finally:
+      gen.close()
 
 
 _REASON = re.compile(r"error|invalid|not found|could not|cannot|truncat|missing|corrupt", re.I)

@@ -13,6 +13,7 @@ import shutil
 from typing import Any
 
 import jax
+from etils import epath
 import numpy as np
 import orbax.checkpoint as ocp
 from flax import nnx
@@ -39,17 +40,17 @@ def _like(tree, template):
 
 
 def load_config(ckpt_dir: str, **overrides) -> T5Config:
-  path = os.path.join(ckpt_dir, CONFIG_FILE)
-  if not os.path.isfile(path):
+  """The checkpoint's T5Config (a local folder or a gs:// URI, read through epath)."""
+  path = epath.Path(os.fspath(ckpt_dir)) / CONFIG_FILE
+  if not path.is_file():
     raise FileNotFoundError(f"{path}: not found; {ckpt_dir!r} is not a T5 checkpoint written by "
-                            "`imagen-video convert-t5` (expected {CONFIG_FILE}, {PARAMS_DIR}/)")
-  with open(path) as f:
-    return T5Config.from_dict(json.load(f)).replace(**overrides)
+                            f"`imagen-video convert-t5` (expected {CONFIG_FILE}, {PARAMS_DIR}/)")
+  return T5Config.from_dict(json.loads(path.read_text())).replace(**overrides)
 
 
 def tokenizer_path(ckpt_dir: str) -> str | None:
-  path = os.path.join(ckpt_dir, TOKENIZER_FILE)
-  return path if os.path.isfile(path) else None
+  path = epath.Path(os.fspath(ckpt_dir)) / TOKENIZER_FILE
+  return str(path) if path.is_file() else None
 
 
 def abstract_model(cfg: T5Config) -> T5Encoder:

@@ -18,11 +18,14 @@ PAD_ID, EOS_ID, UNK_ID = 0, 1, 2
 
 class Tokenizer:
   def __init__(self, model_path: str, max_length: int):
-    if not os.path.isfile(model_path):
+    from etils import epath
+    path = epath.Path(os.fspath(model_path))
+    if not path.is_file():
       raise FileNotFoundError(f"sentencepiece model {model_path!r} not found (expected the checkpoint's "
                               "spiece.model, or one from train_sentencepiece)")
-    self.path = model_path
-    self.sp = spm.SentencePieceProcessor(model_file=model_path)
+    self.path = os.fspath(model_path)
+    # read through epath: a local file or one in a gs:// workdir or checkpoint
+    self.sp = spm.SentencePieceProcessor(model_proto=path.read_bytes())
     if self.sp.pad_id() != PAD_ID or self.sp.eos_id() != EOS_ID:
       raise ValueError(f"{model_path}: pad/eos ids are {self.sp.pad_id()}/{self.sp.eos_id()}, "
                        f"T5 expects pad={PAD_ID}, eos={EOS_ID}")

@@ -1,11 +1,14 @@
 """Console progress line (step, rate, ETA), TensorBoard scalars and a metrics.jsonl
-(one line per logged step, appended, so a resumed run continues it); process 0 only."""
+(one line per logged step; a resumed run continues it from its restored step, dropping what
+a killed run logged after its last checkpoint); process 0 only. Local or gs:// workdirs."""
 from __future__ import annotations
 
 import json
 import os
 import sys
 import time
+
+from etils import epath
 
 
 def _fmt_time(seconds: float) -> str:
@@ -15,15 +18,39 @@ def _fmt_time(seconds: float) -> str:
   return f"{h}:{m:02d}:{s:02d}" if h else f"{m:02d}:{s:02d}"
 
 
-def _truncate(path: str, step: int) -> None:
-  """Keeps the lines of a metrics file up to `step` (all of them for a fresh run's 0: none)."""
-  if not os.path.exists(path):
-    return
-  with open(path) as f:
-    lines = [line for line in f if line.strip() and json.loads(line)["step"] <= step]
-  with open(path + ".tmp", "w") as f:
-    f.writelines(lines)
-  os.replace(path + ".tmp", path)
+class _Lines:
+  """An append-only text file: appended to locally; on an object store (gs://), where
+  appending is not possible, rewritten whole (metrics files are small)."""
+
+  def __init__(self, path: str, keep_until: int):
+    self.path = epath.Path(path)
+    self.remote = "://" in path
+    old = self.path.read_text().splitlines(keepends=True) if self.path.exists() else []
+    self.lines = [line for line in old if line.strip() and json.loads(line)["step"] <= keep_until]
+    if self.lines != old:
+      self._rewrite()
+    self.file = None if self.remote else open(path, "a")
+
+  def _rewrite(self):
+    if self.remote:
+      self.path.write_text("".join(self.lines))
+    else:
+      tmp = f"{self.path}.tmp"
+      with open(tmp, "w") as f:
+        f.writelines(self.lines)
+      os.replace(tmp, self.path)
+
+  def write(self, line: str):
+    self.lines.append(line)
+    if self.file is None:
+      self._rewrite()
+    else:
+      self.file.write(line)
+      self.file.flush()
+
+  def close(self):
+    if self.file is not None:
+      self.file.close()
 
 
 class Progress:
@@ -43,9 +70,7 @@ class Progress:
       # past its last checkpoint is dropped (purge_step), not shown twice.
       self.writer = SummaryWriter(os.path.join(workdir, "tensorboard", name),
                                   purge_step=start_step + 1 if start_step else None)
-      path = os.path.join(workdir, f"metrics_{name}.jsonl")
-      _truncate(path, start_step)
-      self.jsonl = open(path, "a")
+      self.jsonl = _Lines(os.path.join(workdir, f"metrics_{name}.jsonl"), start_step)
 
   def update(self, step: int, scalars: dict[str, float]) -> dict[str, float]:
     now = time.time()
@@ -64,7 +89,6 @@ class Progress:
           self.writer.add_scalar(k, float(v), step)
         self.writer.flush()
         self.jsonl.write(json.dumps({"step": step, **{k: float(v) for k, v in scalars.items()}}) + "\n")
-        self.jsonl.flush()
     return scalars
 
   def record(self, step: int, scalars: dict[str, float]) -> None:
@@ -78,7 +102,6 @@ class Progress:
         self.writer.add_scalar(k, float(v), step)
       self.writer.flush()
       self.jsonl.write(json.dumps({"step": step, **{k: float(v) for k, v in scalars.items()}}) + "\n")
-      self.jsonl.flush()
 
   def close(self):
     if self.writer is not None:

@@ -7,10 +7,12 @@ from __future__ import annotations
 
 import json
 import os
+import tempfile
 import time
 
 import jax
 import numpy as np
+from etils import epath
 from jax.sharding import NamedSharding
 
 from imagen_video.data import builders, pipeline
@@ -257,10 +259,15 @@ def write_samples(stage, state, config, out_dir: str, step: int) -> str:
   if jax.process_index() != 0:
     return None
   clips = video_io.to_uint8(out.video)
-  os.makedirs(out_dir, exist_ok=True)
-  path = os.path.join(out_dir, f"step_{step:07d}")
-  video_io.write_mp4(path + ".mp4", np.concatenate(list(clips), axis=2), fps=config.sample.fps, scale=4)
-  contact_sheet.contact_sheet(list(clips), list(prompts), path + ".png", title=f"step {step}")
-  with open(path + ".json", "w") as f:
-    json.dump({"step": step, "prompts": list(prompts), "time": time.time()}, f)
-  return path
+  name = f"step_{step:07d}"
+  with tempfile.TemporaryDirectory() as local:  # written here, then copied (out_dir may be gs://)
+    path = os.path.join(local, name)
+    video_io.write_mp4(path + ".mp4", np.concatenate(list(clips), axis=2), fps=config.sample.fps, scale=4)
+    contact_sheet.contact_sheet(list(clips), list(prompts), path + ".png", title=f"step {step}")
+    with open(path + ".json", "w") as f:
+      json.dump({"step": step, "prompts": list(prompts), "time": time.time()}, f)
+    target = epath.Path(out_dir)
+    target.mkdir(parents=True, exist_ok=True)
+    for suffix in (".mp4", ".png", ".json"):
+      epath.Path(path + suffix).copy(target / (name + suffix), overwrite=True)
+  return os.path.join(out_dir, name)

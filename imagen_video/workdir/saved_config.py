@@ -31,9 +31,12 @@ def write(workdir, config) -> None:
 
 
 def _atomic_write(target: epath.Path, data: bytes) -> None:
+  if "://" in str(target):  # an object appears whole or not at all
+    target.write_bytes(data)
+    return
   tmp = target.parent / (target.name + ".tmp")
   tmp.write_bytes(data)
-  tmp.replace(target)  # a reader never sees a half-written file (a copy on object stores)
+  tmp.replace(target)  # a reader never sees a half-written file
 
 
 def read(workdir) -> ml_collections.ConfigDict | None:
