@@ -17,7 +17,7 @@ from imagen_video.data import pipeline
 from imagen_video.diffusion import objectives
 from imagen_video.nn import unet
 from imagen_video.text import encoder
-from imagen_video.train import optimizer
+from imagen_video.train import guard, optimizer
 from imagen_video.utils.config_args import parse_arg
 
 # Logical axis -> mesh axes (MaxText-style); names not listed stay replicated.
@@ -63,7 +63,8 @@ def get_config(arg=None):
   c.train = ml_collections.ConfigDict(dict(
       steps=8 if a.runlocal else a.steps, seed=0, log_every=1 if a.runlocal else 50,
       ckpt_every=4 if a.runlocal else 500, keep_checkpoints=3,
-      sample_every=0 if a.runlocal else 1000, ema_decay=0.999))
+      sample_every=0 if a.runlocal else 1000, ema_decay=0.999,
+      divergence=dict(guard.DEFAULTS)))  # stop before saving a diverged state (train/guard.py)
 
   # Evaluators run during training (eval/registry.py): {name: {type, every, options}}.
   c.evals = ml_collections.ConfigDict(

@@ -47,7 +47,7 @@ from imagen_video.data import pipeline
 from imagen_video.diffusion import objectives
 from imagen_video.nn import unet
 from imagen_video.text import encoder
-from imagen_video.train import optimizer
+from imagen_video.train import guard, optimizer
 from imagen_video.utils.config_args import parse_arg
 
 # One row per stage, in cascade order. frames x height x width (the paper writes
@@ -169,7 +169,7 @@ def stage_config(s: Spec, a) -> ml_collections.ConfigDict:
 
   c.train = ml_collections.ConfigDict(dict(
       steps=a.steps, seed=0, log_every=100, ckpt_every=2000, keep_checkpoints=3,
-      sample_every=0, ema_decay=0.9999))
+      sample_every=0, ema_decay=0.9999, divergence=dict(guard.DEFAULTS)))
 
   c.sample = ml_collections.ConfigDict(dict(
       prompts=("a teddy bear washing dishes", "a shark swimming in clear caribbean ocean"),

@@ -5,10 +5,12 @@ answered with their generation headers as real GCS answers them.
 
 The emulator leaves x-goog-generation out of media downloads; tensorstore (Orbax's OCDBT
 checkpoints) then takes the object's generation for 0 and refuses its next conditional read
-("Malformed StorageGeneration"). The emulator ignores ifGenerationMatch conditions, so this
-stands in for one writer at a time only.
+("Malformed StorageGeneration"). The emulator also ignores ifGenerationMatch on uploads; here
+a media/multipart upload whose condition fails is answered 412 as GCS does (the workdir lock
+relies on it), checked and written under one lock.
 """
 import sys
+import threading
 from http import HTTPStatus
 
 from gcp_storage_emulator.handlers import objects  # patched before the server module takes it
@@ -32,6 +34,32 @@ def _download_with_generation(request, response, storage, *args, **kwargs):
 
 
 objects.download = _download_with_generation
+
+_insert = objects.insert
+_conditional = threading.Lock()
+
+
+def _insert_if_generation_matches(request, response, storage, *args, **kwargs):
+  wanted = request.query.get("ifGenerationMatch")
+  if not wanted:
+    return _insert(request, response, storage, *args, **kwargs)
+  name = request.query.get("name", [None])[0]
+  if name is None and isinstance(request.data, dict):
+    name = (request.data.get("meta") or {}).get("name")
+  with _conditional:
+    try:
+      current = storage.get_file_obj(request.params["bucket_name"], name).get("generation", "0")
+    except Exception:  # absent
+      current = "0"
+    if str(current) != wanted[0]:
+      response.status = HTTPStatus.PRECONDITION_FAILED
+      response.json({"error": {"code": 412, "message": "At least one of the pre-conditions you "
+                                                       "specified did not hold."}})
+      return
+    return _insert(request, response, storage, *args, **kwargs)
+
+
+objects.insert = _insert_if_generation_matches
 
 if __name__ == "__main__":
   from gcp_storage_emulator import __main__ as emulator

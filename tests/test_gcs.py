@@ -102,6 +102,8 @@ def test_train_kill_resume_and_sample_with_everything_on_gs(gcs, tmp_path):
       proc.kill()
   out = _cli(env, *cmd[3:])
   assert f"resumed from {workdir}/checkpoints step" in out and "done: step 6" in out
+  assert f"{workdir}/LOCK.json: took over the lock of a run that is gone from this host" in out
+  assert not fs.exists(f"{BUCKET}/runs/base/LOCK.json")  # released at the end
   root = f"{BUCKET}/runs/base"
   assert fs.exists(f"{root}/config.json") and fs.exists(f"{root}/tokenizer.model")
   assert fs.exists(f"{root}/checkpoints/6") and fs.ls(f"{root}/tensorboard/train")
@@ -112,3 +114,32 @@ def test_train_kill_resume_and_sample_with_everything_on_gs(gcs, tmp_path):
        "--out", str(tmp_path / "a.mp4"))
   from imagen_video.media import video_io
   assert video_io.read_video(tmp_path / "a.mp4")[0].shape[:3] == (8, 128, 128)
+
+
+def test_the_workdir_lock_on_gs_holds_beats_and_is_taken_over_when_stale(gcs, monkeypatch):
+  env, fs = gcs
+  monkeypatch.setenv("STORAGE_EMULATOR_HOST", env["STORAGE_EMULATOR_HOST"])
+  from imagen_video.workdir import lock
+  workdir, notices = f"gs://{BUCKET}/runs/locked", []
+  first = lock.Lock(workdir, heartbeat_s=0.2, log=notices.append)
+  first.me = dict(first.me, host="elsewhere")  # another host's run: only its heartbeat tells
+  first.acquire()
+  try:
+    holder = json.loads(fs.cat(f"{BUCKET}/runs/locked/LOCK.json"))
+    assert holder["pid"] == os.getpid()
+    with pytest.raises(lock.Held, match=f"in use by another training run: host elsewhere pid {os.getpid()} "):
+      lock.Lock(workdir).acquire()
+    time.sleep(0.5)
+    assert json.loads(fs.cat(f"{BUCKET}/runs/locked/LOCK.json"))["beat"] > holder["beat"]  # heartbeat
+    # Another host's run whose heartbeat stopped long ago: taken over, and the old holder knows.
+    stale = lock.Lock(workdir, stale_s=0.0, log=notices.append)
+    stale.acquire()
+    time.sleep(0.6)
+    assert first.lost and "taken by another run" in notices[-1]
+    with pytest.raises(lock.Held, match="took this workdir's lock"):
+      first.check()
+    assert any("took over the lock of a run that is silent (no heartbeat for" in n for n in notices)
+    stale.release()
+    assert not fs.exists(f"{BUCKET}/runs/locked/LOCK.json")
+  finally:
+    first.release()

@@ -187,6 +187,7 @@ def test_kill_9_between_checkpoints_resumes_with_the_uninterrupted_losses(data_d
   again = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
   assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
   assert "resumed from" in again.stdout and "step 4 (data position 4)" in again.stdout
+  assert "LOCK.json: took over the lock of a run that is gone" in again.stdout  # the killed run's
   logged = [json.loads(line) for line in open(workdir / "metrics_train.jsonl")]
   assert [r["step"] for r in logged] == list(range(1, steps + 1))  # no step logged twice
   assert [r["loss"] for r in logged] == [loss for _, loss in reference]  # exactly

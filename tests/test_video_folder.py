@@ -203,9 +203,43 @@ def test_frames_stored_as_jpeg_at_a_chosen_quality(source, tmp_path):
   jpg = builders.prepare("video_folder", tmp_path / "jpg", source_dir=source, skip_bad=True,
                          image_format="jpeg", jpeg_quality=90, **SIZE)
   a, b = _examples(png), _examples(jpg)
-  assert set(a) == set(b)
+  assert set(a) == set(b), (png.info.metadata["skipped"], jpg.info.metadata["skipped"])
   for key in a:
     mse = ((a[key][1].astype(float) - b[key][1]) ** 2).mean()
     assert 0 < mse and 10 * np.log10(255 ** 2 / mse) > 30, key  # lossy, but close
   with pytest.raises(ValueError, match="image_format='gif'"):
     vf.video_folder_config(source, image_format="gif")
+
+
+def test_a_changed_source_is_named_and_refused_until_rebuilt(tmp_path):
+  """Prepare, then add a new and a corrupt video (captioned): `prepare` (and so training)
+  says what changed instead of using the old clips; --rebuild reports the corrupt file."""
+  from imagen_video.cli import main as cli
+  src, data = tmp_path / "src", tmp_path / "data"
+  os.makedirs(src)
+  captions = []
+  for i, name in enumerate(["x.mp4", "y.mp4"]):
+    caption, video = _render(i, 12, 24, 24)
+    vio.write_video(src / name, video, 8)
+    captions.append({"file": name, "caption": caption})
+  (src / "captions.jsonl").write_text("".join(json.dumps(c) + "\n" for c in captions))
+  config = os.path.join(os.path.dirname(__file__), "..", "configs", "video_folder.py")
+  spec = ["prepare", "--config", f"{config}:source_dir={src},frames=8,height=24,width=24",
+          "--data_dir", str(data)]
+  assert cli.main(spec) == 0
+  assert cli.main(spec) == 0  # unchanged: nothing to say
+  caption, video = _render(5, 12, 24, 24)
+  vio.write_video(src / "new.mp4", video, 8)
+  (src / "broken.mp4").write_bytes(b"\x00" * 500)
+  captions += [{"file": "new.mp4", "caption": caption}, {"file": "broken.mp4", "caption": "zeros"}]
+  (src / "captions.jsonl").write_text("".join(json.dumps(c) + "\n" for c in captions))
+  with pytest.raises(SystemExit) as e:
+    cli.main(spec)
+  assert "was prepared from files that have changed since: 2 added (broken.mp4, new.mp4); " \
+         "1 changed in size or time (captions.jsonl); rebuild it (`imagen-video prepare" in str(e.value)
+  with pytest.raises(SystemExit, match="broken.mp4"):  # rebuilt: the corrupt file is reported
+    cli.main(spec + ["--rebuild"])
+  builder = builders.prepare("video_folder", data, source_dir=str(src), frames=8, height=24, width=24,
+                             skip_bad=True, rebuild=True)
+  files = {builder.as_data_source("train")[i]["file"].decode() for i in range(3)}
+  assert files == {"x.mp4", "y.mp4", "new.mp4"} and builder.info.metadata["num_skipped"] == 1

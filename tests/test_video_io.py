@@ -140,3 +140,26 @@ def test_stack_rows_scales_rows_to_a_common_height(tmp_path):
                         title="stages")
   assert sheet.shape[1] == 2 * cs.MARGIN + 8 * 120 + 7 * cs.GAP  # both rows 72 px high, 120 px wide
   assert os.path.isfile(tmp_path / "s.png")
+
+
+def test_a_header_timeout_is_retried_though_another_thread_logged_an_error_into_stderr(tmp_path, monkeypatch):
+  """Seen under load after a Beam test: gRPC's 'E1206 ... epoll_wait error' line inside
+  ffmpeg's captured stderr made a header timeout look like a broken file."""
+  path = str(tmp_path / "a.mp4")
+  vio.write_video(path, np.zeros((8, 16, 16, 3), np.uint8), 8)
+  real, calls = imageio_ffmpeg.read_frames, []
+  glog = ("E1206 12:17:20.192516   30901 ev_epoll1_linux.cc:373] (event_engine) Epoll1Poller:0x56 "
+          "encountered epoll_wait error: Bad file descriptor")
+
+  def flaky(*args, **kwargs):
+    calls.append(1)
+    if len(calls) == 1:
+      def timeout():
+        raise OSError(f"Could not load meta information\n=== stderr ===\n\n{glog}")
+        yield
+      return timeout()
+    return real(*args, **kwargs)
+  monkeypatch.setattr(imageio_ffmpeg, "read_frames", flaky)
+  frames, fps = vio.read_video(path)
+  assert frames.shape == (8, 16, 16, 3) and fps == 8 and len(calls) == 3  # meta twice, frames once
+  assert "epoll" not in vio._ffmpeg_reason(OSError(f"{glog}\n[h264 @ 0x1] invalid NAL unit size"))

@@ -28,7 +28,8 @@ def usage() -> str:
   width = max(map(len, COMMANDS))
   lines = ["usage: imagen-video <command> [flags]", "", "commands:"]
   lines += [f"  {name:<{width}}  {help_}" for name, (_, help_) in COMMANDS.items()]
-  lines += ["", "`imagen-video <command> --help` lists a command's flags."]
+  lines += ["", "`imagen-video <command> --help` lists a command's flags; `--verbose` shows the "
+            "traceback of a failure (else written to a log file named in the one-line error)."]
   return "\n".join(lines)
 
 
@@ -44,8 +45,45 @@ def main(argv: list[str] | None = None) -> int:
     hint = f" (did you mean `{close[0]}`?)" if close else ""
     print(f"imagen-video: unknown command `{name}`{hint}\n\n{usage()}", file=sys.stderr)
     return 2
+  verbose = "--verbose" in rest and name != "convert-t5"  # convert-t5 has its own --verbose
+  if verbose:
+    rest = [a for a in rest if a != "--verbose"]
   module = importlib.import_module(COMMANDS[name][0])
-  return int(module.main([f"imagen-video {name}", *rest]) or 0)
+  try:
+    return int(module.main([f"imagen-video {name}", *rest]) or 0)
+  except (KeyboardInterrupt, SystemExit):
+    raise
+  except Exception as e:  # noqa: BLE001 - one line for the user, the traceback kept
+    if verbose:
+      raise
+    print(f"imagen-video {name}: error: {one_line(e)} (traceback in {_keep_traceback(name)}; "
+          "--verbose prints it)", file=sys.stderr, flush=True)
+    return 1
+
+
+def one_line(e: BaseException) -> str:
+  """The failure in one line: its message (with its type unless it is a plain ValueError or
+  RuntimeError, whose messages here say everything), and an OS error behind it (disk full,
+  permission) when there is one."""
+  text = " ".join(str(e).split()) or type(e).__name__
+  if type(e) not in (ValueError, RuntimeError) and not type(e).__module__.startswith("imagen_video"):
+    text = f"{type(e).__name__}: {text}"
+  inner = e.__cause__ or e.__context__
+  while inner is not None:
+    if isinstance(inner, OSError) and inner.strerror and inner.strerror not in text:
+      text += f" (cause: {inner.strerror}{': ' + str(inner.filename) if inner.filename else ''})"
+      break
+    inner = inner.__cause__ or inner.__context__
+  return text[:800]
+
+
+def _keep_traceback(name: str) -> str:
+  import tempfile
+  import traceback
+  with tempfile.NamedTemporaryFile("w", prefix=f"imagen-video-{name}-", suffix=".log",
+                                   delete=False) as f:
+    traceback.print_exc(file=f)
+  return f.name
 
 
 if __name__ == "__main__":

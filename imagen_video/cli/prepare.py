@@ -5,6 +5,8 @@ Builds the TFDS dataset named by config.data (ArrayRecord format) if it is not
 prepared yet, and prints where it is and its split sizes. With --beam_pipeline_options
 (the string `tfds build` takes) the video_folder builder runs as an Apache Beam pipeline:
 DirectRunner here, DataflowRunner / FlinkRunner / SparkRunner on a cluster (README).
+A video_folder dataset whose source files changed since it was prepared is refused, naming
+what changed; --rebuild deletes and prepares it again.
 """
 from __future__ import annotations
 
@@ -19,6 +21,8 @@ def main(argv: list[str]) -> int:
   flags.DEFINE_string("data_dir", None, "TFDS data dir (overrides config.data.data_dir)", flag_values=fv)
   flags.DEFINE_string("beam_pipeline_options", None, "build on Apache Beam with these options "
                       "(comma-separated KEY=VALUE, as `tfds build` takes them)", flag_values=fv)
+  flags.DEFINE_bool("rebuild", False, "delete the prepared dataset and build it again (after its "
+                    "source files changed)", flag_values=fv)
   flags_util.parse(fv, argv, __doc__)
   if fv.config is None:
     raise SystemExit(f"{argv[0]}: --config is required (e.g. configs/moving_shapes.py)")
@@ -28,7 +32,8 @@ def main(argv: list[str]) -> int:
   t0 = time.time()
   try:
     builder = builders.prepare(data.name, fv.data_dir or data.data_dir,
-                               beam_options=fv.beam_pipeline_options, **dict(data.builder))
+                               beam_options=fv.beam_pipeline_options, rebuild=fv.rebuild,
+                               **dict(data.builder))
   except (ValueError, FileNotFoundError) as e:
     raise SystemExit(f"{argv[0]}: {e}")
   print(f"[prepare] {time.time() - t0:.1f} s")

@@ -49,6 +49,9 @@ def main(argv: list[str]) -> int:
   flags.DEFINE_string("out", None, "output .mp4 (with --prompt)", flag_values=fv)
   flags.DEFINE_string("out_dir", None, "output folder (with --prompts)", flag_values=fv)
   flags.DEFINE_integer("num", 1, "samples per prompt", flag_values=fv)
+  flags.DEFINE_bool("strict_prompts", False, "refuse prompts longer than the text encoder's "
+                    "max_length (default: a warning; the model reads only the first tokens)",
+                    flag_values=fv)
   sampling_flags.define(fv)
   known_flags.define(fv)
   pose_flags.define(fv)
@@ -56,6 +59,7 @@ def main(argv: list[str]) -> int:
   prog = argv[0]
   prompts = check(fv, prog)
   sampler = load(fv)
+  check_lengths(sampler, prompts, strict=fv.strict_prompts, prog=prog)
   fields = {**sampling_flags.request_fields(fv), **known_flags.request_fields(fv, sampler.output_shape()),
             **pose_flags.request_fields(fv, sampler.output_shape()[1])}
   from imagen_video.stage.sampler import Request
@@ -111,6 +115,22 @@ def load(fv):
     return StageSampler.load(fv.workdir, config=fv.config)
   except (FileNotFoundError, ValueError) as e:
     raise SystemExit(str(e))
+
+
+def check_lengths(sampler, prompts, *, strict: bool, prog: str) -> None:
+  """A warning (or with --strict_prompts an error) per prompt the text encoder would cut."""
+  stages = [r.stage for r in sampler.runs] if hasattr(sampler, "runs") else [sampler.stage]
+  tokenizers = {id(s.text.tokenizer): s.text.tokenizer for s in stages if s.text.tokenizer}
+  for tokenizer in tokenizers.values():
+    for i, prompt in enumerate(prompts):
+      n = tokenizer.length(prompt)
+      if n > tokenizer.max_length:
+        line = (f"prompt {i + 1} ({prompt[:40]!r}...) is {n} tokens; the text encoder reads "
+                f"{tokenizer.max_length} (config.text.max_length), so the last "
+                f"{n - tokenizer.max_length} are cut")
+        if strict:
+          raise SystemExit(f"{prog}: {line} (--strict_prompts)")
+        print(f"{prog}: warning: {line}", flush=True)
 
 
 def _lead() -> bool:

@@ -61,8 +61,12 @@ def is_uri(path) -> bool:
   return "://" in os.fspath(path or "")
 
 
+class StaleDataset(ValueError):
+  """A prepared dataset whose source files have changed since."""
+
+
 def prepare(name: str, data_dir: str | None = None, *, beam_options: str | None = None,
-            **config_kwargs) -> tfds.core.DatasetBuilder:
+            rebuild: bool = False, **config_kwargs) -> tfds.core.DatasetBuilder:
   """Builds the dataset if it is not prepared yet (TFDS writes to a temporary
   folder and renames it only when complete, so a failed build leaves nothing),
   then a sentencepiece model of its training captions beside it (for the tiny
@@ -71,8 +75,20 @@ def prepare(name: str, data_dir: str | None = None, *, beam_options: str | None 
   (DirectRunner here; Dataflow, Flink or Spark on a cluster), where the builder can.
   A `data_dir` URI (gs://...): in one process the dataset is built in a local staging folder
   and copied there whole when finished; on Beam every worker writes its shards there
-  (`data.remote_shards`)."""
+  (`data.remote_shards`). A prepared dataset that records its source (video_folder) and whose
+  source has changed stops with `StaleDataset` naming the changes, unless `rebuild`."""
   builder = get_builder(name, data_dir, **config_kwargs)
+  if builder.is_prepared() and hasattr(builder, "source_changes"):
+    changed = builder.source_changes()
+    if changed and not rebuild:
+      raise StaleDataset(f"{name} in {builder.data_dir} was prepared from files that have changed "
+                         f"since: {changed}; rebuild it (`imagen-video prepare --config ... --rebuild`, "
+                         "or prepare(..., rebuild=True)) or restore the files")
+    if changed or rebuild:
+      from etils import epath
+      print(f"{name}: rebuilding {builder.data_dir}" + (f" ({changed})" if changed else ""), flush=True)
+      epath.Path(os.fspath(builder.data_dir)).rmtree()
+      builder = get_builder(name, data_dir, **config_kwargs)
   if beam_options is not None:
     if not hasattr(builder, "after_beam"):
       raise ValueError(f"dataset {name!r} builds in one process; Beam builds: video_folder")

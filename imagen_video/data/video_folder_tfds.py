@@ -30,18 +30,22 @@ Hidden files and folders (names starting with ".") are ignored. The test split i
 per clip by a hash of (seed, name), so it needs no view of the whole source.
 
 The config name holds the parameters and a hash of the source folder's (or manifest's)
-path, not of its contents: after changing the files, delete the prepared dataset (or move
-the folder) to rebuild it.
+path, not of its contents. The files it was built from (names, sizes, mtimes; the captions
+file or manifest among them) are listed in `source_listing.json` beside the dataset;
+`builders.prepare` (so `imagen-video prepare` and training) stops on a dataset whose source
+has changed, saying what changed, until it is rebuilt (`imagen-video prepare --rebuild`).
 """
 from __future__ import annotations
 
 import dataclasses
 import hashlib
+import json
 import os
 
 import numpy as np
 import tensorflow_datasets as tfds
 from absl import logging
+from etils import epath
 
 from imagen_video.data import remote_shards, video_sources
 from imagen_video.data.video_sources import process_clip, resample_indices, resize_cover  # noqa: F401
@@ -49,6 +53,7 @@ from imagen_video.data.video_sources import process_clip, resample_indices, resi
 CAPTION_FILES = video_sources.CAPTION_FILES
 remote_shards.install()  # on import: Beam workers that unpickle this builder's transforms too
 IMAGE_FORMATS = ("png", "jpeg")
+SOURCE_LISTING = "source_listing.json"  # {file: [size, mtime]} the dataset was built from
 
 
 class BadVideosError(ValueError):
@@ -172,7 +177,11 @@ class VideoFolder(tfds.core.GeneratorBasedBuilder):
   def _split_generators(self, dl_manager):
     del dl_manager  # local or gs:// files: nothing to download
     c = self.builder_config
+    source = video_sources.listing(c)  # before reading: a file changed meanwhile shows later
     entries, bad, total = video_sources.entries(c)
+    target = epath.Path(os.fspath(self.data_dir))
+    target.mkdir(parents=True, exist_ok=True)
+    (target / SOURCE_LISTING).write_text(json.dumps(source))
     missing = [n for n in c.test_files if n not in {e.name for e in entries} | {b for b, _ in bad}]
     bad += [(n, "named in test_files, but no such file in the folder") for n in missing]
     if self.beam_options is not None:
@@ -198,6 +207,14 @@ class VideoFolder(tfds.core.GeneratorBasedBuilder):
       raise BadVideosError(_source(c), bad + [(".", "no usable video left")], total)
     self._record_skipped(bad)
     return {split: self._generate_examples(part) for split, part in _splits(c, good).items() if part}
+
+  def source_changes(self) -> str:
+    """How the source differs from what this prepared dataset was built from ('' if not,
+    or if it was prepared before sources were recorded)."""
+    saved = epath.Path(os.fspath(self.data_dir)) / SOURCE_LISTING
+    if not saved.exists():
+      return ""
+    return video_sources.changes(json.loads(saved.read_text()), video_sources.listing(self.builder_config))
 
   def after_beam(self) -> None:
     """After a Beam build: clips that failed to decode are listed; without skip_bad the

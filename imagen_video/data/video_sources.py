@@ -60,6 +60,34 @@ def entries(config) -> tuple[list[Entry], list[tuple[str, str]], int]:
   return folder_entries(config.source_dir)
 
 
+def listing(config) -> dict[str, list]:
+  """{file: [size, mtime]} of what a VideoFolderConfig's examples come from: every file of
+  the folder with its captions file, or the manifest (its rows name the videos)."""
+  if config.manifest:
+    paths = {config.manifest: epath.Path(config.manifest)}
+  else:
+    root = epath.Path(config.source_dir)
+    names = _list_files(root) + [n for n in CAPTION_FILES if (root / n).is_file()]
+    paths = {n: root / n for n in names}
+  out = {}
+  for name, path in paths.items():
+    st = path.stat()
+    out[name] = [int(st.length), int(st.mtime)]
+  return out
+
+
+def changes(saved: dict, now: dict) -> str:
+  """What differs between two listings, in one line ('' when nothing)."""
+  def few(names):
+    names = sorted(names)
+    return ", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
+  added, removed = set(now) - set(saved), set(saved) - set(now)
+  changed = {n for n in set(now) & set(saved) if list(now[n]) != list(saved[n])}
+  parts = [f"{len(v)} {what} ({few(v)})" for what, v in
+           (("added", added), ("removed", removed), ("changed in size or time", changed)) if v]
+  return "; ".join(parts)
+
+
 def folder_entries(source_dir: str) -> tuple[list[Entry], list[tuple[str, str]], int]:
   from imagen_video.media import video_io
   root = epath.Path(source_dir)

@@ -232,8 +232,8 @@ def _ffmpeg_meta(path: str, attempts: int = 3) -> dict:
     except (OSError, RuntimeError, StopIteration) as e:
       # imageio-ffmpeg gives ffmpeg 10 s to print the header: on a host busy with other
       # decoders a good file can miss it, with nothing on stderr. Only that is retried.
-      timed_out = str(e).startswith("Could not load meta") and not _REASON.search(
-          str(e).split("=== stderr ===", 1)[-1])
+      timed_out = str(e).startswith("Could not load meta") and not any(
+          _REASON.search(line) for line in _ffmpeg_lines(str(e).split("=== stderr ===", 1)[-1]))
       if not timed_out or attempt == attempts - 1:
         raise VideoReadError(path, f"ffmpeg cannot open it as a video: {_ffmpeg_reason(e)}") from e
     finally:
@@ -243,9 +243,18 @@ def _ffmpeg_meta(path: str, attempts: int = 3) -> dict:
 _REASON = re.compile(r"error|invalid|not found|could not|cannot|truncat|missing|corrupt", re.I)
 
 
+# glog/absl lines ("E1206 12:17:20.192516 30901 file.cc:373] ...") that threads of this
+# process (gRPC, after Beam) can leave in the decoder's stderr: not ffmpeg's words.
+_FOREIGN = re.compile(r"^[IWEF]\d{4} \d\d:\d\d:\d\d\.\d+\s+\d+ \S+:\d+\]")
+
+
+def _ffmpeg_lines(text: str) -> list[str]:
+  return [line for line in text.splitlines() if not _FOREIGN.match(line.strip())]
+
+
 def _ffmpeg_reason(e: BaseException) -> str:
   """The first line of ffmpeg's log (inside imageio-ffmpeg's error) that names a problem."""
-  for line in str(e).splitlines():
+  for line in _ffmpeg_lines(str(e)):
     line = re.sub(r"^(\[[^]]*\]\s*)+", "", line.strip())  # drop "[h264 @ 0x...]" tags
     if _REASON.search(line) and not line.startswith(("configuration:", "Could not load meta")):
       return line[:200]

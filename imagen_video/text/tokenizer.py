@@ -42,6 +42,10 @@ class Tokenizer:
                        f"but the {where} embedding table has only {embedding_rows} rows: "
                        "the tokenizer does not belong to this checkpoint")
 
+  def length(self, text: str) -> int:
+    """Tokens `text` needs, eos included (more than max_length: the rest is cut)."""
+    return len(self.sp.encode(text)) + 1
+
   def __call__(self, texts: str | Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
     """-> (ids int32 [B, max_length], mask bool [B, max_length])."""
     texts = [texts] if isinstance(texts, str) else list(texts)

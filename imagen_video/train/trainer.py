@@ -20,8 +20,8 @@ from imagen_video.parallel import distributed, sharding
 from imagen_video.stage.loading import build, param_spec
 from imagen_video.stage.model import param_count
 from imagen_video.stage.sampler import Request, StageSampler
-from imagen_video.train import optimizer, progress, train_step
-from imagen_video.workdir import checkpoints, saved_config
+from imagen_video.train import guard, optimizer, progress, resume, train_step
+from imagen_video.workdir import checkpoints, lock, saved_config
 
 
 def resolve_config(config):
@@ -77,13 +77,51 @@ def train_and_evaluate(config, workdir: str, *, mesh=None, stop_after: int | Non
   ends the run after that many steps of this call (tests), as if killed.
   """
   # ---- set-up ----------------------------------------------------------------
-  config = resolve_config(config)
+  t = config.train
+  if not isinstance(t.steps, int) or isinstance(t.steps, bool) or t.steps < 1:
+    raise ValueError(f"config.train.steps={t.steps!r}: expected a number of steps >= 1")
   evals = build_evals(config)
+  divergence = guard.Guard(t.get("divergence"))
+  held = lock.Lock(workdir) if jax.process_index() == 0 else None
+  _all_or_none(held.acquire if held else None, "workdir_lock")
+  try:  # everything below, data preparation included, runs under the workdir's lock
+    return _train(resolve_config(config), workdir, mesh, stop_after, evals, divergence, held)
+  finally:
+    if held:
+      held.release()
+
+
+def _all_or_none(fn, name: str):
+  """Runs `fn` on process 0; the others stop too if it raised (e.g. a held workdir)."""
+  if jax.process_count() == 1:
+    return fn and fn()
+  from jax.experimental import multihost_utils
+  error = None
+  try:
+    fn and fn()
+  except Exception as e:  # noqa: BLE001 - re-raised below, after telling the others
+    error = e
+  failed = multihost_utils.broadcast_one_to_all(np.int32(error is not None))
+  if error is not None:
+    raise error
+  if failed:
+    raise lock.Held(f"process 0 could not start the run ({name}); see its log")
+
+
+def _train(config, workdir, mesh, stop_after, evals, divergence, held):
   lead = jax.process_index() == 0
+  t = config.train
+  ckpt = checkpoints.Checkpoints(f"{checkpoints.absolute(workdir)}/checkpoints", save_every=t.ckpt_every,
+                                 max_to_keep=t.get("keep_checkpoints", 3))
+  latest = ckpt.latest_step()
   if lead:
+    if latest is not None:
+      changed = resume.check(workdir, config, latest)
+      if changed:
+        print(f"resuming with changed settings (kept in {saved_config.HISTORY}): "
+              + ", ".join(f"{k} {a!r} -> {b!r}" for k, a, b in changed[:6]), flush=True)
     saved_config.write(workdir, config)
   mesh, rules, stage = build(config, mesh)
-  t = config.train
   tx, schedule = optimizer.make_optimizer(config.optim, t.steps)
 
   # ---- state: restored or created sharded --------------------------------------
@@ -97,12 +135,10 @@ def train_and_evaluate(config, workdir: str, *, mesh=None, stop_after: int | Non
                        "are not loaded)")
     teacher = frozen["teacher"] = load_teacher(config, stage, mesh, rules)
 
-  ckpt = checkpoints.Checkpoints(f"{checkpoints.absolute(workdir)}/checkpoints", save_every=t.ckpt_every,
-                                   max_to_keep=t.get("keep_checkpoints", 3))
   data_step = 0
-  if ckpt.latest_step() is not None:
+  if latest is not None:
     target = checkpoints.abstract_like(abstract_state, state_shardings)
-    state, data_state, step = ckpt.restore(target)
+    state, data_state, step = ckpt.restore_newest_intact(target, log=print if lead else None)
     data_step = int(data_state["step"])
     print(f"resumed from {ckpt.directory} step {step} (data position {data_step})", flush=True)
   else:
@@ -143,12 +179,19 @@ def train_and_evaluate(config, workdir: str, *, mesh=None, stop_after: int | Non
     state, metrics = compiled(state, frozen, batch)
     step += 1
     loss = float(metrics["loss"])
-    if not np.isfinite(loss):
-      raise FloatingPointError(f"loss is {loss} at step {step}; last checkpoint: {ckpt.latest_step()}")
+    why = divergence.check(step, loss, float(metrics["grad_norm"]))
+    if held:
+      held.check()
+    if why is None and ckpt.due(step, force=step == t.steps) and not divergence.suspicious:
+      if not bool(guard.all_finite(state["params"])):
+        why = f"the params are not finite after step {step}"
+    if why:
+      raise _diverged(why, ckpt)
     losses.append((step, loss))
     if step % t.log_every == 0 or step == end:
       prog.update(step, {k: float(v) for k, v in metrics.items()} | {"lr": float(schedule(step))})
-    ckpt.save(step, state, {"step": data.step}, force=step == t.steps)
+    if not divergence.suspicious:  # a step above the limit is never saved
+      ckpt.save(step, state, {"step": data.step}, force=step == t.steps)
     if t.get("sample_every") and step % t.sample_every == 0:  # every process samples, 0 writes
       write_samples(stage, state, config, os.path.join(workdir, "samples"), step)
     run_evals(evals, stage, state, step, workdir, prog)
@@ -158,6 +201,15 @@ def train_and_evaluate(config, workdir: str, *, mesh=None, stop_after: int | Non
   data.close()
   prog.close()
   return {"losses": losses, "step": step, "state": state, "stage": stage, "mesh": mesh}
+
+
+def _diverged(why: str, ckpt) -> guard.Diverged:
+  ckpt.wait()  # the newest step named below has finished writing
+  last = ckpt.latest_step()
+  ckpt.close()
+  where = (f"the last checkpoint is step {last} in {ckpt.directory} (saved before the trouble; "
+           "resume from it with a lower config.optim.lr)") if last is not None else "no checkpoint was saved"
+  return guard.Diverged(f"training diverged: {why}; nothing after it was saved; {where}")
 
 
 def state_spec(config, stage, tx, mesh, rules):

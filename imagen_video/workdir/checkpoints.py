@@ -30,6 +30,10 @@ class Checkpoints:
   def latest_step(self) -> int | None:
     return self.manager.latest_step()
 
+  def due(self, step: int, *, force: bool = False) -> bool:
+    """Whether `save(step, ...)` would write."""
+    return force or self.manager.should_save(step)
+
   def save(self, step: int, state, data_state: dict, *, force: bool = False) -> bool:
     """Saves if the interval says so (or `force`); returns whether it did."""
     return self.manager.save(step, args=ocp.args.Composite(
@@ -47,6 +51,34 @@ class Checkpoints:
     restored = self.manager.restore(step, args=ocp.args.Composite(
         state=ocp.args.StandardRestore(abstract_state), data=ocp.args.JsonRestore()))
     return restored["state"], restored["data"], step
+
+  def restore_newest_intact(self, abstract_state, log=print):
+    """`restore()` of the newest step that reads back whole; a damaged newer one is moved
+    to ../checkpoints_damaged/STEP (kept for inspection) with one line saying why."""
+    while True:
+      step = self._step(None)
+      try:
+        return self.restore(abstract_state, step)
+      except Exception as e:  # noqa: BLE001 - any read failure: try the next older step
+        why = f"{type(e).__name__}: {str(e).strip().splitlines()[0][:200] if str(e).strip() else ''}"
+        older = [s for s in self.manager.all_steps() if s < step]
+        if not older:
+          raise RuntimeError(f"checkpoint {step} in {self.directory} cannot be read ({why}) and "
+                             "there is no older one") from e
+        moved = self._set_aside(step)
+        if log:
+          log(f"checkpoint {step} in {self.directory} cannot be read ({why}); moved to {moved}; "
+              f"resuming from step {max(older)}")
+
+  def _set_aside(self, step: int) -> str:
+    root = epath.Path(self.directory)
+    target = root.parent / f"{root.name}_damaged" / str(step)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    if target.exists():
+      target.rmtree()
+    (root / str(step)).rename(target)
+    self.manager.reload()
+    return str(target)
 
   def restore_part(self, abstract_part, step: int | None = None):
     """(part, step): only the leaves named in `abstract_part` (a subtree of the saved state,

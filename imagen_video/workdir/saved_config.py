@@ -12,6 +12,7 @@ from etils import epath
 
 CONFIG = "config.json"
 TOKENIZER = "tokenizer.model"
+HISTORY = "config_history.jsonl"  # one line per resume that changed allowed fields
 
 
 def path(workdir) -> epath.Path:
@@ -28,6 +29,13 @@ def write(workdir, config) -> None:
     if not (root / TOKENIZER).exists() or (root / TOKENIZER).read_bytes() != data:
       _atomic_write(root / TOKENIZER, data)
   _atomic_write(root / CONFIG, config.to_json_best_effort(indent=2).encode())
+
+
+def append_history(workdir, record: dict) -> None:
+  """Adds `record` (time, step, changed fields) to the workdir's config history."""
+  target = path(workdir) / HISTORY
+  old = target.read_text() if target.exists() else ""
+  _atomic_write(target, (old + json.dumps(record) + "\n").encode())
 
 
 def _atomic_write(target: epath.Path, data: bytes) -> None:
