@@ -35,6 +35,16 @@ def test_config_argument_errors_name_the_argument():
     configs_loader.load(f"{CONFIG}:frame=3")
 
 
+def test_a_bad_config_argument_on_the_command_line_is_one_line(capsys):
+  from imagen_video.cli import main as cli
+  base_tiny = os.path.join(os.path.dirname(__file__), "..", "configs", "base_tiny.py")
+  with pytest.raises(SystemExit):
+    cli.main(["train", "--config", f"{base_tiny}:steps=abc", "--workdir", "unused"])
+  err = capsys.readouterr().err
+  assert err.splitlines()[0].endswith("base_tiny.py:steps=abc: config argument steps='abc': expected "
+                                      "an integer (default 3000)") and "Traceback" not in err
+
+
 def test_unknown_config_field_is_rejected_with_a_suggestion(capsys):
   with pytest.raises(SystemExit) as exit_:
     cli.main(["prepare", "--config", f"{CONFIG}:runlocal", "--config.data.batch_sise=3"])

@@ -239,6 +239,8 @@ def test_a_changed_source_is_named_and_refused_until_rebuilt(tmp_path):
          "1 changed in size or time (captions.jsonl); rebuild it (`imagen-video prepare" in str(e.value)
   with pytest.raises(SystemExit, match="broken.mp4"):  # rebuilt: the corrupt file is reported
     cli.main(spec + ["--rebuild"])
+  kept = builders.get_builder("video_folder", data, source_dir=str(src), frames=8, height=24, width=24)
+  assert kept.is_prepared() and len(kept.as_data_source("train")) == 2  # and the old one kept
   builder = builders.prepare("video_folder", data, source_dir=str(src), frames=8, height=24, width=24,
                              skip_bad=True, rebuild=True)
   files = {builder.as_data_source("train")[i]["file"].decode() for i in range(3)}

@@ -25,6 +25,10 @@ def parse(fv: flags.FlagValues, argv: list[str], doc: str) -> list[str]:
     # ml_collections names the unknown config field and suggests the closest one.
     msg = str(e.args[0] if e.args else e).replace("\\n", " ").replace("\\'", "").strip("'\"")
     msg = f"unknown config field {msg}" if "Did you mean" in msg else msg
+    if "Error whilst parsing config file" in msg:  # the config's own error, not its traceback
+      flag = msg.split(": Error whilst", 1)[0] if msg.startswith("flag ") else "--config"
+      cause = [line for line in msg.splitlines() if line.strip()][-1]
+      msg = f"{flag}: {cause.split(': ', 1)[-1] if cause.startswith(('ValueError', 'TypeError')) else cause}"
     print(f"{argv[0]}: {msg}\n(see {argv[0]} --help)", file=sys.stderr)
     raise SystemExit(2)
 

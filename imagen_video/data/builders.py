@@ -85,10 +85,7 @@ def prepare(name: str, data_dir: str | None = None, *, beam_options: str | None 
                          f"since: {changed}; rebuild it (`imagen-video prepare --config ... --rebuild`, "
                          "or prepare(..., rebuild=True)) or restore the files")
     if changed or rebuild:
-      from etils import epath
-      print(f"{name}: rebuilding {builder.data_dir}" + (f" ({changed})" if changed else ""), flush=True)
-      epath.Path(os.fspath(builder.data_dir)).rmtree()
-      builder = get_builder(name, data_dir, **config_kwargs)
+      return _rebuild(name, data_dir, builder, changed, beam_options, config_kwargs)
   if beam_options is not None:
     if not hasattr(builder, "after_beam"):
       raise ValueError(f"dataset {name!r} builds in one process; Beam builds: video_folder")
@@ -109,6 +106,27 @@ def prepare(name: str, data_dir: str | None = None, *, beam_options: str | None 
     tmp = f"{path}.tmp{os.getpid()}"
     tokenizer.train_sentencepiece(captions, tmp, TOKENIZER_VOCAB)
     os.replace(tmp, path)  # never a half-written tokenizer under the final name
+  return builder
+
+
+def _rebuild(name, data_dir, old, changed, beam_options, config_kwargs):
+  """Prepares again with the old version set aside, and put back if the new build fails
+  (a rebuild that stops on a bad file loses nothing)."""
+  from etils import epath
+  current = epath.Path(os.fspath(old.data_dir))
+  aside = current.parent / f"{current.name}.before_rebuild"
+  print(f"{name}: rebuilding {current}" + (f" ({changed})" if changed else ""), flush=True)
+  if aside.exists():
+    aside.rmtree()
+  current.rename(aside)
+  try:
+    builder = prepare(name, data_dir, beam_options=beam_options, **config_kwargs)
+  except BaseException:
+    if current.exists():
+      current.rmtree()
+    aside.rename(current)
+    raise
+  aside.rmtree()
   return builder
 
 

@@ -46,8 +46,8 @@ class Guard:
       if loss > self.ratio * median:
         self.above += 1
         if self.above >= self.patience:
-          return (f"the loss is {loss:.3g} at step {step}, {loss / median:.3g}x the median of the "
-                  f"last {len(self.recent)} steps' ({median:.3g}), for {self.above} steps in a row "
+          return (f"the loss is {loss:.3g} at step {step}, {loss / median:.3g}x the median "
+                  f"({median:.3g}) of the {len(self.recent)} steps before, for {self.above} steps in a row "
                   f"(config.train.divergence.ratio={self.ratio:g}, patience={self.patience})")
         return None  # not yet counted in the median: a spike must not raise its own bar
     self.above = 0

@@ -77,7 +77,10 @@ class Lock:
     f = open(path, "a+")
     try:
       fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+      taken = True
     except BlockingIOError:
+      taken = False
+    if not taken:  # refused outside the except: the message is the whole story
       f.seek(0)
       holder = _parse(f.read())
       f.close()
