@@ -195,3 +195,29 @@ def test_cli_failures_are_one_line_with_the_traceback_kept(data_dir, tmp_path):
   assert not (tmp_path / "w").exists()
   verbose = subprocess.run(cmd + ["--verbose"], capture_output=True, text=True, cwd=ROOT, timeout=300)
   assert verbose.returncode == 1 and "Traceback" in verbose.stderr
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+  """A 6 MiB tmpfs (root may mount one here, as on CI's machine): room for one checkpoint."""
+  where = tmp_path / "small"
+  where.mkdir()
+  if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=6m", "tmpfs", str(where)],
+                    capture_output=True).returncode:
+    pytest.skip("cannot mount a tmpfs here (needs root): disk-full case not run")
+  yield where
+  subprocess.run(["umount", str(where)], check=True)
+
+
+def test_a_full_disk_is_one_line_naming_the_intact_checkpoint(data_dir, small_disk):
+  cmd = [sys.executable, "-m", "imagen_video.cli.main", "train", "--config", f"{CONFIG}:runlocal",
+         f"--config.data.data_dir={data_dir}", "--workdir", str(small_disk / "w"), "--config.train.steps=12"]
+  out = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, timeout=600)
+  lines = [l for l in out.stderr.splitlines() if not l.startswith(("I0000", "WARNING"))]
+  intact = sorted(int(p) for p in os.listdir(small_disk / "w" / "checkpoints") if p.isdigit())
+  assert out.returncode == 1 and lines and not any("Traceback" in l for l in lines), out.stderr[-3000:]
+  assert lines[-1].startswith(f"imagen-video train: error: saving a checkpoint in {small_disk}/w/checkpoints "
+                              f"failed: No space left on device; the newest intact checkpoint is step {intact[-1]} ")
+  assert sum("error" in l.lower() for l in lines) == 1  # no asyncio/Orbax tracebacks on the terminal
+  from imagen_video.stage import loading
+  assert loading.load(str(small_disk / "w"))[2] == intact[-1]  # and it restores

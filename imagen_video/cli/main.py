@@ -48,6 +48,7 @@ def main(argv: list[str] | None = None) -> int:
   verbose = "--verbose" in rest and name != "convert-t5"  # convert-t5 has its own --verbose
   if verbose:
     rest = [a for a in rest if a != "--verbose"]
+  log = None if verbose else _TracebacksToFile(name)
   module = importlib.import_module(COMMANDS[name][0])
   try:
     return int(module.main([f"imagen-video {name}", *rest]) or 0)
@@ -56,9 +57,46 @@ def main(argv: list[str] | None = None) -> int:
   except Exception as e:  # noqa: BLE001 - one line for the user, the traceback kept
     if verbose:
       raise
-    print(f"imagen-video {name}: error: {one_line(e)} (traceback in {_keep_traceback(name)}; "
+    print(f"imagen-video {name}: error: {one_line(e)} (traceback in {log.write_exception()}; "
           "--verbose prints it)", file=sys.stderr, flush=True)
     return 1
+
+
+class _TracebacksToFile:
+  """Log records that carry a traceback (Orbax's and asyncio's, from their threads, when a
+  save fails) go to one log file instead of the terminal; the rest print as usual."""
+
+  def __init__(self, name: str):
+    import logging
+    from absl import logging as absl_logging
+    self.name, self.path = name, None
+    outer = self
+
+    class Divert(logging.Filter):
+      def filter(self, record):
+        if not record.exc_info:
+          return True
+        outer._append(logging.Formatter().format(record))
+        return False
+    self.divert = Divert()
+    # On the loggers (Orbax logs through absl's), so handlers added later are covered too.
+    for logger in ("absl", "asyncio", ""):
+      logging.getLogger(logger).addFilter(self.divert)
+    absl_logging.get_absl_handler().addFilter(self.divert)
+
+  def _append(self, text: str) -> str:
+    import tempfile
+    if self.path is None:
+      fd, self.path = tempfile.mkstemp(prefix=f"imagen-video-{self.name}-", suffix=".log")
+      import os
+      os.close(fd)
+    with open(self.path, "a") as f:
+      f.write(text.rstrip() + "\n\n")
+    return self.path
+
+  def write_exception(self) -> str:
+    import traceback
+    return self._append(traceback.format_exc())
 
 
 def one_line(e: BaseException) -> str:
@@ -75,15 +113,6 @@ def one_line(e: BaseException) -> str:
       break
     inner = inner.__cause__ or inner.__context__
   return text[:800]
-
-
-def _keep_traceback(name: str) -> str:
-  import tempfile
-  import traceback
-  with tempfile.NamedTemporaryFile("w", prefix=f"imagen-video-{name}-", suffix=".log",
-                                   delete=False) as f:
-    traceback.print_exc(file=f)
-  return f.name
 
 
 if __name__ == "__main__":

@@ -35,9 +35,22 @@ class Checkpoints:
     return force or self.manager.should_save(step)
 
   def save(self, step: int, state, data_state: dict, *, force: bool = False) -> bool:
-    """Saves if the interval says so (or `force`); returns whether it did."""
-    return self.manager.save(step, args=ocp.args.Composite(
-        state=ocp.args.StandardSave(state), data=ocp.args.JsonSave(data_state)), force=force)
+    """Saves if the interval says so (or `force`); returns whether it did. A failed save
+    (here, or the previous asynchronous one) raises CheckpointError naming the cause and
+    the newest intact checkpoint."""
+    try:
+      return self.manager.save(step, args=ocp.args.Composite(
+          state=ocp.args.StandardSave(state), data=ocp.args.JsonSave(data_state)), force=force)
+    except Exception as e:  # noqa: BLE001 - re-raised as one clear line
+      raise self._failed(e) from e
+
+  def _failed(self, e: BaseException) -> "CheckpointError":
+    intact = sorted(int(p.name) for p in epath.Path(self.directory).iterdir()
+                    if p.name.isdigit() and (p / "_CHECKPOINT_METADATA").exists()) \
+        if epath.Path(self.directory).exists() else []
+    safe = (f"the newest intact checkpoint is step {intact[-1]} (a failed save never replaces it)"
+            if intact else "no checkpoint was finished before")
+    return CheckpointError(f"saving a checkpoint in {self.directory} failed: {_cause(e)}; {safe}")
 
   def _step(self, step: int | None) -> int:
     step = self.latest_step() if step is None else step
@@ -90,11 +103,33 @@ class Checkpoints:
     return restored["state"], step
 
   def wait(self):
-    self.manager.wait_until_finished()
+    try:
+      self.manager.wait_until_finished()
+    except Exception as e:  # noqa: BLE001 - an asynchronous save failed
+      raise self._failed(e) from e
 
   def close(self):
-    self.manager.wait_until_finished()
+    self.wait()
     self.manager.close()
+
+
+class CheckpointError(RuntimeError):
+  """A save failed; the message names the cause and the newest intact checkpoint."""
+
+
+def _cause(e: BaseException) -> str:
+  """The innermost error's first line (disk full, permission...), not the asyncio layers."""
+  seen = []
+  while e is not None and e not in seen:
+    seen.append(e)
+    e = e.__cause__ or e.__context__
+  for err in reversed(seen):
+    text = str(err).strip()
+    if "No space left on device" in text or "ENOSPC" in text:
+      return "No space left on device"
+  inner = seen[-1]
+  first = str(inner).strip().splitlines()[0][:200] if str(inner).strip() else ""
+  return f"{type(inner).__name__}: {first}" if first else type(inner).__name__
 
 
 def absolute(path) -> str:
