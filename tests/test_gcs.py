@@ -143,3 +143,13 @@ def test_the_workdir_lock_on_gs_holds_beats_and_is_taken_over_when_stale(gcs, mo
     assert not fs.exists(f"{BUCKET}/runs/locked/LOCK.json")
   finally:
     first.release()
+  # A holder that stopped beating (a preempted host) is waited out, not refused.
+  gone = lock.Lock(workdir, heartbeat_s=0.1)
+  gone.me = dict(gone.me, host="preempted")
+  gone.acquire()
+  gone._stop.set()
+  time.sleep(0.4)
+  later = lock.Lock(workdir, stale_s=1.5, heartbeat_s=0.1, log=notices.append)
+  later.acquire()
+  assert "has been silent for" in notices[-2] and "silent (no heartbeat for" in notices[-1]
+  later.release()

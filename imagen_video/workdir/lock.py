@@ -117,7 +117,7 @@ class Lock:
 
   def _acquire_remote(self):
     self._b = self._blob()
-    for _ in range(3):
+    for _ in range(4):
       generation = self._write_remote(0)
       if generation > 0:
         break
@@ -127,6 +127,11 @@ class Lock:
       age = time.time() - float(holder.get("beat", 0))
       alive = _alive_here(holder)
       if alive or (alive is None and age < self.stale_s):
+        if alive is None and age > 2 * self.heartbeat_s:  # beats missed: likely gone (preempted)
+          self.log(f"{self.workdir}/{NAME}: its holder ({_describe(holder)}) has been silent for "
+                   f"{age:.0f} s; waiting {self.stale_s - age:.0f} s for its lock to go stale")
+          time.sleep(self.stale_s - age + 1)
+          continue
         self._refuse(holder)
       generation = self._write_remote(int(current))
       if generation > 0:
