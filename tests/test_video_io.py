@@ -71,9 +71,11 @@ def test_odd_tiny_float_and_scaled_inputs(tmp_path):
     vio.write_mp4(tmp_path / "bad.mp4", video * 2.0 - 1.0, fps=8)
 
 
-@pytest.mark.parametrize("kind", ["random", "empty", "truncated", "missing"])
+@pytest.mark.parametrize("kind", ["random", "empty", "truncated", "missing", "folder"])
 def test_unreadable_files_raise_video_read_error_naming_the_file(tmp_path, kind):
   path = tmp_path / f"{kind}.mp4"
+  if kind == "folder":
+    path.mkdir()
   if kind == "random":
     path.write_bytes(np.random.default_rng(0).bytes(4000))
   elif kind == "empty":
@@ -84,6 +86,8 @@ def test_unreadable_files_raise_video_read_error_naming_the_file(tmp_path, kind)
   with pytest.raises(vio.VideoReadError, match=f"{kind}.mp4") as info:
     vio.read_video(path)
   assert isinstance(info.value, ValueError) and info.value.reason
+  expected = {"missing": "no such file", "folder": "a folder, not a video file", "empty": "empty"}
+  assert expected.get(kind, "") in info.value.reason
 
 
 def test_truncated_gif_raises(tmp_path):

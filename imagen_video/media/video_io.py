@@ -175,6 +175,8 @@ def read_video(path) -> tuple[np.ndarray, float]:
   Raises VideoReadError for a missing, empty, corrupt or truncated file.
   """
   path = os.fspath(path)
+  if os.path.isdir(path):
+    raise VideoReadError(path, "a folder, not a video file")
   if not os.path.isfile(path):
     raise VideoReadError(path, "no such file")
   if os.path.getsize(path) == 0:
