@@ -178,7 +178,8 @@ class VideoFolder(tfds.core.GeneratorBasedBuilder):
     del dl_manager  # local or gs:// files: nothing to download
     c = self.builder_config
     source = video_sources.listing(c)  # before reading: a file changed meanwhile shows later
-    entries, bad, total = video_sources.entries(c)
+    listed = None if c.manifest else sorted(set(source) - set(CAPTION_FILES))  # walked once
+    entries, bad, total = video_sources.entries(c, listed)
     target = epath.Path(os.fspath(self.data_dir))
     target.mkdir(parents=True, exist_ok=True)
     (target / SOURCE_LISTING).write_text(json.dumps(source))
@@ -219,7 +220,6 @@ class VideoFolder(tfds.core.GeneratorBasedBuilder):
   def after_beam(self) -> None:
     """After a Beam build: clips that failed to decode are listed; without skip_bad the
     dataset is removed again and the error names them (nothing half-usable is left)."""
-    from etils import epath
     c = self.builder_config
     bad = bad_files(self.data_dir)
     if not bad:
@@ -284,7 +284,6 @@ def in_test(c, name: str) -> bool:
 
 def bad_files(data_dir) -> list[tuple[str, str]]:
   """[(file, reason)] a Beam build left out (its side outputs in `data_dir`)."""
-  from etils import epath
   out = []
   for path in sorted(epath.Path(os.fspath(data_dir)).glob("bad_files-*.tsv")):
     out += [tuple(line.split("\t", 1)) for line in path.read_text().splitlines() if line.strip()]

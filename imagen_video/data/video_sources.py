@@ -51,13 +51,14 @@ class Entry:
 
 
 # -- listing ------------------------------------------------------------------------------
-def entries(config) -> tuple[list[Entry], list[tuple[str, str]], int]:
+def entries(config, files: list[str] | None = None) -> tuple[list[Entry], list[tuple[str, str]], int]:
   """(usable entries, [(file or row, problem)], number of files or rows looked at) of a
-  VideoFolderConfig's source: its `manifest` if set, else its `source_dir`."""
+  VideoFolderConfig's source: its `manifest` if set, else its `source_dir` (whose `files`,
+  when the caller has listed them already, are not listed again)."""
   if config.manifest:
     return manifest_entries(config.manifest, config.path_column, config.caption_column,
                             config.extra_columns)
-  return folder_entries(config.source_dir)
+  return folder_entries(config.source_dir, files)
 
 
 def listing(config) -> dict[str, list]:
@@ -88,13 +89,12 @@ def changes(saved: dict, now: dict) -> str:
   return "; ".join(parts)
 
 
-def folder_entries(source_dir: str) -> tuple[list[Entry], list[tuple[str, str]], int]:
+def folder_entries(source_dir: str, files: list[str] | None = None
+                   ) -> tuple[list[Entry], list[tuple[str, str]], int]:
   from imagen_video.media import video_io
   root = epath.Path(source_dir)
-  if not root.is_dir():
-    raise FileNotFoundError(f"video_folder: source_dir {source_dir!r} is not a directory")
+  files = _list_files(root) if files is None else files
   captions, bad, captions_name = read_captions(source_dir)
-  files = _list_files(root)
   out = []
   for name in files:
     suffix = os.path.splitext(name)[1].lower()
@@ -208,6 +208,8 @@ def _read_table(path: epath.Path, name: str) -> tuple[list[tuple[str, dict]], li
 
 def _list_files(root: epath.Path) -> list[str]:
   """Every non-hidden file under root (relative, '/'-separated) but the captions file."""
+  if not root.is_dir():
+    raise FileNotFoundError(f"video_folder: source_dir {str(root)!r} is not a directory")
   files = []
   for dirpath, dirs, names in root.walk():
     dirs[:] = sorted(d for d in dirs if not d.startswith("."))
