@@ -5,7 +5,6 @@ with SIGKILL and resumed; then sampled from that workdir. Each step is the CLI i
 process, pointed at the emulator by environment variables as the README says."""
 import json
 import os
-import signal
 import socket
 import subprocess
 import sys
@@ -13,6 +12,7 @@ import time
 import urllib.request
 
 import pytest
+from killing import kill_when  # tests/killing.py (tests/ is on sys.path)
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BUCKET = "ivtest"
@@ -88,18 +88,8 @@ def test_train_kill_resume_and_sample_with_everything_on_gs(gcs, tmp_path):
   cmd = [sys.executable, "-m", "imagen_video.cli.main", "train", "--config", "configs/base_tiny.py:runlocal",
          f"--config.data.data_dir={data_dir}", "--config.train.steps=6", "--config.train.ckpt_every=2",
          "--workdir", workdir]
-  proc = subprocess.Popen(cmd, env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-  seen = []
-  try:
-    for line in proc.stdout:  # killed after step 5 is logged: a checkpoint (2 or 4) is final by then
-      seen.append(line)
-      if "[train] step 5/6" in line:
-        os.kill(proc.pid, signal.SIGKILL)
-        break
-    assert proc.wait(timeout=60) == -signal.SIGKILL, "".join(seen)[-3000:]
-  finally:
-    if proc.poll() is None:
-      proc.kill()
+  # Killed after step 5 is logged: a checkpoint (2 or 4) is final by then.
+  kill_when(cmd, "[train] step 5/6", env=env, cwd=ROOT)
   out = _cli(env, *cmd[3:])
   assert f"resumed from {workdir}/checkpoints step" in out and "done: step 6" in out
   assert f"{workdir}/LOCK.json: took over the lock of a run that is gone from this host" in out

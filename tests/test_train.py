@@ -161,29 +161,15 @@ def test_kill_9_between_checkpoints_resumes_with_the_uninterrupted_losses(data_d
   """SIGKILL a training process (the CLI) after its step-4 checkpoint and two more steps; the
   restarted run's per-step losses equal an uninterrupted run's, bit for bit (from the metrics
   file, which keeps each step once)."""
-  import signal
   import subprocess
   import sys
-  import time
+  from killing import kill_when
   steps = len(reference)
   workdir = tmp_path / "killed"
   cmd = [sys.executable, "-m", "imagen_video.cli.main", "train", "--config", f"{CONFIG}:runlocal",
          f"--config.data.data_dir={data_dir}", "--workdir", str(workdir)]
-  proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-  seen = []
-  try:
-    for line in proc.stdout:  # killed once step 6 is logged and the step-4 checkpoint is final
-      seen.append(line)
-      if "[train] step 6/" in line:
-        deadline = time.time() + 60
-        while not (workdir / "checkpoints" / "4").is_dir() and time.time() < deadline:
-          time.sleep(0.1)
-        os.kill(proc.pid, signal.SIGKILL)
-        break
-    assert proc.wait(timeout=60) == -signal.SIGKILL, "".join(seen)[-3000:]
-  finally:
-    if proc.poll() is None:
-      proc.kill()
+  # Killed once step 6 is logged and the step-4 checkpoint is final.
+  kill_when(cmd, "[train] step 6/", ready=lambda: (workdir / "checkpoints" / "4").is_dir())
   again = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
   assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
   assert "resumed from" in again.stdout and "step 4 (data position 4)" in again.stdout
