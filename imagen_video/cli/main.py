@@ -4,7 +4,13 @@ Each command module defines `main(argv: list[str]) -> int` and parses its own
 flags, so commands stay independent and importable by tests.
 """
 import importlib
+import logging
+import os
 import sys
+import tempfile
+import traceback
+
+from absl import logging as absl_logging
 
 # command name -> (module, one-line help)
 COMMANDS = {
@@ -67,8 +73,6 @@ class _TracebacksToFile:
   save fails) go to one log file instead of the terminal; the rest print as usual."""
 
   def __init__(self, name: str):
-    import logging
-    from absl import logging as absl_logging
     self.name, self.path = name, None
     outer = self
 
@@ -85,17 +89,14 @@ class _TracebacksToFile:
     absl_logging.get_absl_handler().addFilter(self.divert)
 
   def _append(self, text: str) -> str:
-    import tempfile
     if self.path is None:
       fd, self.path = tempfile.mkstemp(prefix=f"imagen-video-{self.name}-", suffix=".log")
-      import os
       os.close(fd)
     with open(self.path, "a") as f:
       f.write(text.rstrip() + "\n\n")
     return self.path
 
   def write_exception(self) -> str:
-    import traceback
     return self._append(traceback.format_exc())
 
 

@@ -153,3 +153,26 @@ def run_first_on_lead(fn, name: str):
   result = fn() if jax.process_index() == 0 else None
   multihost_utils.sync_global_devices(f"imagen_video:{name}")
   return fn() if jax.process_index() != 0 else result
+
+
+def run_on_lead_or_stop_all(fn, name: str) -> None:
+  """Runs `fn` (None on the other processes) on process 0 only; if it raised, the others
+  stop too, rather than wait at the next collective (e.g. a workdir another run holds)."""
+  import jax
+  if jax.process_count() == 1:
+    if fn:
+      fn()
+    return
+  import numpy as np
+  from jax.experimental import multihost_utils
+  error = None
+  try:
+    if fn:
+      fn()
+  except Exception as e:  # noqa: BLE001 - re-raised below, after telling the others
+    error = e
+  failed = multihost_utils.broadcast_one_to_all(np.int32(error is not None))
+  if error is not None:
+    raise error
+  if failed:
+    raise RuntimeError(f"process 0 could not start the run ({name}); see its log")

@@ -44,10 +44,11 @@ def param_spec(config, stage, mesh, rules):
 
 
 def differences(saved, given, groups=SAVED, skip=MOVABLE) -> list[tuple[str, object, object]]:
-  """(field, saved value, given value) for every field of `groups` that differs."""
+  """(field, saved value, given value) for every field of `groups` (None: all) that differs."""
   flat = lambda c: _flatten(json.loads(c.to_json_best_effort())) if c is not None else {}
   a, b = flat(saved), flat(given)
-  keys = sorted(k for k in set(a) | set(b) if k.split(".")[0] in groups and k not in skip)
+  keys = sorted(k for k in set(a) | set(b)
+                if (groups is None or k.split(".")[0] in groups) and k not in skip)
   return [(k, a.get(k), b.get(k)) for k in keys if a.get(k) != b.get(k)]
 
 

@@ -26,7 +26,7 @@ def check(workdir, config, step: int) -> list[tuple[str, object, object]]:
   saved = saved_config.read(workdir)
   if saved is None:
     return []
-  every = loading.differences(saved, config, groups=tuple({k.split(".")[0] for k in _keys(saved, config)}))
+  every = loading.differences(saved, config, groups=None)
   fixed = [d for d in every if d[0].split(".")[0] in FIXED or d[0] in FIXED_FIELDS]
   if fixed:
     listed = "; ".join(f"{k} (saved {a!r}, new {b!r})" for k, a, b in fixed[:8])
@@ -38,7 +38,3 @@ def check(workdir, config, step: int) -> list[tuple[str, object, object]]:
     saved_config.append_history(workdir, {"time": time.time(), "step": step,
                                           "changed": {k: [a, b] for k, a, b in every}})
   return every
-
-
-def _keys(*configs) -> set[str]:
-  return {k for c in configs for k in c.keys()}

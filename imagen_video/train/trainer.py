@@ -83,29 +83,12 @@ def train_and_evaluate(config, workdir: str, *, mesh=None, stop_after: int | Non
   evals = build_evals(config)
   divergence = guard.Guard(t.get("divergence"))
   held = lock.Lock(workdir) if jax.process_index() == 0 else None
-  _all_or_none(held.acquire if held else None, "workdir_lock")
+  distributed.run_on_lead_or_stop_all(held.acquire if held else None, "workdir_lock")
   try:  # everything below, data preparation included, runs under the workdir's lock
     return _train(resolve_config(config), workdir, mesh, stop_after, evals, divergence, held)
   finally:
     if held:
       held.release()
-
-
-def _all_or_none(fn, name: str):
-  """Runs `fn` on process 0; the others stop too if it raised (e.g. a held workdir)."""
-  if jax.process_count() == 1:
-    return fn and fn()
-  from jax.experimental import multihost_utils
-  error = None
-  try:
-    fn and fn()
-  except Exception as e:  # noqa: BLE001 - re-raised below, after telling the others
-    error = e
-  failed = multihost_utils.broadcast_one_to_all(np.int32(error is not None))
-  if error is not None:
-    raise error
-  if failed:
-    raise lock.Held(f"process 0 could not start the run ({name}); see its log")
 
 
 def _train(config, workdir, mesh, stop_after, evals, divergence, held):
@@ -182,7 +165,8 @@ def _train(config, workdir, mesh, stop_after, evals, divergence, held):
     why = divergence.check(step, loss, float(metrics["grad_norm"]))
     if held:
       held.check()
-    if why is None and ckpt.due(step, force=step == t.steps) and not divergence.suspicious:
+    final = step == t.steps
+    if why is None and ckpt.due(step, force=final) and not divergence.suspicious:
       if not bool(guard.all_finite(state["params"])):
         why = f"the params are not finite after step {step}"
     if why:
@@ -191,7 +175,7 @@ def _train(config, workdir, mesh, stop_after, evals, divergence, held):
     if step % t.log_every == 0 or step == end:
       prog.update(step, {k: float(v) for k, v in metrics.items()} | {"lr": float(schedule(step))})
     if not divergence.suspicious:  # a step above the limit is never saved
-      ckpt.save(step, state, {"step": data.step}, force=step == t.steps)
+      ckpt.save(step, state, {"step": data.step}, force=final)
     if t.get("sample_every") and step % t.sample_every == 0:  # every process samples, 0 writes
       write_samples(stage, state, config, os.path.join(workdir, "samples"), step)
     run_evals(evals, stage, state, step, workdir, prog)

@@ -73,7 +73,7 @@ class Checkpoints:
       try:
         return self.restore(abstract_state, step)
       except Exception as e:  # noqa: BLE001 - any read failure: try the next older step
-        why = f"{type(e).__name__}: {str(e).strip().splitlines()[0][:200] if str(e).strip() else ''}"
+        why = _first_line(e)
         older = [s for s in self.manager.all_steps() if s < step]
         if not older:
           raise RuntimeError(f"checkpoint {step} in {self.directory} cannot be read ({why}) and "
@@ -127,9 +127,12 @@ def _cause(e: BaseException) -> str:
     text = str(err).strip()
     if "No space left on device" in text or "ENOSPC" in text:
       return "No space left on device"
-  inner = seen[-1]
-  first = str(inner).strip().splitlines()[0][:200] if str(inner).strip() else ""
-  return f"{type(inner).__name__}: {first}" if first else type(inner).__name__
+  return _first_line(seen[-1])
+
+
+def _first_line(e: BaseException) -> str:
+  text = str(e).strip()
+  return f"{type(e).__name__}: {text.splitlines()[0][:200]}" if text else type(e).__name__
 
 
 def absolute(path) -> str:
