@@ -1,5 +1,5 @@
 """The layering of DESIGN.md, read from the imports of every module (function-level ones too):
-bottom packages (nn, diffusion, text, media, pose, utils, parallel, workdir) import nothing
+bottom packages (nn, diffusion, text, media, pose, utils, parallel, workdir, clip) import nothing
 above them; data, stage, cascade, eval, train and cli each import only what sits below; no
 package and no module imports itself round a cycle."""
 import ast
@@ -7,9 +7,9 @@ import collections
 import pathlib
 
 ROOT = pathlib.Path(__file__).resolve().parents[1] / "imagen_video"
-BOTTOM = {"nn", "diffusion", "text", "media", "pose", "utils", "parallel", "workdir"}
+BOTTOM = {"nn", "diffusion", "text", "media", "pose", "utils", "parallel", "workdir", "clip"}
 # What a bottom package may import of the others (parallel: meshes, rules, multi-host only).
-BOTTOM_DEPS = {"nn": {"parallel"}, "text": {"parallel"}, "pose": {"media"}}
+BOTTOM_DEPS = {"nn": {"parallel"}, "text": {"parallel"}, "pose": {"media"}, "clip": {"parallel", "text"}}
 RANK = {**{p: 0 for p in BOTTOM}, "data": 1, "pose_detector": 2, "stage": 2, "cascade": 3,
         "eval": 4, "train": 5, "cli": 6}
 
