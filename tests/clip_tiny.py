@@ -1,6 +1,5 @@
 """Tiny random Hugging Face CLIP directories (transformers' PyTorch CLIPModel) and a tiny BPE
 vocabulary learnt here, for the CLIP parity and CLI tests."""
-import collections
 import json
 import os
 
@@ -26,51 +25,9 @@ CONFIGS = [
 ]
 
 
-def byte_table():
-  from imagen_video.clip.tokenizer import byte_chars
-  return byte_chars()
-
-
-def learn_bpe(texts, merges: int):
-  """The tiny vocabulary: 256 byte symbols, each also with '</w>', `merges` learnt merges,
-  then the two special tokens (end-of-text last: the largest id, as in OpenAI's vocabulary)."""
-  chars = byte_table()
-  words = collections.Counter()
-  for t in texts:
-    for w in t.lower().split():
-      sym = [chars[b] for b in w.encode()]
-      sym[-1] += "</w>"
-      words[tuple(sym)] += 1
-  vocab = list(chars.values()) + [c + "</w>" for c in chars.values()]
-  learnt = []
-  for _ in range(merges):
-    pairs = collections.Counter()
-    for w, n in words.items():
-      for p in zip(w, w[1:]):
-        pairs[p] += n
-    if not pairs:
-      break
-    best = max(sorted(pairs), key=pairs.get)
-    learnt.append(best)
-    vocab.append(best[0] + best[1])
-    new = collections.Counter()
-    for w, n in words.items():
-      out, i = [], 0
-      while i < len(w):
-        if i + 1 < len(w) and (w[i], w[i + 1]) == best:
-          out.append(w[i] + w[i + 1])
-          i += 2
-        else:
-          out.append(w[i])
-          i += 1
-      new[tuple(out)] += n
-    words = new
-  vocab += ["<|startoftext|>", "<|endoftext|>"]
-  return {t: i for i, t in enumerate(vocab)}, learnt
-
-
 def write_tokenizer(path, merges=60):
-  vocab, learnt = learn_bpe(CORPUS, merges)
+  from imagen_video.clip.tokenizer import train_bpe
+  vocab, learnt = train_bpe(CORPUS, merges)
   with open(os.path.join(path, "vocab.json"), "w") as f:
     json.dump(vocab, f)
   with open(os.path.join(path, "merges.txt"), "w") as f:

@@ -143,3 +143,13 @@ def test_bad_inputs_name_the_file(tmp_path):
     hf_convert.convert(str(hf), str(tmp_path / "out"))
   with pytest.raises(FileNotFoundError, match=r"clip_config\.json: not found; .* is not a CLIP checkpoint"):
     checkpoint.restore(str(tmp_path))
+
+
+def test_convert_clip_cli(tmp_path, capsys):
+  from imagen_video.cli import main as cli
+  clip_tiny.build(str(tmp_path / "hf"), 0)
+  assert cli.main(["convert-clip", "--src", str(tmp_path / "hf"), "--out", str(tmp_path / "ck")]) == 0
+  assert "CLIP ViT 32x2 patch 8 @ 32px" in capsys.readouterr().out
+  assert {"clip_config.json", "preprocess.json", "vocab.json", "merges.txt", "params"} <= set(os.listdir(tmp_path / "ck"))
+  assert cli.main(["convert-clip", "--src", str(tmp_path / "nope"), "--out", str(tmp_path / "x")]) == 1
+  assert "nope/config.json: not found" in capsys.readouterr().err

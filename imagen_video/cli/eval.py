@@ -7,6 +7,7 @@ and seed rule as `imagen-video sample`:
 
   caption      the 28 colour x direction prompts of moving_shapes, read from the pixels
   fvd          FVD (Kinetics-400 I3D) against held-out clips
+  clip_score   CLIP score and CLIP R-Precision of samples of held-out captions (--clip DIR)
   sr_psnr      a TSR/SSR stage against bicubic / frame blending (+ back-projection)
   text_probe   x0 error with the direction word changed (a base stage)
   conditional  i2v, interpolation, prediction, inpainting, extension against the truth

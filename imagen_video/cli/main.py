@@ -22,6 +22,8 @@ COMMANDS = {
     "pose-video": ("imagen_video.cli.pose_video", "render a pose sequence (COCO/OpenPose JSON) as a skeleton video"),
     "eval": ("imagen_video.cli.eval", "measure a trained stage (caption check, ...)"),
     "convert-t5": ("imagen_video.cli.convert_t5", "convert a Hugging Face T5 checkpoint to an Orbax encoder"),
+    "convert-clip": ("imagen_video.cli.convert_clip", "convert a Hugging Face CLIP checkpoint (CLIP score / R-Precision)"),
+    "clip-score": ("imagen_video.cli.clip_score", "CLIP score + R-Precision of sampled videos (a samples.jsonl index)"),
     "encode-text": ("imagen_video.cli.encode_text", "write T5 embeddings + masks of prompts to .npz"),
     "ablate": ("imagen_video.cli.ablate", "train + measure the papers' ablations, write reports"),
     "distill": ("imagen_video.cli.distill", "distill a stage to few sampling steps (guidance + halvings)"),
@@ -51,7 +53,7 @@ def main(argv: list[str] | None = None) -> int:
     hint = f" (did you mean `{close[0]}`?)" if close else ""
     print(f"imagen-video: unknown command `{name}`{hint}\n\n{usage()}", file=sys.stderr)
     return 2
-  verbose = "--verbose" in rest and name != "convert-t5"  # convert-t5 has its own --verbose
+  verbose = "--verbose" in rest and name not in ("convert-t5", "convert-clip")  # they have their own
   if verbose:
     rest = [a for a in rest if a != "--verbose"]
   log = None if verbose else _TracebacksToFile(name)

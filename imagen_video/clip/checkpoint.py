@@ -103,3 +103,15 @@ def restore(ckpt_dir: str, *, mesh: Mesh | None = None, rules: Rules = (),
     restored = ckptr.restore(path, _str_keys(target))
   nnx.replace_by_pure_dict(abstract, _like(restored, abstract.to_pure_dict()))
   return nnx.merge(graphdef, abstract)
+
+
+def save_random(ckpt_dir: str, cfg: ClipConfig, texts: list[str], merges: int = 200, seed: int = 0) -> str:
+  """A randomly initialised CLIP with a BPE learnt from `texts`: the metric's plumbing on any
+  machine (its scores carry no meaning; a converted real checkpoint runs the same code)."""
+  from imagen_video.clip.tokenizer import Tokenizer, train_bpe
+  vocab, merge_list = train_bpe(texts, merges)
+  cfg = cfg.replace(vocab_size=len(vocab), eos_token_id=vocab["<|endoftext|>"])
+  tok = Tokenizer(vocab, merge_list, {"bos": "<|startoftext|>", "eos": "<|endoftext|>", "pad": "<|endoftext|>"},
+                  cfg.text_length)
+  model = CLIP(cfg, rngs=nnx.Rngs(seed))
+  return save_model(ckpt_dir, model, Preprocess(resize=cfg.image_size, crop=cfg.image_size), tok)

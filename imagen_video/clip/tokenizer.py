@@ -7,6 +7,7 @@ rank; then <|startoftext|> ids <|endoftext|>, cut and padded to the model's text
 """
 from __future__ import annotations
 
+import collections
 import functools
 import json
 import os
@@ -179,3 +180,42 @@ def _from_tokenizer_json(path: str) -> tuple[dict[str, int], list[tuple[str, str
     raise ValueError(f"{path}: field 'model' is not a BPE model with a vocab")
   merges = [tuple(m.split(" ")) if isinstance(m, str) else tuple(m) for m in model.get("merges", [])]
   return model["vocab"], merges
+
+
+def train_bpe(texts, merges: int) -> tuple[dict[str, int], list[tuple[str, str]]]:
+  """A small CLIP-style vocabulary learnt from `texts` (tests, random-init plumbing checks):
+  the 256 byte symbols, each also with '</w>', up to `merges` merges by pair frequency, then
+  <|startoftext|> and <|endoftext|> (the largest id, as in OpenAI's vocabulary)."""
+  chars = byte_chars()
+  words = collections.Counter()
+  for text in texts:
+    for piece in PATTERN.findall(WHITESPACE.sub(" ", unicodedata.normalize("NFC", text)).lower()):
+      symbols = [chars[b] for b in piece.encode("utf-8")]
+      symbols[-1] += "</w>"
+      words[tuple(symbols)] += 1
+  vocab = list(chars.values()) + [c + "</w>" for c in chars.values()]
+  learnt = []
+  for _ in range(merges):
+    pairs = collections.Counter()
+    for word, n in words.items():
+      for pair in zip(word, word[1:]):
+        pairs[pair] += n
+    if not pairs:
+      break
+    best = max(sorted(pairs), key=pairs.get)
+    learnt.append(best)
+    vocab.append(best[0] + best[1])
+    merged = collections.Counter()
+    for word, n in words.items():
+      out, i = [], 0
+      while i < len(word):
+        if i + 1 < len(word) and (word[i], word[i + 1]) == best:
+          out.append(word[i] + word[i + 1])
+          i += 2
+        else:
+          out.append(word[i])
+          i += 1
+      merged[tuple(out)] += n
+    words = merged
+  vocab += ["<|startoftext|>", "<|endoftext|>"]
+  return {t: i for i, t in enumerate(vocab)}, learnt

@@ -17,6 +17,7 @@ from typing import ClassVar
 MODULES = {
     "caption": "imagen_video.eval.prompt_following",
     "fvd": "imagen_video.eval.fvd",
+    "clip_score": "imagen_video.eval.clip_score",
     "sr_psnr": "imagen_video.eval.sr_psnr",
     "text_probe": "imagen_video.eval.text_probe",
     "conditional": "imagen_video.eval.conditional",
