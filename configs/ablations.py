@@ -25,7 +25,8 @@ from imagen_video.utils.config_args import parse_arg
 ABLATIONS = ("v_vs_eps", "cond_aug", "joint_images", "guidance", "temporal_mixing", "width")
 
 BASE_METRICS = (("x0_mse", "lower"), ("color", "higher"), ("color_direction", "higher"),
-                ("fvd", "lower"), ("color_shift", "lower"), ("diversity", "higher"))
+                ("fvd", "lower"), ("clip_score", "higher"), ("r_precision", "higher"),
+                ("color_shift", "lower"), ("diversity", "higher"))
 SR_METRICS = (("psnr_clean", "higher"), ("ssim_clean", "higher"), ("psnr_degraded", "higher"),
               ("ssim_degraded", "higher"))
 

@@ -90,7 +90,7 @@ def test_embeddings_and_clip_score_match_transformers(converted):
   scorer = ClipScorer(ours, batch=8)
   got = scorer.score(videos, captions)
   d_score = float(np.abs(np.asarray(got["scores"]) - ref_scores).max())
-  ours_cos = metrics.frame_cosines(scorer.embed_videos(videos), scorer.embed_texts(captions))
+  ours_cos = metrics.frame_cosines(np.stack(scorer.embed_videos(videos)), scorer.embed_texts(captions))
   d_cos = float(np.abs(100 * ours_cos - 100 * cos).max())  # unfloored: a score of 0 hides nothing
   bf16 = checkpoint.restore(ours, dtype="bfloat16")
   bf16_cos = metrics.normalize(np.asarray(bf16.encode_image(pixels), np.float32)) @ metrics.normalize(ref_img).T

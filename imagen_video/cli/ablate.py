@@ -23,6 +23,8 @@ def main(argv: list[str]) -> int:
                       flag_values=fv)
   flags.DEFINE_string("data_dir", None, "TFDS dir (default ROOT/tensorflow_datasets)", flag_values=fv)
   flags.DEFINE_string("args", "", "arguments of configs/ablations.py (e.g. steps=500)", flag_values=fv)
+  flags.DEFINE_string("clip", None, "CLIP checkpoint (`imagen-video convert-clip`): adds CLIP score and "
+                      "R-Precision of the caption-check samples to base/guidance reports", flag_values=fv)
   flags_util.parse(fv, argv, __doc__)
   module = configs_loader.load_module("configs/ablations.py")
   if not fv.ablation:
@@ -38,5 +40,5 @@ def main(argv: list[str]) -> int:
     spec = module.get_config(",".join(filter(None, [f"name={name}", fv.args])))
     print(f"[ablate] {i + 1}/{len(names)} {name}: {spec.title} "
           f"({time.time() - t0:.0f} s elapsed)", flush=True)
-    ablation.run(spec, fv.root, data_dir=fv.data_dir)
+    ablation.run(spec, fv.root, data_dir=fv.data_dir, clip=fv.clip)
   return 0

@@ -51,20 +51,23 @@ class ClipScorer:
   def embed_texts(self, texts: list[str]) -> np.ndarray:
     return self._batched(self._text, self.tokenizer(list(texts)))
 
-  def embed_videos(self, videos) -> np.ndarray:
-    """uint8 videos (each [T, H, W, 3], the same T) -> [N, T, projection_dim]."""
-    videos = list(videos)
-    lengths = {len(v) for v in videos}
-    if len(lengths) != 1:
-      raise ValueError(f"CLIP score: videos of different lengths {sorted(lengths)}; score them separately")
-    return np.stack([self.embed_frames(v) for v in videos])
+  def embed_videos(self, videos) -> list[np.ndarray]:
+    """uint8 videos (each [T_i, H_i, W_i, 3]) -> [T_i, projection_dim] each; all frames go
+    through the tower together, so short videos fill the batches."""
+    pixels = [self.preprocess(v) for v in videos]
+    flat = self._batched(self._image, np.concatenate(pixels))
+    return np.split(flat, np.cumsum([len(p) for p in pixels])[:-1])
 
   def score(self, videos, captions: list[str], k: int = metrics.DEFAULT_K, seed: int = 0) -> dict:
     """Per-video CLIP scores, their mean and standard error, and R-Precision at K."""
-    captions = list(captions)
     if len(captions) != len(videos):
       raise ValueError(f"CLIP score: {len(videos)} videos but {len(captions)} captions")
-    image = [self.embed_frames(v) for v in videos]  # videos may differ in length and size
+    return self.score_embedded(self.embed_videos(videos), captions, k=k, seed=seed)
+
+  def score_embedded(self, image: list[np.ndarray], captions: list[str], k: int = metrics.DEFAULT_K,
+                     seed: int = 0) -> dict:
+    """`score` from frame embeddings already computed (e.g. one set against several captionings)."""
+    captions = list(captions)
     distinct = sorted(set(captions))
     text_of = dict(zip(distinct, self.embed_texts(distinct)))
     scores = np.array([metrics.clip_scores(e[None], text_of[c][None])[0] for e, c in zip(image, captions)])
@@ -73,4 +76,3 @@ class ClipScorer:
     if len(distinct) >= 2:
       out.update(metrics.r_precision(image, captions, text_of, k=k, seed=seed))
     return out
-

@@ -14,7 +14,9 @@ Measurements (`eval.kind`):
                    levels (comparable across parameterisations, unlike the loss);
                    color / direction / color_direction: the caption check;
                    color_shift and diversity (eval/video_metrics.py); fvd (I3D) of
-                   samples for the captions of fvd_num test clips.
+                   samples for the captions of fvd_num test clips; with a CLIP checkpoint
+                   (`ablate --clip DIR`) clip_score and r_precision (eval/clip_score.py)
+                   of the caption-check samples, with their standard errors.
   sr               PSNR / SSIM per frame of the stage's samples and of its classical
                    baseline, from the true low-res input (clean) and from that input
                    degraded like a previous stage's sample (blur, grain, colour offset).
@@ -45,7 +47,7 @@ def train_variants(spec, root: str, data_dir: str) -> tuple[str, list[dict]]:
   return config, variants
 
 
-def run(spec, root: str, *, data_dir: str | None = None) -> dict:
+def run(spec, root: str, *, data_dir: str | None = None, clip: str | None = None) -> dict:
   """Trains, measures and reports one ablation; returns the report's data."""
   from imagen_video.utils import configs_loader
   data_dir = data_dir or os.path.join(root, "tensorflow_datasets")
@@ -59,10 +61,10 @@ def run(spec, root: str, *, data_dir: str | None = None) -> dict:
     if spec.eval.kind == "sr":
       rows += _measure_sr(spec, v, config, workdir)
     else:
-      rows += _measure_base(spec, v, config, workdir)
+      rows += _measure_base(spec, v, config, workdir, clip)
   result = {"name": spec.name, "title": spec.title, "paper": spec.paper, "steps": spec.steps,
             "train_config": config_spec, "train_seconds": train_s,
-            "eval_seconds": time.time() - t0 - train_s, "rows": rows}
+            "eval_seconds": time.time() - t0 - train_s, "rows": rows, "clip": clip}
   write_report(spec, result, os.path.join(root, "reports", spec.name))
   return result
 
@@ -112,7 +114,7 @@ def _cached(workdir: str, key: dict, measure):
   return metrics, sheet, seconds
 
 
-def _measure_base(spec, variant, config, workdir) -> list[dict]:
+def _measure_base(spec, variant, config, workdir, clip=None) -> list[dict]:
   """One row per guidance setting (kind guidance) or one row at the config's guidance."""
   from imagen_video.data import held_out as held_out_lib
   from imagen_video.eval import fvd, prompt_following, sampling, text_probe, video_metrics
@@ -145,6 +147,9 @@ def _measure_base(spec, variant, config, workdir) -> list[dict]:
       metrics = {"x0_mse": x0_mse, **caption["accuracy"],
                  "color_shift": video_metrics.color_shift(caption["videos"]),
                  "diversity": video_metrics.diversity(div_videos, groups)}
+      if clip:
+        from imagen_video.eval import clip_score
+        metrics.update(clip_score.measure(clip, caption["videos"], prompts, seed=e.seed))
       if e.fvd_num:
         real = video_io.to_uint8(clips["video"][:e.fvd_num], (0.0, 1.0))
         caps = clips["caption"][:e.fvd_num]
@@ -154,6 +159,8 @@ def _measure_base(spec, variant, config, workdir) -> list[dict]:
 
     weights = w if isinstance(w, (int, float)) else dict(w)
     key = dict(eval=e.to_dict(), setting=s["name"], guidance=weights, step=sampler.step, seeds="v2")
+    if clip:  # runs measured without CLIP keep their cache entries
+      key["clip"] = os.path.abspath(clip)
     metrics, sheet, seconds = _cached(workdir, key, measure)
     seconds += x0_seconds
     _print_row(spec, s["name"], metrics, seconds)
@@ -260,7 +267,9 @@ def markdown(spec, result: dict) -> str:
                  f" | {train} | {r['eval_seconds'] / 60:.1f} |")
   better = ", ".join(f"{k}: {d} is better" for k, d in spec.metrics if k in cols)
   notes = {"all": "all: color, shape and direction right together",
-           "baseline_psnr_clean": "baseline_*: bicubic from the same input"}
+           "baseline_psnr_clean": "baseline_*: bicubic from the same input",
+           "clip_score": f"clip_score / r_precision: CLIP ({result.get('clip')}) on the caption-check "
+                         "samples, R-Precision at K = min(100, distinct prompts of the check)"}
   better += "".join(f"; {t}" for k, t in notes.items() if k in cols)
   lines += ["", f"({better}.)"]
   held = next((r["held_out"] for r in result["rows"] if r.get("held_out")), None)
