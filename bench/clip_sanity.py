@@ -1,6 +1,6 @@
 """CLIP score sanity on the clips available here: matched vs shuffled captions.
 
-    python -m bench.clip_sanity [--clip CKPT_DIR] [--num 32] [--frames 8] [--size 96] --out docs/results/clip_score.md
+    python -m bench.clip_sanity [--clip CKPT_DIR] [--num 32] [--frames 8] [--size 96] [--out TABLE.md]
 
 Renders the first --num test clips of texture_pans (pans/zooms over real photographs) and
 athletes, scores each against its own caption and against another clip's caption (a
@@ -46,7 +46,7 @@ def main():
   p.add_argument("--frames", type=int, default=8)
   p.add_argument("--size", type=int, default=96)
   p.add_argument("--k", type=int, default=100)
-  p.add_argument("--out", required=True)
+  p.add_argument("--out", default=None, help="also write the table (markdown) here")
   a = p.parse_args()
   data = {name: clips(name, a.num, a.frames, a.size) for name in ("texture_pans", "athletes")}
   ckpt, what = a.clip, a.clip
@@ -76,9 +76,10 @@ def main():
     print(f"[clip_sanity] {name}: {time.time() - t0:.0f} s", flush=True)
   table = "\n".join(lines)
   print(table)
-  os.makedirs(os.path.dirname(os.path.abspath(a.out)), exist_ok=True)
-  with open(a.out + ".table", "w") as f:
-    f.write(table + "\n")
+  if a.out:
+    os.makedirs(os.path.dirname(os.path.abspath(a.out)), exist_ok=True)
+    with open(a.out, "w") as f:
+      f.write(table + "\n")
 
 
 if __name__ == "__main__":

@@ -45,3 +45,18 @@ def test_guidance_ablation_report_shows_clip_columns_when_configured(tiny_cascad
   plain = ablation.run(spec, str(tmp_path / "abl"))
   assert all("clip_score" not in r["metrics"] for r in plain["rows"])
   assert np.isfinite([r["metrics"]["color"] for r in plain["rows"]]).all()
+
+
+@pytest.mark.slow
+def test_clip_score_evaluator_on_a_stage(tiny_cascade, tmp_path):
+  from imagen_video.eval import registry
+  from imagen_video.stage.sampler import StageSampler
+  base = next(s for s in tiny_cascade.stages if s["name"] == "base")
+  sampler = StageSampler.load(base["workdir"], config=base["config"])
+  clip = checkpoint.save_random(str(tmp_path / "clip"), TINY, ["a red circle moving left"], merges=20)
+  result = registry.build("clip_score", clip=clip, num=4, batch=4).run(sampler, str(tmp_path / "eval"))
+  assert result["num"] == 4 and result["held_out"]["num"] == 4 and len(result["scores"]) == 4
+  assert abs(result["clip_score"] - np.mean(result["scores"])) < 1e-9
+  saved = json.loads((tmp_path / "eval" / "clip_score.json").read_text())
+  assert saved["generated"]["clip_score"] == result["clip_score"] and "held_out" in saved
+  assert "| held-out clips | 4 |" in (tmp_path / "eval" / "clip_score.md").read_text()

@@ -252,7 +252,7 @@ def verdicts(spec, rows: list[dict]) -> list[str]:
 def markdown(spec, result: dict) -> str:
   names = [k for k, _ in spec.metrics if any(k in r["metrics"] for r in result["rows"])]
   extra = sorted({k for r in result["rows"] for k in r["metrics"]} - set(names))
-  cols = names + extra
+  cols = [k for k in names + extra if not (k.endswith("_se") and k[:-3] in names + extra)]  # shown as ±
   lines = [f"# {result['title']}", "", f"Papers: {result['paper']}", "",
            f"Budget: {result['steps']} training steps per variant (`{result['train_config']}`); "
            "train min = steps / the run's median logged rate; measuring takes the eval min of "
@@ -260,7 +260,8 @@ def markdown(spec, result: dict) -> str:
            "| row | setting | " + " | ".join(cols) + " | train min | eval min |",
            "|---|---|" + "---|" * (len(cols) + 2)]
   for r in result["rows"]:
-    cells = [f"{r['metrics'][k]:.4g}" if k in r["metrics"] else "" for k in cols]
+    cells = [(f"{r['metrics'][k]:.4g}" + (f" ± {r['metrics'][k + '_se']:.2g}" if k + "_se" in r["metrics"] else ""))
+             if k in r["metrics"] else "" for k in cols]
     rate = r["train_steps_per_sec"]
     train = f"{result['steps'] / rate / 60:.1f}" if rate else ""
     lines.append(f"| {r['name']} | {r['label']} | " + " | ".join(cells) +
