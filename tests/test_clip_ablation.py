@@ -52,7 +52,7 @@ def test_clip_score_evaluator_on_a_stage(tiny_cascade, tmp_path):
   from imagen_video.eval import registry
   from imagen_video.stage.sampler import StageSampler
   base = next(s for s in tiny_cascade.stages if s["name"] == "base")
-  sampler = StageSampler.load(base["workdir"], config=base["config"])
+  sampler = StageSampler.load(base["workdir"], config=configs_loader.load(base["config"]))
   clip = checkpoint.save_random(str(tmp_path / "clip"), TINY, ["a red circle moving left"], merges=20)
   result = registry.build("clip_score", clip=clip, num=4, batch=4).run(sampler, str(tmp_path / "eval"))
   assert result["num"] == 4 and result["held_out"]["num"] == 4 and len(result["scores"]) == 4

@@ -151,5 +151,11 @@ def test_convert_clip_cli(tmp_path, capsys):
   assert cli.main(["convert-clip", "--src", str(tmp_path / "hf"), "--out", str(tmp_path / "ck")]) == 0
   assert "CLIP ViT 32x2 patch 8 @ 32px" in capsys.readouterr().out
   assert {"clip_config.json", "preprocess.json", "vocab.json", "merges.txt", "params"} <= set(os.listdir(tmp_path / "ck"))
+  assert cli.main(["convert-clip", "--src", str(tmp_path / "hf"), "--out", str(tmp_path / "bf"),
+                   "--param_dtype", "bfloat16"]) == 0
+  bf = checkpoint.restore(str(tmp_path / "bf"))
+  assert bf.vision.layers[0].fc1[...].dtype == jax.numpy.bfloat16 == bf.text.proj[...].dtype
+  fp = checkpoint.restore(str(tmp_path / "ck"))
+  assert np.abs(np.asarray(bf.text.proj[...], np.float32) - np.asarray(fp.text.proj[...])).max() <= 1e-2
   assert cli.main(["convert-clip", "--src", str(tmp_path / "nope"), "--out", str(tmp_path / "x")]) == 1
   assert "nope/config.json: not found" in capsys.readouterr().err

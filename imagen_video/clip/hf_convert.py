@@ -69,6 +69,8 @@ def read_preprocess(src: str, cfg: ClipConfig) -> Preprocess:
   if not os.path.isfile(path):
     return Preprocess(resize=cfg.image_size, crop=cfg.image_size)
   hf = _json(path, "preprocessor_config.json")
+  if hf.get("resample", 3) != 3:  # PIL's BICUBIC, what every CLIP processor uses
+    raise ValueError(f"{path}: field 'resample' = {hf['resample']!r}; only bicubic (3) is implemented")
 
   def edge(value, key):
     if isinstance(value, dict):

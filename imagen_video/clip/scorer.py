@@ -52,16 +52,25 @@ class ClipScorer:
     return self._batched(self._text, self.tokenizer(list(texts)))
 
   def embed_videos(self, videos) -> list[np.ndarray]:
-    """uint8 videos (each [T_i, H_i, W_i, 3]) -> [T_i, projection_dim] each; all frames go
-    through the tower together, so short videos fill the batches."""
-    pixels = [self.preprocess(v) for v in videos]
-    flat = self._batched(self._image, np.concatenate(pixels))
-    return np.split(flat, np.cumsum([len(p) for p in pixels])[:-1])
+    """uint8 videos (each [T_i, H_i, W_i, 3]) -> [T_i, projection_dim] each. Frames of
+    consecutive videos fill the batches, preprocessed as they go (bounded host memory)."""
+    lengths, pending, done = [], [], []
+    for video in videos:
+      pending.append(self.preprocess(video))
+      lengths.append(len(pending[-1]))
+      if sum(map(len, pending)) >= self.batch:
+        frames = np.concatenate(pending)
+        full = len(frames) - len(frames) % self.batch
+        done.append(self._batched(self._image, frames[:full]))
+        pending = [frames[full:]]
+    if sum(map(len, pending)):
+      done.append(self._batched(self._image, np.concatenate(pending)))
+    return np.split(np.concatenate(done), np.cumsum(lengths)[:-1])
 
   def score(self, videos, captions: list[str], k: int = metrics.DEFAULT_K, seed: int = 0) -> dict:
     """Per-video CLIP scores, their mean and standard error, and R-Precision at K."""
-    if len(captions) != len(videos):
-      raise ValueError(f"CLIP score: {len(videos)} videos but {len(captions)} captions")
+    if len(captions) != len(videos) or not len(videos):
+      raise ValueError(f"CLIP score: {len(videos)} videos but {len(captions)} captions (expected the same, > 0)")
     return self.score_embedded(self.embed_videos(videos), captions, k=k, seed=seed)
 
   def score_embedded(self, image: list[np.ndarray], captions: list[str], k: int = metrics.DEFAULT_K,
