@@ -47,6 +47,10 @@ def register_backend(name: str, fn: AttentionFn) -> None:
   _BACKENDS[name] = fn
 
 
+def known_backends() -> tuple[str, ...]:
+  return tuple(sorted(_BACKENDS))
+
+
 def attend(q, k, v, *, bias=None, mask=None, backend: str = "xla") -> jax.Array:
   try:
     fn = _BACKENDS[backend]
