@@ -3,7 +3,8 @@
 XLA's `cost_analysis()` of an SPMD-partitioned executable counts one device's share (checked
 against a 1-device compile in tests/test_mfu.py), so every figure here is per device. It does
 not see inside custom kernels (cuDNN, Pallas splash): with those, FLOPs and MFU read low by the
-attention's share (tiny base on v5p: 8% fewer FLOPs with splash).
+attention's share (tiny base on v5p: 8% fewer FLOPs with splash). With remat it counts the
+recomputed forward too (hardware FLOPs: reads higher than the model-FLOPs convention).
 """
 from __future__ import annotations
 
