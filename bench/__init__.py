@@ -1,6 +1,7 @@
 """Benchmarks (figures, never pass/fail). Run as modules from the repo root, e.g.
 
     python -m bench.bench_unet --quick
+    python -m bench.device_suite            # on a GPU/TPU machine; --cpu: tiny, on CPU
     python -m bench.bench_vs_imagen_pytorch
 
 Measured tables live in `bench/RESULTS.md`.

@@ -13,6 +13,7 @@ import dataclasses
 import jax
 import jax.numpy as jnp
 import ml_collections
+import numpy as np
 
 from imagen_video.diffusion import objectives
 from imagen_video.nn import unet
@@ -21,19 +22,21 @@ from imagen_video.stage.sampler import Request, StageSampler
 from imagen_video.text import t5
 from imagen_video.text.encoder import EMBEDDINGS, MASK, TextEncoder
 from imagen_video.train import optimizer, train_step
+from imagen_video.utils import mfu
 
 
 def model_config(channels: int, *, size: int, text_dim: int, mults=(1, 2, 2), blocks=(1, 1, 2),
-                 heads: int = 4, head_dim: int = 32) -> ml_collections.ConfigDict:
+                 heads: int = 4, head_dim: int = 32, dtype: str = "float32",
+                 attention_backend: str = "xla") -> ml_collections.ConfigDict:
   """A base U-Net of len(mults) levels (32 -> 16 -> 8 at size 32 by default): spatial
   self-attention at the lowest level, text cross-attention at the two lowest,
-  temporal attention everywhere."""
+  temporal attention everywhere; computing in `dtype` (params stay float32)."""
   lowest = size // 2 ** (len(mults) - 1)
   m = unet.default_config()
   m.update(dict(channels=channels, channel_mults=tuple(mults), num_res_blocks=tuple(blocks),
                 resolution=size, attn_resolutions=(lowest,), cross_attn_resolutions=(2 * lowest, lowest),
                 heads=heads, head_dim=head_dim, norm_groups=8, text_dim=text_dim,
-                temporal_mixing="attention", dtype="float32"))
+                temporal_mixing="attention", dtype=dtype, attention_backend=attention_backend))
   return m
 
 
@@ -61,26 +64,30 @@ def random_batch(key, *, batch: int, frames: int, size: int, text_dim: int, text
           MASK: jnp.ones((batch, text_len), bool)}
 
 
-def compiled_flops(compiled) -> float:
-  """Model FLOPs per call from XLA's cost analysis (0.0 when the backend has none)."""
-  cost = compiled.cost_analysis()
-  if isinstance(cost, (list, tuple)):  # older jax: one dict per computation
-    cost = cost[0] if cost else {}
-  return float((cost or {}).get("flops", 0.0))
+def host_params(abstract, seed: int = 0, scale: float = 0.02):
+  """Random params of the `abstract` shapes drawn on the host: timing does not depend on the
+  values, and this skips compiling the network's initialiser (seconds per model on CPU)."""
+  rng = np.random.default_rng(seed)
+  return jax.tree.map(lambda a: jnp.asarray(scale * rng.standard_normal(a.shape, np.float32), a.dtype),
+                      abstract)
 
 
 class TrainBench:
   """The trainer's step (AdamW with clipping, EMA), jitted ahead of time with the
-  state donated, exactly as `train/trainer.py` does on one device."""
+  state donated, exactly as `train/trainer.py` does on one device. `params`: the U-Net's
+  (default: the stage's initialiser)."""
 
-  def __init__(self, stage: Stage, batch: dict, seed: int = 0):
+  def __init__(self, stage: Stage, batch: dict, seed: int = 0, params=None):
     tx, _ = optimizer.make_optimizer(stage.config.optim, total_steps=10 ** 6)
     step_fn = train_step.make_train_step(stage, tx, ema=0.9999, seed=seed)
-    self.state = jax.jit(lambda k: train_step.init_state({"unet": stage.init_params(k)}, tx))(
-        jax.random.key(seed))
+    if params is None:
+      self.state = jax.jit(lambda k: train_step.init_state({"unet": stage.init_params(k)}, tx))(
+          jax.random.key(seed))
+    else:  # eagerly: no initialiser to compile
+      self.state = train_step.init_state({"unet": params}, tx)
     self.frozen, self.batch = {"text": {}}, batch
     self.compiled = jax.jit(step_fn, donate_argnums=(0,)).lower(self.state, self.frozen, batch).compile()
-    self.flops = compiled_flops(self.compiled)
+    self.flops = mfu.compiled_flops(self.compiled) or 0.0  # per device per step
     self.params = param_count(self.state["params"]["unet"])
 
   def step(self):

@@ -85,6 +85,9 @@ def test_sample_cli_batch_form_and_guidance_without_recompiling(data_dir, tmp_pa
   from imagen_video.diffusion import samplers
   workdir = str(tmp_path / "wd")
   trainer.train_and_evaluate(_config(data_dir, steps=2, ckpt_every=2), workdir)
+  log = capsys.readouterr().out
+  assert "FLOPs per device per step (XLA cost analysis); MFU against measured CPU fp32 matmul peak" in log
+  assert all("TFLOP/s/device MFU" in l for l in log.splitlines() if l.startswith("[train] step"))
   prompts = tmp_path / "prompts.txt"
   prompts.write_text("a red circle moving left\na blue square moving up\n")
   out_dir = tmp_path / "samples"
@@ -97,6 +100,8 @@ def test_sample_cli_batch_form_and_guidance_without_recompiling(data_dir, tmp_pa
   assert all((out_dir / r["file"]).exists() for r in records)
   assert [r["seed"] for r in records] == [0, 1, 2, 3]  # sample i of prompt p: seed + p * num + i
   compiled = samplers._sample_loop._cache_size() - before
+  timed = [l for l in capsys.readouterr().out.splitlines() if l.startswith("  sampler ")]
+  assert len(timed) == 2 and all("3 steps" in l and "ms/step" in l and "MFU" in l for l in timed)
   # Any listed sample is redrawn alone from its prompt and seed (the one seed rule).
   from imagen_video.media import video_io
   assert cli.main(base + ["--prompt", records[3]["prompt"], "--seed", "3", "--out", str(tmp_path / "r.mp4")]) == 0

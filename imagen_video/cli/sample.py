@@ -7,8 +7,9 @@ One stage (--workdir, EMA weights of the newest checkpoint; --config adds its sa
 settings) or a whole cascade (--cascade: every stage from its own workdir). With --prompt it
 writes FILE.mp4 (the --num samples side by side) and FILE.png (contact sheet; for a cascade
 one row per stage); with --prompts (one per line) one mp4 per prompt and sample plus
-`samples.jsonl` (prompt, seed, file) in --out_dir. Sample i of prompt p uses seed
---seed + p * --num + i, so `--prompt P --seed S` redraws any listed sample alone.
+`samples.jsonl` (prompt, seed, file) in --out_dir. Each sampler run prints its ms per step
+and TFLOP/s and MFU per device (XLA's FLOPs of the compiled loop). Sample i of prompt p uses
+seed --seed + p * --num + i, so `--prompt P --seed S` redraws any listed sample alone.
 Guidance weights are traced: changing them never recompiles. Only process 0 writes files.
 
 Conditional generation (one stage or the cascade; inputs are resized to the output size):
@@ -161,14 +162,19 @@ def write(sampler, prompts, request, *, num, seed, fps, out=None, out_dir=None) 
   lead = _lead()
   records, sheet_clips, sheet_caps, first = [], [], [], None
   rows = len(getattr(sampler, "runs", [])) > 0
+  runs = getattr(sampler, "runs", None) or [sampler]
   for p_index, prompt in enumerate(prompts):
     t0 = time.time()
     r = dataclasses.replace(request, prompts=(prompt,) * num, seed=seed + p_index * num)
+    marks = [len(run.timings) for run in runs]
     result = sampler.sample(r)
     clips = video_io.to_uint8(result.video)
     first = clips[0] if first is None else first
     print(f"[{p_index + 1}/{len(prompts)}] {prompt!r}: {num} sample(s) in {time.time() - t0:.1f} s",
           flush=True)
+    for run, mark in zip(runs, marks):  # ms per step and MFU of each sampler run
+      for timing in run.timings[mark:]:
+        print(f"  sampler {run.name}: {timing.describe()}", flush=True)
     if rows:  # one sheet row per stage, first sample
       for name, video in result.stages:
         v = video_io.to_uint8(video[:1])[0]

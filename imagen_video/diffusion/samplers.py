@@ -210,8 +210,8 @@ STEP: dict[Sampler, Callable] = {Sampler.DDIM: _ddim, Sampler.ANCESTRAL: _ancest
 
 
 @functools.partial(jax.jit, static_argnames=("model_fn", "plan"))
-def _sample_loop(model_fn, state, cond, keys, controls: Controls, known, init, start, noise, *,
-                 plan: Plan):
+def _sample_loop(state, cond, keys, controls: Controls, known, init, start, noise, *,
+                 model_fn, plan: Plan):
   sched = lambda t: logsnr_schedule_cosine(t, *plan.schedule)
   shape, steps = plan.shape, plan.steps
   b = shape[0]
@@ -273,6 +273,20 @@ def sample(model_fn: Callable, state, cond: dict, keys, plan: Plan, controls: Co
   `init` noised to time `start` < 1. `keys`: [B] keys from `seed_keys`. `known` = {"x": values
   in the diffused space, "mask": 1 = known}, broadcastable to the shape, with
   `plan.conditioning` set."""
+  return _sample_loop(*_loop_args(state, cond, keys, plan, controls, known, init, start, noise),
+                      model_fn=model_fn, plan=plan)
+
+
+def compiled(model_fn: Callable, state, cond: dict, keys, plan: Plan, controls: Controls = Controls(),
+             *, known: dict | None = None, init=None, start: float = 1.0, noise=None):
+  """The executable `sample` runs for these arguments (`jax.stages.Compiled`: its cost analysis
+  gives the FLOPs). JAX caches it: a later `sample` with the same shapes compiles nothing."""
+  args = _loop_args(state, cond, keys, plan, controls, known, init, start, noise)
+  return _sample_loop.lower(*args, model_fn=model_fn, plan=plan).compile()
+
+
+def _loop_args(state, cond, keys, plan, controls, known, init, start, noise) -> tuple:
+  """`_sample_loop`'s traced arguments, checked and broadcast."""
   shape = plan.shape
   keys = jnp.asarray(keys)
   if keys.shape != (shape[0],):
@@ -288,5 +302,5 @@ def sample(model_fn: Callable, state, cond: dict, keys, plan: Plan, controls: Co
     raise ValueError("pose_guidance needs a pose-guided model's cond['pose_maps']")
   if init is not None:
     init = jnp.broadcast_to(jnp.asarray(init, jnp.float32), shape)
-  return _sample_loop(model_fn, state, dict(cond), keys, controls.per_step(plan.steps, shape[0]),
-                      known, init, jnp.float32(start), noise, plan=plan)
+  return (state, dict(cond), keys, controls.per_step(plan.steps, shape[0]), known, init,
+          jnp.float32(start), noise)

@@ -1,15 +1,16 @@
 """Multi-head attention with a pluggable kernel backend.
 
 All attention in the network (spatial self-attention, temporal self-attention,
-text cross-attention) goes through `attend`, which by default calls
-`jax.nn.dot_product_attention` (cuDNN flash attention on GPU via
-`implementation='cudnn'`; XLA elsewhere). Other kernels (e.g. a Pallas splash
-kernel on TPU) plug in with `register_backend(name, fn)` and are chosen by
-name from `config.model.attention_backend`:
+text cross-attention) goes through `attend`, with the kernel chosen by name from
+`config.model.attention_backend`:
 
-  'xla'   -> jax.nn.dot_product_attention(implementation='xla')
-  'cudnn' -> jax.nn.dot_product_attention(implementation='cudnn') (GPU, bf16/fp16)
-  'auto'  -> jax.nn.dot_product_attention(implementation=None): JAX picks.
+  'xla'    -> jax.nn.dot_product_attention(implementation='xla')
+  'cudnn'  -> jax.nn.dot_product_attention(implementation='cudnn') (GPU, bf16/fp16)
+  'splash' -> the Pallas splash kernel (TPU; no bias, key-padding masks: nn/splash.py)
+  'auto'   -> per call, by the platform traced for (`auto_backend`): cuDNN flash on GPU,
+              splash on TPU, each where it takes the call; XLA otherwise (and on CPU).
+
+Other kernels plug in with `register_backend(name, fn)`.
 
 Layout everywhere: q [N, Tq, heads, head_dim], k/v [N, S, heads, head_dim];
 bias/mask broadcastable to [N, heads, Tq, S] (mask True = attend).
@@ -23,7 +24,9 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from imagen_video.nn import splash
 from imagen_video.nn.layers import Dense
+from imagen_video.parallel import sharding
 
 AttentionFn = Callable[..., jax.Array]
 
@@ -35,10 +38,27 @@ def _jax_dpa(implementation):
   return fn
 
 
+def auto_backend(platform: str, q, k, *, bias=None, mask=None) -> str:
+  """The kernel 'auto' runs for this call on `platform`."""
+  d = q.shape[-1]
+  if (platform == "gpu" and q.dtype in (jnp.bfloat16, jnp.float16) and d % 8 == 0 and d <= 128
+      and (bias is None or (q.shape[1] % 2 == 0 and k.shape[1] % 2 == 0))):
+    return "cudnn"  # cuDNN's flash conditions (head dim; even lengths with a bias)
+  if platform == "tpu" and splash.supports(q, k, bias=bias, mask=mask):
+    return "splash"
+  return "xla"
+
+
+def _auto(q, k, v, *, bias=None, mask=None):
+  name = auto_backend(sharding.target_platform(), q, k, bias=bias, mask=mask)
+  return _BACKENDS[name](q, k, v, bias=bias, mask=mask)
+
+
 _BACKENDS: dict[str, AttentionFn] = {
     "xla": _jax_dpa("xla"),
     "cudnn": _jax_dpa("cudnn"),
-    "auto": _jax_dpa(None),
+    "splash": splash.splash_attention,
+    "auto": _auto,
 }
 
 

@@ -38,8 +38,8 @@ Built from `config.model` (an ml_collections.ConfigDict; defaults in
   dtype              compute dtype, 'float32' | 'bfloat16'; param_dtype: 'float32'.
   remat              'none' | 'block' (recompute each space-time block in the backward
                      pass) | 'dots' (save matmul outputs without batch dims).
-  attention_backend  'xla' | 'cudnn' | 'auto' or any name given to
-                     `attention.register_backend` (e.g. a Pallas splash kernel later).
+  attention_backend  'xla' | 'cudnn' | 'splash' | 'auto' (the best kernel per platform and
+                     call) or any name given to `attention.register_backend`.
   use_aug_level_embedding  embed `aug_level` (conditioning-augmentation level) like the time.
   use_guidance_embedding  embed `guidance_weight` [B] (a guidance-distilled student takes the
                      classifier-free guidance weight as an input); zero-initialised output, so a

@@ -110,6 +110,18 @@ def activation_rules(mesh: Mesh, rules: Rules):
     _ctx.value = prev
 
 
+def active_rules() -> tuple[Mesh, Rules] | None:
+  """(mesh, rules) of the innermost `activation_rules`, or None outside it."""
+  return getattr(_ctx, "value", None)
+
+
+def target_platform() -> str:
+  """The platform a program traced now is for: the active rules' mesh's (an AOT compile for a
+  TPU topology runs on a CPU host), else JAX's default backend."""
+  ctx = active_rules()
+  return ctx[0].devices.flat[0].platform if ctx is not None else jax.default_backend()
+
+
 def constrain(x: jax.Array, names: Sequence[str | None]) -> jax.Array:
   """Sharding constraint from logical names; a no-op outside `activation_rules`."""
   ctx = getattr(_ctx, "value", None)

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
+import time
 
 import jax
 import jax.numpy as jnp
@@ -27,6 +28,7 @@ from imagen_video.diffusion import samplers
 from imagen_video.stage import conditioning as conditioning_lib
 from imagen_video.stage import known as known_lib
 from imagen_video.stage import pose_input
+from imagen_video.utils import mfu
 
 RECON_WEIGHT = 4.0  # reconstruction guidance w_r when the config names none (tiny base: 4 > 8 > 16, docs/results/conditional.md)
 
@@ -105,6 +107,30 @@ class Output:
 
 
 @dataclasses.dataclass(frozen=True)
+class Timing:
+  """One sampler run (`StageSampler.draw`): compile and run seconds, FLOPs per device per step
+  from the compiled loop's cost analysis (None: unknown), the devices' peak (None: unknown)."""
+  steps: int
+  compile_s: float
+  run_s: float
+  flops_per_step: float | None
+  peak: mfu.Peak | None
+
+  @property
+  def ms_per_step(self) -> float:
+    return 1e3 * self.run_s / self.steps
+
+  def throughput(self) -> dict:
+    """{'tflops_per_device', 'mfu'} where known."""
+    return mfu.throughput(self.flops_per_step, self.run_s / self.steps, self.peak)
+
+  def describe(self) -> str:
+    speed = mfu.format_throughput(self.throughput())
+    return (f"{self.steps} steps, {self.ms_per_step:.1f} ms/step (compile {self.compile_s:.1f} s)"
+            + (f", {speed}" if speed else "") + (f" [{self.peak.label}]" if self.peak and speed else ""))
+
+
+@dataclasses.dataclass(frozen=True)
 class Defaults:
   """A stage's sampler settings where a request leaves them unset."""
   steps: int
@@ -123,11 +149,13 @@ class Defaults:
 
 class StageSampler:
   """One stage's network, params and default settings; `sample(request)` or, inside a cascade,
-  `draw(request, text=, low_res=, stream=, call=)`."""
+  `draw(request, text=, low_res=, stream=, call=)`. Each draw appends its `Timing` to
+  `timings`."""
 
   def __init__(self, stage, params: dict, step: int = 0, *, defaults: Defaults | None = None,
                name: str = "stage"):
     self.stage, self.params, self.step, self.name = stage, params, int(step), name
+    self.timings: list[Timing] = []
     self.defaults = defaults or Defaults.from_config(stage.config)
     self.text_params = params.get("text", stage.text.params)
 
@@ -189,10 +217,15 @@ class StageSampler:
     controls = samplers.Controls(weight, None if pose_weight is None else guidance_lib.weights(pose_weight, steps),
                                  s.get("percentile", 99.5), s.get("gamma", 0.0), recon)
     diffused = lambda v: conditioning_lib.to_diffused(config, jnp.asarray(v, jnp.float32), up)
-    out = samplers.sample(stage.model_fn, self.params["unet"], cond, keys, plan, controls,
-                          known=None if known is None else {"x": diffused(known.video), "mask": known.mask},
-                          init=None if r.init is None else diffused(known_lib.resized(r.init, shape)),
-                          start=r.start)
+    args = (stage.model_fn, self.params["unet"], cond, keys, plan, controls)
+    kwargs = dict(known=None if known is None else {"x": diffused(known.video), "mask": known.mask},
+                  init=None if r.init is None else diffused(known_lib.resized(r.init, shape)),
+                  start=r.start)
+    t0 = time.perf_counter()
+    compiled = samplers.compiled(*args, **kwargs)  # compiled apart, so the run is timed alone
+    t1 = time.perf_counter()
+    out = jax.block_until_ready(samplers.sample(*args, **kwargs))
+    self.timings.append(_timing(compiled, out, steps, t1 - t0, time.perf_counter() - t1))
     if up is not None:  # an SR stage: back to frames, agreeing with its input
       out = conditioning_lib.from_diffused(config, out, up)
       out = jnp.clip(conditioning_lib.back_project(config, out, low_res), -1.0, 1.0)
@@ -218,6 +251,13 @@ def extend(draw, request: Request, window: int) -> np.ndarray:
   return known_lib.extend(window_fn, given, e.frames, window=window,
                           context=e.context or known_lib.default_context(window),
                           refresh=refresh_fn if e.refresh else None, refresh_floor=e.refresh_floor)
+
+
+def _timing(compiled, out, steps: int, compile_s: float, run_s: float) -> Timing:
+  flops = mfu.step_flops(compiled, steps)
+  local = [d for d in out.sharding.device_set if d.process_index == jax.process_index()]
+  return Timing(steps, compile_s, run_s, None if flops is None else flops / steps,
+                mfu.device_peak(sorted(local, key=lambda d: d.id)) if flops else None)
 
 
 def _guided(weight) -> bool:

@@ -26,31 +26,18 @@ from imagen_video.diffusion import samplers
 from imagen_video.parallel import sharding
 from imagen_video.stage import conditioning
 from imagen_video.text import encoder, t5, t5_checkpoint
+from imagen_video.utils import chips
 
 GIB = 2 ** 30
 
 
-@dataclasses.dataclass(frozen=True)
-class Chip:
-  family: str
-  cores_per_chip: int  # TensorCores counted by the slice name per JAX device
-  dims: int            # torus dimensions
-  hbm_gib: float
-  peak_flops: float    # dense bf16 FLOP/s per chip
-
-
-CHIPS = {
-    "v4": Chip("v4", 2, 3, 32, 275e12),
-    "v5p": Chip("v5p", 2, 3, 95, 459e12),
-    "v5e": Chip("v5e", 1, 2, 16, 197e12),
-    "v6e": Chip("v6e", 1, 2, 32, 918e12),
-}
+CHIPS = chips.TPU  # TPU families by name (the shared table of peaks and memory)
 
 
 @dataclasses.dataclass(frozen=True)
 class Slice:
   name: str
-  chip: Chip
+  chip: chips.Chip
   grid: tuple[int, ...]
 
   @property

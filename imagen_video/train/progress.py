@@ -1,5 +1,5 @@
-"""Console progress line (step, rate, ETA), TensorBoard scalars and a metrics.jsonl
-(one line per logged step; a resumed run continues it from its restored step, dropping what
+"""Console progress line (step, rate, TFLOP/s and MFU per device, ETA), TensorBoard scalars and
+a metrics.jsonl (one line per logged step; a resumed run continues it from its restored step, dropping what
 a killed run logged after its last checkpoint); process 0 only. Local or gs:// workdirs."""
 from __future__ import annotations
 
@@ -9,6 +9,8 @@ import sys
 import time
 
 from etils import epath
+
+from imagen_video.utils import mfu
 
 
 def _fmt_time(seconds: float) -> str:
@@ -54,11 +56,14 @@ class _Lines:
 
 
 class Progress:
-  """Reports `step/total`, steps/s, examples/s and ETA; writes scalars to TensorBoard."""
+  """Reports `step/total`, steps/s, examples/s, TFLOP/s and MFU per device (given the step's
+  FLOPs per device and the device's peak) and ETA; writes scalars to TensorBoard."""
 
   def __init__(self, total_steps: int, start_step: int, batch_size: int, workdir: str | None,
-               is_lead: bool = True, stream=None, name: str = "train"):
+               is_lead: bool = True, stream=None, name: str = "train",
+               flops_per_step: float | None = None, peak: mfu.Peak | None = None):
     self.total, self.batch, self.is_lead = total_steps, batch_size, is_lead
+    self.flops, self.peak = flops_per_step, peak
     self.stream = stream or sys.stdout
     self.name = name
     self._t0, self._s0 = time.time(), start_step
@@ -77,12 +82,15 @@ class Progress:
     rate = (step - self._last_s) / max(now - self._last_t, 1e-9)
     self._last_t, self._last_s = now, step
     overall = (step - self._s0) / max(now - self._t0, 1e-9)
-    scalars = dict(scalars, steps_per_sec=rate, examples_per_sec=rate * self.batch)
+    speed = mfu.throughput(self.flops, 1 / rate if rate > 0 else 0.0, self.peak)
+    scalars = dict(scalars, steps_per_sec=rate, examples_per_sec=rate * self.batch, **speed)
     if self.is_lead:
       eta = (self.total - step) / overall if overall > 0 else float("nan")
-      shown = " ".join(f"{k}={v:.4g}" for k, v in scalars.items() if k not in ("steps_per_sec", "examples_per_sec"))
+      rates = ("steps_per_sec", "examples_per_sec", *speed)
+      shown = " ".join(f"{k}={v:.4g}" for k, v in scalars.items() if k not in rates)
+      flops = f" {mfu.format_throughput(speed)}" if speed else ""
       print(f"[{self.name}] step {step}/{self.total} ({step / max(self.total, 1):.0%}) {shown} "
-            f"| {rate:.2f} steps/s {rate * self.batch:.1f} ex/s | ETA {_fmt_time(eta)}",
+            f"| {rate:.2f} steps/s {rate * self.batch:.1f} ex/s{flops} | ETA {_fmt_time(eta)}",
             file=self.stream, flush=True)
       if self.writer is not None:
         for k, v in scalars.items():

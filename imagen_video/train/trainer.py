@@ -1,7 +1,7 @@
 """`train_and_evaluate(config, workdir)`: the one training loop for every stage.
 
 Sections: set-up (mesh, data, stage) / state (created sharded, or restored) /
-compile (ahead of time, memory logged) / loop (step, log, checkpoint, sample).
+compile (ahead of time, memory and FLOPs logged) / loop (step, log, checkpoint, sample).
 """
 from __future__ import annotations
 
@@ -21,6 +21,7 @@ from imagen_video.stage.loading import build, param_spec
 from imagen_video.stage.model import param_count
 from imagen_video.stage.sampler import Request, StageSampler
 from imagen_video.train import guard, optimizer, progress, resume, train_step
+from imagen_video.utils import mfu
 from imagen_video.workdir import checkpoints, lock, saved_config
 
 
@@ -68,6 +69,18 @@ def _log_memory(compiled, name: str):
           f"outputs {m.output_size_in_bytes / 2**20:.1f} MiB per device", flush=True)
   except Exception as e:  # not every backend reports memory
     print(f"[{name}] compiled (no memory analysis: {e})", flush=True)
+
+
+def _flops_and_peak(compiled, mesh, accum_steps: int, lead: bool):
+  """The compiled step's FLOPs per device (XLA's cost analysis; accumulation is a loop) and
+  the peak the log's MFU is taken against."""
+  flops = mfu.step_flops(compiled, accum_steps)
+  local = [d for d in mesh.devices.flat if d.process_index == jax.process_index()]
+  peak = mfu.device_peak(local) if flops else None
+  if lead:
+    print(f"[train_step] {flops or float('nan'):.4g} FLOPs per device per step (XLA cost analysis); "
+          f"MFU against {peak.label if peak else 'no known peak (TFLOP/s only)'}", flush=True)
+  return flops, peak
 
 
 def train_and_evaluate(config, workdir: str, *, mesh=None, stop_after: int | None = None) -> dict:
@@ -141,7 +154,7 @@ def _train(config, workdir, mesh, stop_after, evals, divergence, held):
   step_fn = train_step.make_train_step(stage, tx, accum_steps=config.optim.grad_accum_steps,
                                        ema=t.ema_decay, seed=t.seed)
 
-  # ---- compile ahead, log memory ---------------------------------------------
+  # ---- compile ahead, log memory and FLOPs --------------------------------------
   first = to_global(next(data), mesh, rules, config.data.batch_size)
   batch_shardings = jax.tree.map(lambda x: x.sharding, first)
   frozen_shardings = jax.tree.map(lambda x: x.sharding, frozen)
@@ -151,10 +164,12 @@ def _train(config, workdir, mesh, stop_after, evals, divergence, held):
                      out_shardings=(state_shardings, replicated), donate_argnums=(0,))
     compiled = jitted.lower(state, frozen, first).compile()
   _log_memory(compiled, "train_step")
+  flops, peak = _flops_and_peak(compiled, mesh, config.optim.grad_accum_steps, lead)
 
   # ---- loop ------------------------------------------------------------------
   start = int(state["step"])
-  prog = progress.Progress(t.steps, start, config.data.batch_size, workdir, is_lead=lead)
+  prog = progress.Progress(t.steps, start, config.data.batch_size, workdir, is_lead=lead,
+                           flops_per_step=flops, peak=peak)
   losses, batch = [], first
   step = start
   end = t.steps if stop_after is None else min(t.steps, start + stop_after)
