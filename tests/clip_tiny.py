@@ -25,6 +25,13 @@ CONFIGS = [
 ]
 
 
+def tiny_random_config():
+  """A random-init CLIP small enough to score a caption check in seconds (plumbing, not quality)."""
+  from imagen_video.clip.model import ClipConfig
+  return ClipConfig(text_length=24, text_width=32, text_mlp=64, text_layers=1, text_heads=4, image_size=32,
+                    patch_size=8, vision_width=32, vision_mlp=64, vision_layers=1, vision_heads=4, projection_dim=16)
+
+
 def write_tokenizer(path, merges=60):
   from imagen_video.clip.tokenizer import train_bpe
   vocab, learnt = train_bpe(CORPUS, merges)

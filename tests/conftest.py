@@ -42,3 +42,17 @@ def tiny_cascade(tmp_path_factory):
         trainer.train_and_evaluate(configs_loader.load(entry["config"]), entry["workdir"])
       open(os.path.join(root, "trained"), "w").close()
   return cascade
+
+
+# The files that take minutes, longest first (`--durations`, 2 CI cores), so `-n 2 --dist
+# loadfile` never leaves one worker alone with a long file at the end. test_cascade leads: it
+# trains the shared tiny cascade that the later files reuse.
+LONGEST_FIRST = ("test_cascade.py", "test_multihost.py", "test_train.py", "test_conditional_generation.py",
+                 "test_pose_cascade.py", "test_run_safety.py", "test_aot.py", "test_distill.py",
+                 "test_unet.py", "test_gcs.py", "test_ablation.py", "test_sr_eval.py", "test_colabs.py",
+                 "test_device_suite.py", "test_video_folder.py", "test_bench_smoke.py", "test_fvd.py")
+
+
+def pytest_collection_modifyitems(items):
+  rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
+  items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: file order kept

@@ -9,6 +9,7 @@ import pytest
 from imagen_video.train import ablation
 from imagen_video.train import sweep
 from imagen_video.utils import configs_loader
+from clip_tiny import tiny_random_config
 
 ABLATIONS = configs_loader.load_module("configs/ablations.py")
 
@@ -55,7 +56,10 @@ def _reuse(root, name, workdir):
 @pytest.mark.slow
 def test_guidance_and_sr_ablations_measure_trained_stages_and_write_reports(tiny_cascade, tmp_path):
   """Rows measured from the session's tiny cascade (already trained: the runner reuses a
-  workdir trained to the budget instead of training it again)."""
+  workdir trained to the budget instead of training it again); the guidance rows with a
+  random-init CLIP (plumbing, not quality) add CLIP score and R-Precision columns."""
+  from imagen_video.clip import checkpoint
+  from imagen_video.eval import prompt_following
   stages = {s["name"]: s for s in tiny_cascade.stages}
   root = str(tmp_path)
   _reuse(root, "reference", stages["base"]["workdir"])
@@ -63,11 +67,17 @@ def test_guidance_and_sr_ablations_measure_trained_stages_and_write_reports(tiny
   guidance = ABLATIONS.get_config("name=guidance,runlocal=true")
   guidance.train_config, guidance.steps = stages["base"]["config"], 1
   guidance.settings = [s for s in guidance.settings if s["name"] in ("w1", "w10", "osc10")]
-  result = ablation.run(guidance, root)
+  prompts = prompt_following.grammar_prompts(guidance.eval.caption_num)
+  clip = checkpoint.save_random(str(tmp_path / "clip"), tiny_random_config(), prompts, merges=60)
+  result = ablation.run(guidance, root, clip=clip)
   assert [r["name"] for r in result["rows"]] == ["w1", "w10", "osc10"]
   n = 28 * guidance.eval.caption_num
+  assert len(prompts) == n
   for r in result["rows"]:
     m = r["metrics"]
+    assert 0 <= m["clip_score"] <= 100 and m["clip_score_se"] >= 0
+    # R-Precision is a fraction of the caption-check samples
+    assert m["r_precision"] * n == pytest.approx(round(m["r_precision"] * n), abs=1e-6)
     # accuracies are counts of the n caption-check samples, and a sample right on colour and
     # direction is right on each: both fail if the runner mixes up rows or columns
     for key in ("color", "direction", "color_direction", "all"):
@@ -81,8 +91,16 @@ def test_guidance_and_sr_ablations_measure_trained_stages_and_write_reports(tiny
   assert "| w10 | constant 10 |" in report and "**osc10** vs w10" in report
   assert "its comparison row w6 was not measured" in report
   assert "Held-out clips: color_shift" in report
-  again = ablation.run(guidance, root)  # measured once: the second run reads the cache
+  header = next(line for line in report.splitlines() if line.startswith("| row |"))
+  assert "| clip_score | r_precision |" in header and "clip_score / r_precision: CLIP (" in report
+  assert json.loads((tmp_path / "reports" / "guidance" / "report.json").read_text())["clip"] == clip
+  again = ablation.run(guidance, root, clip=clip)  # measured once: the second run reads the cache
   assert [r["metrics"] for r in again["rows"]] == [r["metrics"] for r in result["rows"]]
+  # without a CLIP checkpoint the columns are absent
+  plain = dict(result, clip=None, rows=[dict(r, metrics={k: v for k, v in r["metrics"].items()
+                                                         if not k.startswith(("clip_score", "r_precision"))})
+                                        for r in result["rows"]])
+  assert "clip_score" not in ablation.markdown(guidance, plain)
   for png in ("metrics.png", "samples.png"):
     assert (tmp_path / "reports" / "guidance" / png).stat().st_size > 1000
   aug = ABLATIONS.get_config("name=cond_aug,runlocal=true")

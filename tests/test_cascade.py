@@ -1,4 +1,5 @@
 """Cascade: SR conditioning, stage shape checks, one-call sampling of a (runlocal) tiny cascade."""
+import json
 import os
 
 import jax
@@ -233,3 +234,20 @@ def test_fvd_eval_of_a_stage_and_of_the_cascade(tiny_cascade, tmp_path):
     assert r["fvd"] > 0 and r["spread_generated"] > 0
   assert "| FVD |" in (tmp_path / "base" / "fvd.md").read_text()
   assert (tmp_path / "cascade" / "fvd.png").stat().st_size > 0
+
+
+@pytest.mark.slow
+def test_clip_score_evaluator_on_a_stage(tiny_cascade, tmp_path):
+  from imagen_video.clip import checkpoint
+  from imagen_video.eval import registry
+  from clip_tiny import tiny_random_config
+  from imagen_video.stage.sampler import StageSampler
+  base = next(s for s in tiny_cascade.stages if s["name"] == "base")
+  sampler = StageSampler.load(base["workdir"], config=configs_loader.load(base["config"]))
+  clip = checkpoint.save_random(str(tmp_path / "clip"), tiny_random_config(), ["a red circle moving left"], merges=20)
+  result = registry.build("clip_score", clip=clip, num=4, batch=4).run(sampler, str(tmp_path / "eval"))
+  assert result["num"] == 4 and result["held_out"]["num"] == 4 and len(result["scores"]) == 4
+  assert abs(result["clip_score"] - np.mean(result["scores"])) < 1e-9
+  saved = json.loads((tmp_path / "eval" / "clip_score.json").read_text())
+  assert saved["generated"]["clip_score"] == result["clip_score"] and "held_out" in saved
+  assert "| held-out clips | 4 |" in (tmp_path / "eval" / "clip_score.md").read_text()

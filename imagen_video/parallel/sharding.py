@@ -99,6 +99,17 @@ def state_shardings(state, mesh: Mesh, rules: Rules):
   return jax.tree.map(one, state, is_leaf=_is_var)
 
 
+def run_once(fn, *args, out_shardings):
+  """`jax.jit(fn, out_shardings=...)(*args)` for a program run once (initialisers). On CPU it
+  compiles without LLVM's optimisations: they cost more compile time than they save on one
+  run (the tiny base's state init: 8.7 s -> 4.4 s to compile)."""
+  lowered = jax.jit(fn, out_shardings=out_shardings).lower(*args)
+  leaves = jax.tree.leaves(out_shardings)
+  platform = next(iter(leaves[0].device_set)).platform if leaves else jax.default_backend()
+  options = {"xla_backend_optimization_level": 0} if platform == "cpu" else None
+  return lowered.compile(compiler_options=options)(*args)
+
+
 @contextlib.contextmanager
 def activation_rules(mesh: Mesh, rules: Rules):
   """Makes `constrain` active (inside a jitted function traced under it)."""

@@ -23,7 +23,7 @@ import numpy as np
 from flax import nnx
 from jax.sharding import Mesh
 
-from imagen_video.parallel.sharding import Rules, state_shardings
+from imagen_video.parallel.sharding import Rules, run_once, state_shardings
 from imagen_video.text import t5, t5_checkpoint
 from imagen_video.text.tokenizer import Tokenizer
 
@@ -123,7 +123,7 @@ def init_model(cfg: t5.T5Config, seed: int = 0, mesh: Mesh | None = None, rules:
   if mesh is None:
     return t5.T5Encoder(cfg, rngs=nnx.Rngs(seed))
   graphdef, abstract = nnx.split(t5_checkpoint.abstract_model(cfg))
-  state = jax.jit(make, out_shardings=state_shardings(abstract, mesh, rules))()
+  state = run_once(make, out_shardings=state_shardings(abstract, mesh, rules))
   return nnx.merge(graphdef, state)
 
 

@@ -144,7 +144,7 @@ def _train(config, workdir, mesh, stop_after, evals, divergence, held):
       if text_trainable:
         params["text"] = stage.text.params
       return train_step.init_state(params, tx)
-    state = jax.jit(create, out_shardings=state_shardings)(jax.random.key(t.seed), teacher)
+    state = sharding.run_once(create, jax.random.key(t.seed), teacher, out_shardings=state_shardings)
   n_params = param_count(state["params"]["unet"])
   if lead:
     print(f"U-Net {n_params / 1e6:.2f}M params; text encoder {param_count(stage.text.params) / 1e6:.2f}M "
