@@ -17,7 +17,7 @@ import numpy as np
 from imagen_video.clip import checkpoint
 from imagen_video.clip.model import ACTIVATIONS, ClipConfig
 from imagen_video.clip.preprocess import Preprocess
-from imagen_video.text.hf_convert import _open, _shards
+from imagen_video.text.hf_convert import open_weights, weight_files
 
 # HF field defaults (CLIPTextConfig / CLIPVisionConfig), used where an old config.json omits one.
 TEXT_DEFAULTS = dict(vocab_size=49408, hidden_size=512, intermediate_size=2048, num_hidden_layers=12,
@@ -135,10 +135,10 @@ def _plan(cfg: ClipConfig) -> dict[str, tuple[tuple[str, ...], tuple[int, ...], 
 def iter_tensors(src: str, cfg: ClipConfig) -> Iterator[tuple[tuple, np.ndarray, str, str]]:
   """Yields (our path, converted float array, HF name, file), one shard at a time."""
   plan = _plan(cfg)
-  files, _ = _shards(src)
+  files, _ = weight_files(src)
   found: set[str] = set()
   for path in files:
-    keys, get = _open(path)
+    keys, get = open_weights(path)
     for key in keys:
       name = key.removeprefix("clip.")  # some exports nest the model one level down
       if name not in plan or name in found:

@@ -112,7 +112,7 @@ def _torch_file(path: str):
   return list(sd), get
 
 
-def _shards(src: str) -> tuple[list[str], dict[str, str] | None]:
+def weight_files(src: str) -> tuple[list[str], dict[str, str] | None]:
   """Files to read and (for sharded checkpoints) the tensor -> file map."""
   for index, single in (("model.safetensors.index.json", "model.safetensors"),
                         ("pytorch_model.bin.index.json", "pytorch_model.bin")):
@@ -133,7 +133,7 @@ def _shards(src: str) -> tuple[list[str], dict[str, str] | None]:
                           "pytorch_model.bin or pytorch_model.bin.index.json")
 
 
-def _open(path: str) -> tuple[list[str], Callable[[str], np.ndarray]]:
+def open_weights(path: str) -> tuple[list[str], Callable[[str], np.ndarray]]:
   if path.endswith(".safetensors"):
     f = SafetensorsFile(path)
     return f.keys(), f.get
@@ -172,12 +172,12 @@ EMBED_ALIASES = ("shared.weight", "encoder.embed_tokens.weight")
 def iter_tensors(src: str, cfg: T5Config) -> Iterator[tuple[tuple[str, ...], np.ndarray, str, str]]:
   """Yields (our path, converted array, HF name, file), one shard at a time."""
   plan = _plan(cfg)
-  files, wmap = _shards(src)
+  files, wmap = weight_files(src)
   if wmap is not None:  # skip shards holding only decoder / lm_head tensors
     files = sorted({f for k, f in wmap.items() if k in plan or k in EMBED_ALIASES}) or files
   found: set[str] = set()
   for path in files:
-    keys, get = _open(path)
+    keys, get = open_weights(path)
     for key in keys:
       name = "shared.weight" if key in EMBED_ALIASES else key
       if name not in plan or name in found:
