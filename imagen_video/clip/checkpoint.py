@@ -21,7 +21,7 @@ from jax.sharding import Mesh
 from imagen_video.clip.model import CLIP, ClipConfig
 from imagen_video.clip.preprocess import Preprocess
 from imagen_video.clip.tokenizer import Tokenizer
-from imagen_video.parallel.sharding import Rules, state_shardings
+from imagen_video.parallel.sharding import Rules, restore_targets
 
 CONFIG_FILE, PREPROCESS_FILE, PARAMS_DIR = "clip_config.json", "preprocess.json", "params"
 
@@ -85,13 +85,7 @@ def restore(ckpt_dir: str, *, mesh: Mesh | None = None, rules: Rules = (),
   overrides = {k: v for k, v in (("dtype", dtype), ("param_dtype", param_dtype)) if v}
   cfg = load_config(ckpt_dir, **overrides)
   graphdef, abstract = nnx.split(abstract_model(cfg))
-  if mesh is not None:
-    shardings = state_shardings(abstract, mesh, rules).to_pure_dict()
-  else:
-    one = jax.sharding.SingleDeviceSharding(jax.devices()[0])
-    shardings = jax.tree.map(lambda _: one, abstract.to_pure_dict())
-  target = jax.tree.map(lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s),
-                        abstract.to_pure_dict(), shardings)
+  target = restore_targets(abstract, mesh, rules)
   path = str(_path(ckpt_dir, PARAMS_DIR))
   with ocp.StandardCheckpointer() as ckptr:
     flat_meta = dict(jax.tree_util.tree_flatten_with_path(dict(ckptr.metadata(path).item_metadata))[0])

@@ -99,6 +99,18 @@ def state_shardings(state, mesh: Mesh, rules: Rules):
   return jax.tree.map(one, state, is_leaf=_is_var)
 
 
+def restore_targets(abstract, mesh: Mesh | None = None, rules: Rules = ()) -> dict:
+  """Restore targets of an abstract nnx.State: a pure dict of ShapeDtypeStructs in their
+  shardings under `mesh`, else on the first device (each parameter read straight into place)."""
+  pure = abstract.to_pure_dict()
+  if mesh is not None:
+    shardings = state_shardings(abstract, mesh, rules).to_pure_dict()
+  else:
+    one = jax.sharding.SingleDeviceSharding(jax.devices()[0])
+    shardings = jax.tree.map(lambda _: one, pure)
+  return jax.tree.map(lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s), pure, shardings)
+
+
 def run_once(fn, *args, out_shardings):
   """`jax.jit(fn, out_shardings=...)(*args)` for a program run once (initialisers). On CPU it
   compiles without LLVM's optimisations: they cost more compile time than they save on one

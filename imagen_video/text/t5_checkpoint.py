@@ -20,7 +20,7 @@ from flax import nnx
 from jax.sharding import Mesh
 from orbax.checkpoint import type_handlers
 
-from imagen_video.parallel.sharding import Rules, state_shardings
+from imagen_video.parallel.sharding import Rules, restore_targets
 from imagen_video.text.t5 import T5Config, T5Encoder
 
 CONFIG_FILE, TOKENIZER_FILE, PARAMS_DIR = "t5_config.json", "spiece.model", "params"
@@ -95,13 +95,7 @@ def restore(ckpt_dir: str, *, mesh: Mesh | None = None, rules: Rules = (),
   overrides = {k: v for k, v in (("dtype", dtype), ("param_dtype", param_dtype)) if v}
   cfg = load_config(ckpt_dir, **overrides)
   graphdef, abstract = nnx.split(abstract_model(cfg))
-  if mesh is not None:
-    shardings = state_shardings(abstract, mesh, rules).to_pure_dict()
-  else:
-    one = jax.sharding.SingleDeviceSharding(jax.devices()[0])
-    shardings = jax.tree.map(lambda _: one, abstract.to_pure_dict())
-  target = jax.tree.map(lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s),
-                        abstract.to_pure_dict(), shardings)
+  target = restore_targets(abstract, mesh, rules)
   path = os.path.join(os.path.abspath(ckpt_dir), PARAMS_DIR)
   with ocp.StandardCheckpointer() as ckptr:
     meta = ckptr.metadata(path).item_metadata
