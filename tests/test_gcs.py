@@ -143,3 +143,19 @@ def test_the_workdir_lock_on_gs_holds_beats_and_is_taken_over_when_stale(gcs, mo
   later.acquire()
   assert "has been silent for" in notices[-2] and "silent (no heartbeat for" in notices[-1]
   later.release()
+  # The holder releases between a starter's failed create and its read of the holder: the
+  # starter creates the lock again instead of failing on the missing object.
+  holder = lock.Lock(workdir)
+  holder.acquire()
+  racing = lock.Lock(workdir)
+  create = racing._write_remote
+
+  def create_while_released(generation):
+    got = create(generation)
+    if generation == 0 and got < 0:
+      holder.release()  # gone before the starter reads who held it
+    return got
+  monkeypatch.setattr(racing, "_write_remote", create_while_released)
+  racing.acquire()
+  assert json.loads(fs.cat(f"{BUCKET}/runs/locked/LOCK.json"))["started"] == racing.me["started"]
+  racing.release()

@@ -116,14 +116,18 @@ class Lock:
     return int(self._b.generation)
 
   def _acquire_remote(self):
+    from google.api_core import exceptions
     self._b = self._blob()
     for _ in range(4):
       generation = self._write_remote(0)
       if generation > 0:
         break
-      self._b.reload()
-      current = self._b.generation
-      holder = _parse(self._b.download_as_text(if_generation_match=current))
+      try:
+        self._b.reload()
+        current = self._b.generation
+        holder = _parse(self._b.download_as_text(if_generation_match=current))
+      except (exceptions.NotFound, exceptions.PreconditionFailed):
+        continue  # released or rewritten since our create failed: try again
       age = time.time() - float(holder.get("beat", 0))
       alive = _alive_here(holder)
       if alive or (alive is None and age < self.stale_s):
