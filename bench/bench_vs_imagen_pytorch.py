@@ -8,7 +8,9 @@ FLOPs per step counted on both sides, and the machine's own fp32 limit measured 
     python -m bench.bench_vs_imagen_pytorch --imagen_pytorch /tmp/ip --no_sampling  # train only
 
 On 2 cores most of the time is inductor compiling `Unet3D`: ~3 min for the train step and
-~3 min for sampling even at --quick's tiny shapes (the first-call times are printed).
+~3 min for sampling even at --quick's tiny shapes with its on-disk cache cold (a re-run
+reuses the cache: the default run took 9 min cold, under 3 min warm; first-call times are
+printed).
 
 Needs torch (the `bench` extra); `Unet3D` is loaded from its module file alone (see
 `bench/_imagen_pytorch.py` for the one stubbed sibling import).
