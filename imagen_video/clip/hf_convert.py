@@ -17,7 +17,7 @@ import numpy as np
 from imagen_video.clip import checkpoint
 from imagen_video.clip.model import ACTIVATIONS, ClipConfig
 from imagen_video.clip.preprocess import Preprocess
-from imagen_video.text.hf_convert import open_weights, weight_files
+from imagen_video.text.hf_convert import planned_tensors, weight_files
 
 # HF field defaults (CLIPTextConfig / CLIPVisionConfig), used where an old config.json omits one.
 TEXT_DEFAULTS = dict(vocab_size=49408, hidden_size=512, intermediate_size=2048, num_hidden_layers=12,
@@ -136,28 +136,11 @@ def iter_tensors(src: str, cfg: ClipConfig) -> Iterator[tuple[tuple, np.ndarray,
   """Yields (our path, converted float array, HF name, file), one shard at a time."""
   plan = _plan(cfg)
   files, _ = weight_files(src)
-  found: set[str] = set()
-  for path in files:
-    keys, get = open_weights(path)
-    for key in keys:
-      name = key.removeprefix("clip.")  # some exports nest the model one level down
-      if name not in plan or name in found:
-        continue
-      ours, hf_shape, convert = plan[name]
-      arr = get(key)
-      if tuple(arr.shape) != hf_shape:
-        raise ValueError(f"{path}: tensor {key!r} has shape {tuple(arr.shape)}, but {src}/config.json implies "
-                         f"{hf_shape} (text {cfg.text_width}x{cfg.text_layers}, vision {cfg.vision_width}x"
-                         f"{cfg.vision_layers} patch {cfg.patch_size} image {cfg.image_size}, projection "
-                         f"{cfg.projection_dim})")
-      found.add(name)
-      yield ours, np.asarray(convert(np.asarray(arr, np.float32))), key, path
-    del keys, get
-  missing = sorted(set(plan) - found, key=lambda s: (len(s), s))
-  if missing:
-    raise ValueError(f"{src}: CLIP tensors missing from {[os.path.basename(p) for p in files]}: {missing[:5]}"
-                     f"{' ...' if len(missing) > 5 else ''} ({len(missing)} of {len(plan)}); is this a CLIPModel "
-                     "checkpoint matching its config.json?")
+  shapes = (f"text {cfg.text_width}x{cfg.text_layers}, vision {cfg.vision_width}x{cfg.vision_layers} "
+            f"patch {cfg.patch_size} image {cfg.image_size}, projection {cfg.projection_dim}")
+  rename = lambda key: key.removeprefix("clip.")  # some exports nest the model one level down
+  for ours, arr, key, path in planned_tensors(src, files, plan, rename, shapes, what="CLIP", model="CLIPModel"):
+    yield ours, np.asarray(arr, np.float32), key, path
 
 
 def convert(src: str, out: str, param_dtype: str = "float32", log: Callable[[str], None] = lambda s: None) -> str:

@@ -175,28 +175,38 @@ def iter_tensors(src: str, cfg: T5Config) -> Iterator[tuple[tuple[str, ...], np.
   files, wmap = weight_files(src)
   if wmap is not None:  # skip shards holding only decoder / lm_head tensors
     files = sorted({f for k, f in wmap.items() if k in plan or k in EMBED_ALIASES}) or files
+  shapes = (f"d_model={cfg.d_model}, num_heads={cfg.num_heads}, d_kv={cfg.d_kv}, d_ff={cfg.d_ff}, "
+            f"vocab_size={cfg.vocab_size}")
+  yield from planned_tensors(src, files, plan, lambda key: "shared.weight" if key in EMBED_ALIASES else key,
+                             shapes, what="encoder", model="T5",
+                             hint=lambda missing: " (or encoder.embed_tokens.weight)" if "shared.weight" in missing else "")
+
+
+def planned_tensors(src: str, files: list[str], plan: dict, rename: Callable[[str], str], shapes: str, *,
+                    what: str, model: str, hint: Callable[[list[str]], str] = lambda missing: ""):
+  """Yields (our path, converted array, HF name, file) for each tensor of `plan` ({HF name: (our
+  path, HF shape, convert)}) found in `files` under `rename(key)`, one shard at a time; a tensor
+  of the wrong shape or one missing from every file is one line naming the file."""
   found: set[str] = set()
   for path in files:
     keys, get = open_weights(path)
     for key in keys:
-      name = "shared.weight" if key in EMBED_ALIASES else key
+      name = rename(key)
       if name not in plan or name in found:
         continue
       ours, hf_shape, convert = plan[name]
       arr = get(key)
       if tuple(arr.shape) != hf_shape:
-        raise ValueError(f"{path}: tensor {key!r} has shape {tuple(arr.shape)}, but {src}/config.json "
-                         f"(d_model={cfg.d_model}, num_heads={cfg.num_heads}, d_kv={cfg.d_kv}, d_ff={cfg.d_ff}, "
-                         f"vocab_size={cfg.vocab_size}) implies {hf_shape}")
+        raise ValueError(f"{path}: tensor {key!r} has shape {tuple(arr.shape)}, but {src}/config.json implies "
+                         f"{hf_shape} ({shapes})")
       found.add(name)
       yield ours, convert(arr), key, path
     del keys, get  # release this shard's mapping before opening the next
   missing = sorted(set(plan) - found, key=lambda s: (len(s), s))
   if missing:
-    extra = " (or encoder.embed_tokens.weight)" if "shared.weight" in missing else ""
-    raise ValueError(f"{src}: encoder tensors missing from {[os.path.basename(p) for p in files]}: "
-                     f"{missing[:5]}{extra}{' ...' if len(missing) > 5 else ''} "
-                     f"({len(missing)} of {len(plan)}); is this a T5 checkpoint matching its config.json?")
+    raise ValueError(f"{src}: {what} tensors missing from {[os.path.basename(p) for p in files]}: "
+                     f"{missing[:5]}{hint(missing)}{' ...' if len(missing) > 5 else ''} "
+                     f"({len(missing)} of {len(plan)}); is this a {model} checkpoint matching its config.json?")
 
 
 def convert(src: str, out: str, param_dtype: str = "float32", tokenizer_model: str | None = None,
