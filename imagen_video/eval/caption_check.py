@@ -1,8 +1,11 @@
 """Reads color, shape and direction of a `moving_shapes` clip from its pixels.
 
 The same rules that define the grammar (pure RGB primaries and mixes; constant
-motion along one axis; shape fill ratio of its bounding box) are applied to a
-video, so the check works on dataset clips and on generated samples alike.
+motion along one axis; the three shapes as `moving_shapes` renders them) are
+applied to a video, so the check works on dataset clips and on generated samples
+alike. The shape is the rendered template (at the frame's centroid, with the
+frame's foreground mass) closest to the frame: at 16x16 the older bounding-box
+fill ratio read only 76% of the dataset's own shapes, templates read them all.
 """
 from __future__ import annotations
 
@@ -12,7 +15,9 @@ import numpy as np
 
 from imagen_video.data import moving_shapes as ms
 
-_FILL = {"circle": np.pi / 4, "square": 1.0, "triangle": 0.5}
+# Area of each shape in units of its circumradius squared (moving_shapes._inside).
+_AREA = {"circle": np.pi, "square": 2.0, "triangle": 3 * np.sqrt(3) / 4}
+_PERIMETER = {"circle": 2 * np.pi, "square": 4 * np.sqrt(2), "triangle": 3 * np.sqrt(3)}
 
 
 def _as_unit(video: np.ndarray) -> np.ndarray:
@@ -25,8 +30,12 @@ def _as_unit(video: np.ndarray) -> np.ndarray:
 def classify(video: np.ndarray, threshold: float = 0.35) -> dict:
   """Predicted labels of one clip [T, H, W, 3] (uint8, or float in [0, 1]).
 
-  Returns color, shape, direction (None where nothing is visible) and the
-  per-frame foreground centroids (normalised x, y; NaN for empty frames).
+  Returns color, shape, direction (None where nothing is visible), the
+  per-frame foreground centroids (normalised x, y; NaN for empty frames) and two
+  cleanliness figures averaged over frames: `background`, the mean grey level
+  (0-255, brightest channel) more than 2 pixels outside the fitted shape, and
+  `edge_px`, the width in pixels of the band between 10% and 90% of the shape's
+  level (pixels in it / the shape's perimeter; speckle inside the shape widens it).
   """
   v = _as_unit(video)
   frames, height, width, _ = v.shape
@@ -55,16 +64,55 @@ def classify(video: np.ndarray, threshold: float = 0.35) -> dict:
         direction = "right" if vx > 0 else "left"
       else:
         direction = "down" if vy > 0 else "up"
-  fill = []
-  for f in np.flatnonzero(fg.any(axis=(1, 2))):
-    rows, cols = np.flatnonzero(fg[f].any(1)), np.flatnonzero(fg[f].any(0))
-    box = (rows[-1] - rows[0] + 1) * (cols[-1] - cols[0] + 1)
-    fill.append(fg[f].sum() / box)
-  if fill:
-    med = float(np.median(fill))
-    shape = min(_FILL, key=lambda s: abs(_FILL[s] - med))
+  votes, background, edge = [], [], []
+  for f in np.flatnonzero(ok):
+    vote, fit = template_shape(weight[f])
+    votes.append(vote)
+    background.append(fit["background"])
+    edge.append(fit["edge_px"])
+  if votes:
+    shape = max(set(votes), key=votes.count)
   return {"color": color, "shape": shape, "direction": direction,
-          "centroids": np.stack([cx, cy], -1)}
+          "centroids": np.stack([cx, cy], -1),
+          "background": float(np.mean(background)) if background else float("nan"),
+          "edge_px": float(np.mean(edge)) if edge else float("nan")}
+
+
+def template(shape: str, height: int, width: int, cx: float, cy: float, radius: float,
+             supersample: int = 4) -> np.ndarray:
+  """Coverage [H, W] in [0, 1] of `shape` centred at (cx, cy) (normalised x, y)
+  with circumradius `radius` in frame-height units, anti-aliased like `render`."""
+  ss = supersample
+  ys = (np.arange(height * ss) + 0.5) / (height * ss)
+  xs = (np.arange(width * ss) + 0.5) / (height * ss)
+  inside = ms._inside(shape, xs[None, :] - cx * width / height, ys[:, None] - cy, radius)
+  return inside.reshape(height, ss, width, ss).mean(axis=(1, 3))
+
+
+def template_shape(weight: np.ndarray) -> tuple[str, dict]:
+  """The shape whose template, at the foreground's centroid and with its
+  area, is closest (least squares) to the frame's normalised foreground `weight`,
+  and the frame's cleanliness figures against that template (see `classify`)."""
+  height, width = weight.shape
+  level = np.percentile(weight[weight > 0.5 * weight.max()], 75)
+  w = np.clip(weight / max(level, 1e-6), 0.0, 1.0)
+  w = np.where(w > 0.2, w, 0.0)  # background grain would otherwise add area everywhere
+  area = w.sum() / height ** 2  # frame-height units
+  # The centroid of what is left: grain pulls the whole frame's towards the middle.
+  cx = float((w.sum(0) * (np.arange(width) + 0.5)).sum() / w.sum() / width)
+  cy = float((w.sum(1) * (np.arange(height) + 0.5)).sum() / w.sum() / height)
+  errors, radius = {}, {}
+  for shape, unit in _AREA.items():
+    radius[shape] = float(np.sqrt(area / unit))
+    t = template(shape, height, width, cx, cy, radius[shape])
+    errors[shape] = float(((w - t) ** 2).sum())
+  best = min(errors, key=errors.get)
+  r = radius[best]
+  near = template(best, height, width, cx, cy, r + 2.0 / height) > 0
+  far = weight[~near]
+  band = ((w > 0.1) & (w < 0.9)).sum()
+  return best, {"background": float(far.mean() * 255) if far.size else float("nan"),
+                "edge_px": float(band / (_PERIMETER[best] * r * height))}
 
 
 def score(videos, captions) -> dict:

@@ -37,7 +37,7 @@ def table(result: dict) -> str:
   """Markdown: accuracy overall and per color x direction."""
   acc = result["accuracy"]
   lines = ["| metric | accuracy |", "|---|---|"]
-  lines += [f"| {k} | {v:.1%} |" for k, v in acc.items()]
+  lines += [f"| {k} | {pct(v, result['count'])} |" for k, v in acc.items()]
   per = {}
   for row in result["rows"]:
     color, _, direction = ms.parse_caption(row["caption"])
@@ -50,16 +50,40 @@ def table(result: dict) -> str:
   return "\n".join(lines)
 
 
+def pct(p: float, n: int) -> str:
+  """A rate with its binomial standard error, e.g. '93.8 ± 2.3%'."""
+  return f"{p:.1%} ± {np.sqrt(p * (1 - p) / n) * 100:.1f}"
+
+
+def cleanliness(videos) -> tuple[float, float]:
+  """Mean background grey level and edge width (px) of uint8 videos (`caption_check.classify`)."""
+  preds = [caption_check.classify(v) for v in videos]
+  return (float(np.nanmean([p["background"] for p in preds])),
+          float(np.nanmean([p["edge_px"] for p in preds])))
+
+
+def data_cleanliness(frames: int, height: int, width: int, num: int = 32) -> tuple[float, float]:
+  """The same figures on `num` held-out `moving_shapes` clips rendered at that size."""
+  clips = [ms.sample_clip(0, "test", i, aspect=width / height) for i in range(num)]
+  return cleanliness([ms.render(c, frames, height, width) for c in clips])
+
+
 def stage_table(stages: list[tuple[str, np.ndarray]], prompts: list[str]) -> str:
-  """Markdown: color / direction / both accuracy of every cascade stage's output
+  """Markdown: color / shape / direction accuracy (± binomial SE) and the cleanliness
+  figures of every cascade stage's output beside the data's own clips at that size
   (`stages`: (name, float videos in [-1, 1]) for all the prompts)."""
-  lines = ["| stage | output | color | direction | color + direction |", "|---|---|---|---|---|"]
+  lines = ["| stage | output | color | shape | direction | color + direction | all three | "
+           "background grey level (data) | edge width px (data) |", "|---|" + "---|" * 8]
+  n = len(prompts)
   for name, video in stages:
     videos = sampling.uint8(video)
     acc = caption_check.score(list(videos), prompts)["accuracy"]
-    shape = "x".join(map(str, videos[0].shape[:3]))
-    lines.append(f"| {name} | {shape} | {acc['color']:.1%} | {acc['direction']:.1%} | "
-                 f"{acc['color_direction']:.1%} |")
+    size = videos[0].shape[:3]
+    bg, edge = cleanliness(videos)
+    data_bg, data_edge = data_cleanliness(*size)
+    lines.append(f"| {name} | {'x'.join(map(str, size))} | " + " | ".join(
+        pct(acc[k], n) for k in ("color", "shape", "direction", "color_direction", "all"))
+        + f" | {bg:.1f} ({data_bg:.1f}) | {edge:.2f} ({data_edge:.2f}) |")
   return "\n".join(lines)
 
 
@@ -80,7 +104,7 @@ class Caption(registry.Evaluator):
     result = evaluate(sampling.uint8(final), prompts)
     seconds = time.time() - t0
     report = table(result)
-    if len(stages) > 1:  # where along the cascade the prompt is lost
+    if stages:  # for a cascade: where along it the prompt is lost
       report += "\n\n" + stage_table(stages, prompts)
     label = registry.describe(sampler)
     shape = "x".join(map(str, result["videos"][0].shape[:3]))
@@ -90,10 +114,11 @@ class Caption(registry.Evaluator):
     if report_lib.write(out_dir, "caption_eval", f"{label}; {len(prompts)} samples of {shape} "
                         f"(frames x height x width)\n\n{report}", summary):
       first = [result["videos"][i] for i in range(0, len(prompts), self.num)]  # one per prompt
-      caps = [f"{p} -> {r['pred_color']}/{r['pred_direction']}"
+      caps = [f"{p} -> {r['pred_color']}/{r['pred_shape']}/{r['pred_direction']}"
               for p, r in zip(prompts[::self.num], result["rows"][::self.num])]
       contact_sheet.contact_sheet(first, caps, os.path.join(out_dir, "caption_eval.png"),
-                                  title=f"{label}: color+direction {result['accuracy']['color_direction']:.0%}")
+                                  title=f"{label}: color+direction {result['accuracy']['color_direction']:.0%}, "
+                                        f"shape {result['accuracy']['shape']:.0%}")
     return result
 
   def scalars(self, result) -> dict[str, float]:
