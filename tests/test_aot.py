@@ -21,7 +21,6 @@ def test_bad_slice_names():
       aot.parse_slice(name)
 
 
-@pytest.mark.skipif(importlib.util.find_spec("libtpu") is None, reason="libtpu not installed")
 def _per_device_bytes(tree) -> int:
   """Bytes one device holds of sharded abstract arrays (its shard of each)."""
   import math
@@ -29,6 +28,7 @@ def _per_device_bytes(tree) -> int:
   return sum(math.prod(x.sharding.shard_shape(x.shape)) * x.dtype.itemsize for x in jax.tree.leaves(tree))
 
 
+@pytest.mark.skipif(importlib.util.find_spec("libtpu") is None, reason="libtpu not installed")
 def test_compile_tiny_train_and_sample_steps_for_tpu():
   """The tiny base's train step (T5 in the step: tokens in, frozen encoder on device) and
   sampler step, compiled for a 4-chip v5e slice on this CPU host. The memory report's

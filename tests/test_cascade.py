@@ -1,6 +1,7 @@
 """Cascade: SR conditioning, stage shape checks, one-call sampling of a (runlocal) tiny cascade."""
 import json
 import os
+import re
 
 import jax
 import jax.numpy as jnp
@@ -130,11 +131,16 @@ def test_caption_eval_of_the_cascade_scores_its_final_output(tiny_cascade, tmp_p
   assert report["samples"] == 28 and report["shape"] == "16x64x64"
   assert set(report["accuracy"]) >= {"color", "direction", "color_direction"}
   md = (tmp_path / "caption_eval.md").read_text()
-  assert "cascade base (step 8, ddim 4) -> tsr (step 4, ddim 4) -> ssr1" in md
+  assert "cascade base (step 8, ancestral 4) -> tsr (step 4, ancestral 4) -> ssr1" in md
   # Every stage scored too, at its own output size (where along the cascade a prompt is lost).
+  assert "| stage | output | color | shape | direction | color + direction | all three |" in md
   for name, shape in (("base", "8x16x16"), ("tsr", "16x16x16"), ("ssr1", "16x32x32"),
                       ("ssr2", "16x64x64")):
-    assert f"| {name} | {shape} |" in md
+    row = next(line for line in md.splitlines() if line.startswith(f"| {name} | {shape} |"))
+    # five rates with SEs, then background and edge width beside the data's (black, ~0.7 px)
+    assert row.count("±") == 5 and " (0.0) |" in row, row
+    data_edge = float(re.search(r"\(([0-9.]+)\) \|$", row).group(1))
+    assert 0.3 < data_edge < 1.0, row
   assert (tmp_path / "caption_eval.png").stat().st_size > 0
 
 
@@ -251,3 +257,21 @@ def test_clip_score_evaluator_on_a_stage(tiny_cascade, tmp_path):
   saved = json.loads((tmp_path / "eval" / "clip_score.json").read_text())
   assert saved["generated"]["clip_score"] == result["clip_score"] and "held_out" in saved
   assert "| held-out clips | 4 |" in (tmp_path / "eval" / "clip_score.md").read_text()
+
+
+def test_demo_stage_probe_reads_each_stage_beside_the_data(tiny_cascade, capsys):
+  """bench/demo_stage_probe.py (docs/results/demo_quality.md) on the trained tiny stages: the
+  data rows read every shape with a black background; every sampled row is reported."""
+  import sys
+  root = os.path.dirname(os.path.dirname(CONFIG))
+  if root not in sys.path:
+    sys.path.insert(0, root)
+  from bench import demo_stage_probe
+  stages = os.path.dirname(tiny_cascade.stages[0]["workdir"])
+  demo_stage_probe.main(["base", tiny_cascade.stages[0]["workdir"], "--num", "1", "--settings", "ddim:2:3"])
+  demo_stage_probe.main(["sr", stages, "--num", "2", "--settings", "ddim:2", "ancestral:2:0.0"])
+  out = capsys.readouterr().out
+  assert re.search(r"base ddim:2:3: shape \d+% direction \d+% color \d+% all \d+% \| background", out)
+  for name, size in (("ssr1", 32), ("ssr2", 64)):
+    assert f"{name} data {size}px: shape 100% " in out and "| background 0.00 |" in out
+    assert f"{name} ddim:2: shape" in out and f"{name} ancestral:2:0.0: shape" in out
