@@ -112,7 +112,7 @@ def spec_from_config(config, *, shifted: bool = True) -> tuple:
 def from_spec(spec: tuple):
   """t -> log_snr for a spec from `spec_from_config`."""
   if spec and spec[0] == "ddpm_cosine":
-    return lambda t: logsnr_schedule_ddpm(t, spec[1])
+    return lambda t: logsnr_schedule_ddpm(t, int(spec[1]))
   return lambda t: logsnr_schedule_cosine(t, *spec)
 
 

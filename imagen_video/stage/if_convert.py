@@ -3,7 +3,7 @@
     fields = model_fields(read_unet_config(src))   # config.model of the same network, per frame
     convert(src, config, out)                     # config: configs/if_inflated.py with `fields`
 
-The spatial layers are IF's, tensor by tensor (`_plan`: diffusers name -> our parameter path,
+The spatial layers are IF's, tensor by tensor (`plan`: diffusers name -> our parameter path,
 shape, layout change); the temporal layers the Video U-Net adds after every spatial block keep
 their zero-initialised output, so the stage on a video is IF on each frame. Weights stream
 through `text.hf_convert.planned_tensors` (safetensors / .bin, sharded or not).
@@ -124,16 +124,28 @@ def _per_level(value, n: int) -> tuple:
   return (int(value),) * n if isinstance(value, int) else tuple(int(v) for v in value)
 
 
+def text_width(config) -> int | None:
+  """d_model of the stage's T5 (its converted checkpoint, else its preset); None if unknown."""
+  from imagen_video.text import t5, t5_checkpoint
+  text = config.text
+  try:
+    if text.checkpoint:
+      return t5_checkpoint.load_config(text.checkpoint).d_model
+    return t5.preset(text.variant, text.preset).d_model
+  except (FileNotFoundError, ValueError, KeyError):
+    return None
+
+
 def check_stage(fields: dict, config, path: str) -> None:
   """The stage config must give the network what IF had: text width, low-res input, noise level."""
-  want = {"text width (T5 d_model)": (fields["_text_dim"], None),
+  want = {"text width (T5 d_model)": (fields["_text_dim"], text_width(config)),
           "low-res input channels": (fields["_cond_channels"], conditioning.cond_channels(config)),
           "noise-level (class) embedding": (fields["_aug"], conditioning.uses_aug_level(config))}
   for what, (theirs, ours) in want.items():
     if ours is not None and theirs != ours:
       raise ValueError(f"{path}: the checkpoint has {what} {theirs!r}, the stage config "
-                       f"(stage.kind={conditioning.kind(config)!r}) gives {ours!r}: use --stage "
-                       f"{'ssr' if fields['_aug'] else 'base'}")
+                       f"(stage.kind={conditioning.kind(config)!r}, text.checkpoint="
+                       f"{config.text.checkpoint!r}) gives {ours!r}")
 
 
 def network_config(config) -> ml_collections.ConfigDict:
@@ -142,6 +154,7 @@ def network_config(config) -> ml_collections.ConfigDict:
   with m.unlocked():
     m.cond_channels = conditioning.cond_channels(config)
     m.use_aug_level_embedding = conditioning.uses_aug_level(config)
+    m.text_dim = text_width(config) or m.text_dim
   return m
 
 
@@ -195,7 +208,7 @@ def _attention(plan, theirs, ours, ch, text, head_dim, self_attn):
   _add(plan, f"{theirs}.to_out.0.bias", ours + ("out", "bias"), (ch,))
 
 
-def _plan(m) -> dict:
+def plan(m) -> dict:
   """diffusers tensor name -> (our param path, shape, convert) for network config `m`."""
   plan: dict = {}
   n, blocks = unet._levels(m)
@@ -254,13 +267,13 @@ def _key(path) -> tuple[str, ...]:
 def convert(src: str, config, out: str, log: Callable[[str], None] = lambda s: None):
   """Writes the inflated stage for `config` (model fields from `model_fields`) to `out`."""
   m = network_config(config)
-  plan = _plan(m)
+  tensors = plan(m)
   graphdef, abstract = unet.abstract_unet(m)
   flat = {_key(p): v for p, v in jax.tree_util.tree_flatten_with_path(abstract.to_pure_dict())[0]}
-  unknown = sorted({ours for ours, _, _ in plan.values()} - set(flat))
+  unknown = sorted({ours for ours, _, _ in tensors.values()} - set(flat))
   if unknown:  # a mapping bug, not a user error
     raise RuntimeError(f"IF plan names parameters the network lacks: {unknown[:3]}")
-  mapped = {ours for ours, _, _ in plan.values()}
+  mapped = {ours for ours, _, _ in tensors.values()}
   # The layers IF lacks (temporal mixing, null text) keep their own init; jit drops the rest.
   fresh = jax.jit(lambda k: {"/".join(p): v for p, v in (
       (_key(q), x) for q, x in jax.tree_util.tree_flatten_with_path(
@@ -269,7 +282,7 @@ def convert(src: str, config, out: str, log: Callable[[str], None] = lambda s: N
   params = {p: np.asarray(fresh["/".join(p)]) for p in flat if p not in mapped}
   files, _ = weight_files(src, stem="diffusion_pytorch_model")
   shapes = f"block_out_channels={[m.channels * k for k in m.channel_mults]}, emb_dim={m.emb_dim}"
-  for ours, arr, key, path in planned_tensors(src, files, plan, lambda k: k, shapes,
+  for ours, arr, key, path in planned_tensors(src, files, tensors, lambda k: k, shapes,
                                               what="U-Net", model="DeepFloyd IF U-Net"):
     want = flat[ours]
     params[ours] = np.asarray(arr, np.float32).astype(want.dtype)
@@ -277,6 +290,10 @@ def convert(src: str, config, out: str, log: Callable[[str], None] = lambda s: N
   state = abstract
   nnx.replace_by_pure_dict(state, _nest(params, abstract.to_pure_dict()))
   os.makedirs(out, exist_ok=True)
+  config = config.copy_and_resolve_references()
+  if config.text.tokenizer == "dataset":  # no dataset here: the T5 checkpoint's own, or none
+    with config.unlocked():
+      config.text.tokenizer = ""
   saved_config.write(out, config)
   ckpt = checkpoints.Checkpoints(f"{checkpoints.absolute(out)}/checkpoints", async_save=False)
   try:
