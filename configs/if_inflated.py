@@ -41,17 +41,19 @@ _IF = dict(layout="adm", in_channels=3, out_channels=6, heads=0, head_dim=64, no
            norm_eps=1e-5, act="gelu", text_attention="hybrid", text_layernorm=False,
            text_pooling="attention", text_pool_heads=64, use_text_mask=False, time_input="ddpm_index",
            skip_scale=1.0, mid_spatial_attn=True, cross_attn_resolutions=())
-# name: (kind, size, channels, mults, blocks, attention at, text_proj_dim, extra model fields)
+# name: (kind, size, channels, mults, blocks, attention at, text_proj_dim, extra model fields).
+# I-XL and II-L are the published unet/config.json files (DeepFloyd/IF-I-XL-v1.0: widths
+# 704..2816, text projected to 2816; IF-II-L-v1.0: widths 160..1280, blocks 2,2,3,5,5, text to
+# 1280, time embedding 1280); I-L, I-M and II-M are scaled to their stated sizes (0.9B, 0.4B,
+# 0.45B) for AOT sizing only: convert-if always uses the checkpoint's own config.json.
+_II = dict(emb_act="gelu", res_skip_time_act=True, res_out_scale=1.4142271248762552,
+           mid_out_scale=1.4142271248762552)
 VARIANTS = {
-    "I-XL": ("base", 64, 512, (1, 2, 3, 4), 3, (32, 16, 8), 4096, {}),
-    "I-L": ("base", 64, 320, (1, 2, 3, 4), 3, (32, 16, 8), 4096, {}),
-    "I-M": ("base", 64, 256, (1, 2, 3, 4), 3, (32, 16, 8), 4096, {}),
-    "II-L": ("ssr", 256, 128, (1, 2, 4, 8, 8), (2, 3, 4, 4, 4), (32, 16), 2048,
-             dict(emb_dim=1024, emb_act="gelu", res_skip_time_act=True, res_out_scale=2 ** 0.5,
-                  mid_out_scale=2 ** 0.5, hybrid_self_attention=False)),
-    "II-M": ("ssr", 256, 96, (1, 2, 4, 8, 8), (2, 3, 4, 4, 4), (32, 16), 1536,
-             dict(emb_dim=768, emb_act="gelu", res_skip_time_act=True, res_out_scale=2 ** 0.5,
-                  mid_out_scale=2 ** 0.5, hybrid_self_attention=False)),
+    "I-XL": ("base", 64, 704, (1, 2, 3, 4), 3, (32, 16, 8), 2816, {}),
+    "I-L": ("base", 64, 320, (1, 2, 3, 4), 3, (32, 16, 8), 1280, {}),
+    "I-M": ("base", 64, 192, (1, 2, 3, 4), 3, (32, 16, 8), 768, {}),
+    "II-L": ("ssr", 256, 160, (1, 2, 4, 6, 8), (2, 2, 3, 5, 5), (32, 16), 1280, dict(_II, emb_dim=1280)),
+    "II-M": ("ssr", 256, 96, (1, 2, 4, 6, 8), (2, 2, 3, 5, 5), (32, 16), 768, dict(_II, emb_dim=768)),
     # diffusers' own IF test fixtures' shapes (tests/pipelines/deepfloyd_if), with our tiny T5
     "tiny-I": ("base", 16, 32, (1, 2), 1, (8,), 32, dict(head_dim=8, text_pool_heads=2)),
     "tiny-II": ("ssr", 32, 32, (1, 2), (1, 2), (16,), 32,
@@ -72,7 +74,7 @@ def get_config(arg=None):
   c = ml_collections.ConfigDict()
 
   c.data = pipeline.default_data_config()
-  height = size if kind == "base" else size
+  height = size
   low = (a.frames, size // 4, size // 4) if kind == "ssr" else None
   if a.source_dir:
     c.data.name = "video_folder"

@@ -213,7 +213,7 @@ def plan(m) -> dict:
   plan: dict = {}
   n, blocks = unet._levels(m)
   chans = [m.channels * k for k in m.channel_mults]
-  emb, text, d = m.emb_dim, m.text_proj_dim or m.text_dim, m.text_dim
+  emb, text, d = m.emb_dim or 4 * m.channels, m.text_proj_dim or m.text_dim, m.text_dim
   self_attn = m.hybrid_self_attention
   attn = lambda i: (m.resolution // 2 ** i) in tuple(m.attn_resolutions)
   _dense(plan, "time_embedding.linear_1", ("time_mlp", "0"), m.channels, emb)
