@@ -24,6 +24,7 @@ from flax import nnx
 
 from imagen_video.nn import unet
 from imagen_video.stage import conditioning
+from imagen_video.stage import model as stage_model
 from imagen_video.text.hf_convert import planned_tensors, weight_files
 from imagen_video.workdir import checkpoints, saved_config
 
@@ -150,12 +151,7 @@ def check_stage(fields: dict, config, path: str) -> None:
 
 def network_config(config) -> ml_collections.ConfigDict:
   """config.model as the Stage completes it (text width, low-res channels, noise level)."""
-  m = config.model.copy_and_resolve_references()
-  with m.unlocked():
-    m.cond_channels = conditioning.cond_channels(config)
-    m.use_aug_level_embedding = conditioning.uses_aug_level(config)
-    m.text_dim = text_width(config) or m.text_dim
-  return m
+  return stage_model.network_config(config, text_width(config) or config.model.text_dim)
 
 
 # -- the tensor plan: diffusers name -> (our path, diffusers shape, convert) -------------------

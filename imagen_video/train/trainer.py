@@ -16,9 +16,10 @@ from etils import epath
 from jax.sharding import NamedSharding
 
 from imagen_video.data import builders, pipeline
+from imagen_video.nn import unet
 from imagen_video.parallel import distributed, sharding
 from imagen_video.stage.loading import build, param_spec
-from imagen_video.stage.model import param_count
+from imagen_video.stage.model import network_config, param_count
 from imagen_video.stage.sampler import Request, StageSampler
 from imagen_video.train import guard, optimizer, progress, resume, train_step
 from imagen_video.utils import mfu
@@ -132,7 +133,12 @@ def _train(config, workdir, mesh, stop_after, evals, divergence, held):
     teacher = frozen["teacher"] = load_teacher(config, stage, mesh, rules)
   init = None
   if t.get("init_from") and latest is None:  # fine-tuning: start from another workdir's EMA
-    init = load_ema(t.init_from, stage.abstract_params, mesh, rules, "train.init_from")
+    source = saved_config.read(t.init_from)
+    if source is None:
+      raise FileNotFoundError(f"train.init_from={t.init_from!r}: no config.json there (a training "
+                              "workdir or `imagen-video convert-if` output)")
+    _, abstract = unet.abstract_unet(network_config(source, stage.text.d_model))
+    init = load_ema(t.init_from, abstract, mesh, rules, "train.init_from")
 
   data_step = 0
   if latest is not None:
