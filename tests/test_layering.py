@@ -8,8 +8,9 @@ import pathlib
 
 ROOT = pathlib.Path(__file__).resolve().parents[1] / "imagen_video"
 BOTTOM = {"nn", "diffusion", "text", "media", "pose", "utils", "parallel", "workdir", "clip"}
-# What a bottom package may import of the others (parallel: meshes, rules, multi-host only).
-BOTTOM_DEPS = {"nn": {"parallel"}, "text": {"parallel"}, "pose": {"media"}, "clip": {"parallel", "text"}}
+# What a bottom package may import of the others (parallel: meshes, rules, multi-host only;
+# nn -> diffusion.schedule: a network fed discrete DDPM timesteps, e.g. DeepFloyd IF's, maps log-SNR to them).
+BOTTOM_DEPS = {"nn": {"parallel", "diffusion"}, "text": {"parallel"}, "pose": {"media"}, "clip": {"parallel", "text"}}
 RANK = {**{p: 0 for p in BOTTOM}, "data": 1, "pose_detector": 2, "stage": 2, "cascade": 3,
         "eval": 4, "train": 5, "cli": 6}
 

@@ -22,6 +22,7 @@ COMMANDS = {
     "pose-video": ("imagen_video.cli.pose_video", "render a pose sequence (COCO/OpenPose JSON) as a skeleton video"),
     "eval": ("imagen_video.cli.eval", "measure a trained stage (caption check, ...)"),
     "convert-t5": ("imagen_video.cli.convert_t5", "convert a Hugging Face T5 checkpoint to an Orbax encoder"),
+    "convert-if": ("imagen_video.cli.convert_if", "inflate a DeepFloyd IF U-Net (diffusers) into a video stage"),
     "convert-clip": ("imagen_video.cli.convert_clip", "convert a Hugging Face CLIP checkpoint (CLIP score / R-Precision)"),
     "clip-score": ("imagen_video.cli.clip_score", "CLIP score + R-Precision of sampled videos (a samples.jsonl index)"),
     "encode-text": ("imagen_video.cli.encode_text", "write T5 embeddings + masks of prompts to .npz"),
@@ -53,7 +54,7 @@ def main(argv: list[str] | None = None) -> int:
     hint = f" (did you mean `{close[0]}`?)" if close else ""
     print(f"imagen-video: unknown command `{name}`{hint}\n\n{usage()}", file=sys.stderr)
     return 2
-  verbose = "--verbose" in rest and name not in ("convert-t5", "convert-clip")  # they have their own
+  verbose = "--verbose" in rest and name not in ("convert-t5", "convert-clip", "convert-if")  # they have their own
   if verbose:
     rest = [a for a in rest if a != "--verbose"]
   log = None if verbose else _TracebacksToFile(name)

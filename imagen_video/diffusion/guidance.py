@@ -7,6 +7,8 @@ the result is the same in every parameterisation.
 """
 from __future__ import annotations
 
+import math
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -56,13 +58,16 @@ def oscillating_guidance_weights(steps: int, high: float = 15.0, low: float = 1.
   return w
 
 
-def dynamic_threshold(x0, percentile: float = 99.5):
-  """Imagen's dynamic thresholding: per sample s = max(percentile(|x0|), 1);
-  clip to [-s, s] and divide by s, so saturated pixels are pushed inwards
-  instead of clipped to a flat colour. `percentile` may be traced."""
-  flat = jnp.abs(x0.reshape(x0.shape[0], -1)).astype(jnp.float32)
-  s = jnp.maximum(jnp.percentile(flat, percentile, axis=1), 1.0)
-  s = s.reshape((-1,) + (1,) * (x0.ndim - 1)).astype(x0.dtype)
+def dynamic_threshold(x0, percentile: float = 99.5, max_value=jnp.inf, *, per_frame: bool = False):
+  """Imagen's dynamic thresholding: per sample s = max(percentile(|x0|), 1) (at most
+  `max_value`, as DeepFloyd IF caps it); clip to [-s, s] and divide by s, so saturated
+  pixels are pushed inwards instead of clipped to a flat colour. `per_frame`: s per frame of
+  [B, T, ...] (an image model's thresholding applied to each frame). `percentile` and
+  `max_value` may be traced."""
+  lead = x0.shape[:2] if per_frame else x0.shape[:1]
+  flat = jnp.abs(x0.reshape(math.prod(lead), -1)).astype(jnp.float32)
+  s = jnp.minimum(jnp.maximum(jnp.percentile(flat, percentile, axis=1), 1.0), max_value)
+  s = s.reshape(lead + (1,) * (x0.ndim - len(lead))).astype(x0.dtype)
   return jnp.clip(x0, -s, s) / s
 
 
@@ -70,14 +75,17 @@ def static_threshold(x0):
   return jnp.clip(x0, -1.0, 1.0)
 
 
-def apply_threshold(x0, mode: str, percentile=99.5):
-  if mode == "dynamic":
-    return dynamic_threshold(x0, percentile)
+THRESHOLDING = ("dynamic", "dynamic_per_frame", "static", "none")
+
+
+def apply_threshold(x0, mode: str, percentile=99.5, max_value=jnp.inf):
+  if mode in ("dynamic", "dynamic_per_frame"):
+    return dynamic_threshold(x0, percentile, max_value, per_frame=mode == "dynamic_per_frame")
   if mode == "static":
     return static_threshold(x0)
   if mode == "none":
     return x0
-  raise ValueError(f"thresholding must be 'dynamic', 'static' or 'none', got {mode!r}")
+  raise ValueError(f"thresholding must be one of {THRESHOLDING}, got {mode!r}")
 
 
 def weights(spec, steps: int):

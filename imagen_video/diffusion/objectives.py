@@ -17,6 +17,9 @@ With z = alpha x0 + sigma eps (alpha^2 + sigma^2 = 1):
   min_snr_gamma  gamma for 'min_snr' (5.0).
   schedule, logsnr_min, logsnr_max, resolution_shift: see `schedule.py`.
   cond_drop_prob probability of dropping the text in training (classifier-free guidance).
+  learned_variance  (optional, default False) the network outputs 2C channels, the second half
+                 a variance interpolation (DeepFloyd IF); the loss reads the first half only, so
+                 fine-tuning leaves the variance head to the trunk (IF trained it with its VLB term).
 """
 from __future__ import annotations
 
@@ -117,6 +120,8 @@ def diffusion_loss(model_fn: Callable, x0, rng, config, *, frame_mask=None):
   alpha, sigma = alpha_sigma(log_snr)
   z = _bcast(alpha, x0) * x0 + _bcast(sigma, x0) * eps
   pred = model_fn(z, log_snr).astype(jnp.float32)
+  if config.get("learned_variance", False):
+    pred = pred[..., :x0.shape[-1]]
   objective = config.get("objective", "v")
   err = jnp.square(pred - target(x0, eps, log_snr, objective))
   mask = (jnp.ones(x0.shape[:2], jnp.float32) if frame_mask is None

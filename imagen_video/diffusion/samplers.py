@@ -36,6 +36,10 @@ the last step returns x0_hat. With lambda = log_snr / 2, d = log_snr_t - log_snr
   stochastic  (Salimans & Ho 2022, Imagen Video's distilled stages) a DDIM step to
               t - 2/N, then the forward process back up to t - 1/N
 In all, eps_hat is recomputed from the thresholded x0_hat.
+A learned variance (`Plan.learned_variance`: the model's output has 2C channels, DeepFloyd IF)
+sets the ancestral gamma per element to (v + 1) / 2 of its second half: the same log-space
+interpolation between the posterior variance and beta as diffusers' 'learned_range'; the
+other samplers drop that half. Guidance combines the first half only.
 
 Known pixels (`known` = {"x": values, "mask": 1 where known}, broadcastable to the shape),
 for extension, image-to-video, interpolation and inpainting (Video Diffusion Models, 3.1):
@@ -56,7 +60,7 @@ import jax.numpy as jnp
 
 from imagen_video.diffusion.guidance import apply_threshold, cfg_combine, pose_text_combine
 from imagen_video.diffusion.objectives import _bcast, eps_from_x0, pred_to_x0_eps
-from imagen_video.diffusion.schedule import alpha_sigma, logsnr_schedule_cosine
+from imagen_video.diffusion.schedule import alpha_sigma, from_spec
 
 
 class Sampler(str, enum.Enum):
@@ -108,15 +112,16 @@ class Plan:
   sampler: Sampler = Sampler.DDIM
   objective: str = "v"
   thresholding: str = "dynamic"
-  schedule: tuple[float, float, float] = (-20.0, 20.0, 1.0)  # logsnr_min, logsnr_max, shift
+  schedule: tuple = (-20.0, 20.0, 1.0)  # schedule.spec_from_config: cosine (min, max, shift) | ddpm
   guided: bool = True           # False: no unconditional half (w = 1, or unconditional models)
   guidance_input: bool = False  # a guidance-distilled student takes w as an input
   conditioning: str | None = None  # how `known` conditions: replacement | reconstruction
+  learned_variance: bool = False  # the output's second half interpolates the ancestral variance
 
   def __post_init__(self):
     object.__setattr__(self, "shape", tuple(int(s) for s in self.shape))
     object.__setattr__(self, "sampler", Sampler.parse(self.sampler))
-    object.__setattr__(self, "schedule", tuple(float(v) for v in self.schedule))
+    object.__setattr__(self, "schedule", tuple(v if isinstance(v, str) else float(v) for v in self.schedule))
     if int(self.steps) < 1:
       raise ValueError(f"steps={self.steps}: expected at least 1")
     object.__setattr__(self, "steps", int(self.steps))
@@ -133,12 +138,13 @@ class Controls:
   percentile: Any = 99.5     # dynamic thresholding
   gamma: Any = 0.0           # ancestral variance interpolation in [0, 1]
   recon_weight: Any = 0.0    # reconstruction guidance w_r
+  threshold_max: Any = float("inf")  # dynamic thresholding's largest s (DeepFloyd IF: 1.5 / 1.0)
 
   def per_step(self, steps: int, batch: int) -> "Controls":
     w = lambda x: jnp.broadcast_to(_rows(x), (steps, batch))
     return Controls(w(self.guidance), None if self.pose_guidance is None else w(self.pose_guidance),
                     jnp.float32(self.percentile), jnp.float32(self.gamma),
-                    jnp.float32(self.recon_weight))
+                    jnp.float32(self.recon_weight), jnp.float32(self.threshold_max))
 
 
 def _rows(x):
@@ -146,9 +152,10 @@ def _rows(x):
   return x[:, None] if x.ndim == 1 else x
 
 
-def guided_forward(model_fn, state, z, log_snr, cond, weight, pose_weight=None):
+def guided_forward(model_fn, state, z, log_snr, cond, weight, pose_weight=None, variance_channels=0):
   """Classifier-free guidance in one forward: text only on a 2B batch (cond, null text), or
-  with `pose_weight` text and pose separately on 3B (cond, null text, null text and pose)."""
+  with `pose_weight` text and pose separately on 3B (cond, null text, null text and pose).
+  The last `variance_channels` (a learned variance) are the conditional prediction's, unguided."""
   b = z.shape[0]
   n = 2 if pose_weight is None else 3
   rep = lambda a: jnp.concatenate([a] * n, axis=0)
@@ -161,8 +168,12 @@ def guided_forward(model_fn, state, z, log_snr, cond, weight, pose_weight=None):
     cond_n["drop_pose"] = jnp.concatenate([own_pose, own_pose, yes])
   pred = model_fn(state, rep(z), rep(log_snr), cond_n).astype(jnp.float32)
   if pose_weight is None:
-    return cfg_combine(pred[:b], pred[b:], weight)
-  return pose_text_combine(pred[:b], pred[b:2 * b], pred[2 * b:], weight, pose_weight)
+    out = cfg_combine(pred[:b], pred[b:], weight)
+  else:
+    out = pose_text_combine(pred[:b], pred[b:2 * b], pred[2 * b:], weight, pose_weight)
+  if variance_channels:
+    out = jnp.concatenate([out[..., :-variance_channels], pred[:b, ..., -variance_channels:]], axis=-1)
+  return out
 
 
 # -- one step function per sampler: (z_t, x0_hat, times, previous step, noise) -> z_s ----------
@@ -201,8 +212,10 @@ def _ancestral(z, x0, t: Times, prev, noise):
   d = t.ls_t - t.ls_s
   one_minus = -jnp.expm1(d)
   mean = _bcast(jnp.exp(d) * alpha_s / alpha_t, z) * z + _bcast(one_minus * alpha_s, z) * x0
-  log_var = jnp.log(one_minus) + (1 - t.gamma) * 2 * jnp.log(sigma_s) + t.gamma * 2 * jnp.log(sigma_t)
-  return mean + _bcast(jnp.exp(0.5 * log_var), z) * noise()
+  # gamma: a scalar, or per element (a learned variance: diffusers' 'learned_range')
+  log_var = (_bcast(jnp.log(one_minus), z) + (1 - t.gamma) * _bcast(2 * jnp.log(sigma_s), z)
+             + t.gamma * _bcast(2 * jnp.log(sigma_t), z))
+  return mean + jnp.exp(0.5 * log_var) * noise()
 
 
 STEP: dict[Sampler, Callable] = {Sampler.DDIM: _ddim, Sampler.ANCESTRAL: _ancestral,
@@ -212,7 +225,7 @@ STEP: dict[Sampler, Callable] = {Sampler.DDIM: _ddim, Sampler.ANCESTRAL: _ancest
 @functools.partial(jax.jit, static_argnames=("model_fn", "plan"))
 def _sample_loop(state, cond, keys, controls: Controls, known, init, start, noise, *,
                  model_fn, plan: Plan):
-  sched = lambda t: logsnr_schedule_cosine(t, *plan.schedule)
+  sched = from_spec(plan.schedule)
   shape, steps = plan.shape, plan.steps
   b = shape[0]
   z0 = per_sample_normal(keys, shape, 0) if noise is None else noise.astype(jnp.float32)
@@ -222,34 +235,40 @@ def _sample_loop(state, cond, keys, controls: Controls, known, init, start, nois
   time = lambda i: start * jnp.maximum(1.0 - i / steps, 0.0)
   c = controls
 
+  tail = shape[-1] if plan.learned_variance else 0
+
   def predict_x0(z, ls_t, i):
+    """(x0_hat, the ancestral gamma: c.gamma, or (v + 1) / 2 of a learned variance v)."""
     if plan.guidance_input:
       pred = model_fn(state, z, ls_t, dict(cond, guidance_weight=c.guidance[i])).astype(jnp.float32)
     elif plan.guided or c.pose_guidance is not None:
       pred = guided_forward(model_fn, state, z, ls_t, cond, c.guidance[i],
-                            None if c.pose_guidance is None else c.pose_guidance[i])
+                            None if c.pose_guidance is None else c.pose_guidance[i], tail)
     else:
       pred = model_fn(state, z, ls_t, cond).astype(jnp.float32)
-    return pred_to_x0_eps(pred, z, ls_t, plan.objective)[0]
+    gamma = c.gamma
+    if tail:
+      pred, gamma = pred[..., :tail], (pred[..., tail:] + 1) / 2
+    return pred_to_x0_eps(pred, z, ls_t, plan.objective)[0], gamma
 
   def body(i, carry):
     z, x0_prev, h_prev = carry
     times = Times(i, *(jnp.full((b,), sched(time(i + k))) for k in range(3)), c.gamma)
     if plan.conditioning is None:
-      x0 = predict_x0(z, times.ls_t, i)
+      x0, gamma = predict_x0(z, times.ls_t, i)
     else:
       mask = known["mask"]
       alpha, sigma = alpha_sigma(times.ls_t)
       z_known = _bcast(alpha, z) * known["x"] + _bcast(sigma, z) * per_sample_normal(keys, shape, 2, i)
       z = mask * z_known + (1 - mask) * z
       if plan.conditioning == "replacement":
-        x0 = predict_x0(z, times.ls_t, i)
+        x0, gamma = predict_x0(z, times.ls_t, i)
       else:
-        x0, pullback = jax.vjp(lambda z: predict_x0(z, times.ls_t, i), z)
+        x0, pullback, gamma = jax.vjp(lambda z: predict_x0(z, times.ls_t, i), z, has_aux=True)
         grad = pullback(2 * mask * (x0 - known["x"]))[0]
         x0 = x0 - (1 - mask) * _bcast(c.recon_weight * alpha / 2, z) * grad
-    x0 = apply_threshold(x0, plan.thresholding, c.percentile)
-    z_s = STEP[plan.sampler](z, x0, times, (x0_prev, h_prev),
+    x0 = apply_threshold(x0, plan.thresholding, c.percentile, c.threshold_max)
+    z_s = STEP[plan.sampler](z, x0, times._replace(gamma=gamma), (x0_prev, h_prev),
                              lambda: per_sample_normal(keys, shape, 1, i))
     h = (times.ls_s - times.ls_t) / 2
     return jnp.where(i == steps - 1, x0, z_s), x0, h

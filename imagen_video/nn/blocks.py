@@ -13,38 +13,67 @@ import jax.numpy as jnp
 from flax import nnx
 
 from imagen_video.nn.attention import Attention, RelativePositionBias
-from imagen_video.nn.layers import VIDEO_AXES, Conv2D, Dense, GroupNorm, dropout, frame_index_features
+from imagen_video.nn.if_layers import HybridAttention
+from imagen_video.nn.layers import (ACTIVATIONS, VIDEO_AXES, Conv2D, Dense, GroupNorm, dropout,
+                                     frame_index_features)
 from imagen_video.nn.masks import mixing_frames
 from imagen_video.parallel import sharding
 
 
 class ResBlock(nnx.Module):
-  """GN-SiLU-conv, FiLM from the conditioning embedding, GN-SiLU-dropout-conv."""
+  """GN-act-conv, FiLM from the conditioning embedding, GN-act-dropout-conv.
+
+  Options for networks imported from elsewhere (DeepFloyd IF / ADM): `act` ('silu' | 'gelu'),
+  `eps` of the GroupNorms, `skip_time_act` (no activation on the embedding before FiLM),
+  `out_scale` (the sum is divided by it) and `resample` ('down': 2x2 average pool, 'up': nearest
+  x2, applied to both branches after the first activation: a BigGAN-style resampling block).
+  """
 
   def __init__(self, in_ch: int, out_ch: int, emb_dim: int, *, groups: int, dropout_rate: float,
-               dtype, param_dtype, rngs: nnx.Rngs):
+               dtype, param_dtype, rngs: nnx.Rngs, act: str = "silu", eps: float = 1e-6,
+               skip_time_act: bool = False, out_scale: float = 1.0, resample: str | None = None):
     kw = dict(dtype=dtype, param_dtype=param_dtype)
+    if act not in ACTIVATIONS:
+      raise ValueError(f"act must be one of {sorted(ACTIVATIONS)}, got {act!r}")
+    if resample not in (None, "down", "up"):
+      raise ValueError(f"resample must be None, 'down' or 'up', got {resample!r}")
     self.dropout_rate = dropout_rate
-    self.norm1 = GroupNorm(in_ch, groups, **kw)
+    self.act, self.skip_time_act, self.out_scale, self.resample = act, skip_time_act, out_scale, resample
+    self.norm1 = GroupNorm(in_ch, groups, eps=eps, **kw)
     self.conv1 = Conv2D(in_ch, out_ch, 3, rngs=rngs, **kw)
     # FiLM / adaptive GroupNorm: scale and shift per channel from (log-SNR, text, aug) embedding.
     self.film = Dense(emb_dim, 2 * out_ch, in_axes=("mlp",), out_axes=("embed",), zero_init=True,
                       rngs=rngs, **kw)
-    self.norm2 = GroupNorm(out_ch, groups, **kw)
+    self.norm2 = GroupNorm(out_ch, groups, eps=eps, **kw)
     self.conv2 = Conv2D(out_ch, out_ch, 3, zero_init=True, rngs=rngs, **kw)
     self.skip = (Dense(in_ch, out_ch, in_axes=("conv_in",), out_axes=("embed",), rngs=rngs, **kw)
                  if in_ch != out_ch else None)
 
-  def __call__(self, x, emb, *, dropout_rng=None, deterministic=True):
-    h = self.conv1(jax.nn.silu(self.norm1(x)))
-    film = self.film(jax.nn.silu(emb))  # emb [B, D] (per clip) or [B, T, D] (per frame)
+  def __call__(self, x, emb, *, dropout_rng=None, deterministic=True, size=None):
+    act = ACTIVATIONS[self.act]
+    h = act(self.norm1(x))
+    if self.resample is not None:
+      x, h = resample(x, self.resample, size), resample(h, self.resample, size)
+    h = self.conv1(h)
+    film = self.film(emb if self.skip_time_act else act(emb))  # emb [B, D] or [B, T, D] (per frame)
     film = film[:, None, None, None, :] if film.ndim == 2 else film[:, :, None, None, :]
     scale, shift = jnp.split(film, 2, axis=-1)
     h = self.norm2(h) * (1 + scale) + shift
-    h = dropout(jax.nn.silu(h), self.dropout_rate, dropout_rng, deterministic)
+    h = dropout(act(h), self.dropout_rate, dropout_rng, deterministic)
     h = self.conv2(h)
     skip = x if self.skip is None else self.skip(x)
-    return skip.astype(h.dtype) + h
+    out = skip.astype(h.dtype) + h
+    return out if self.out_scale == 1.0 else out / jnp.asarray(self.out_scale, out.dtype)
+
+
+def resample(x, mode: str, size=None):
+  """'down': 2x2 average pool per frame; 'up': nearest x2 per frame, cropped to `size` (H, W)."""
+  b, t, h, w, c = x.shape
+  if mode == "down":
+    x = x[:, :, :h // 2 * 2, :w // 2 * 2]
+    return x.reshape(b, t, h // 2, 2, w // 2, 2, c).mean((3, 5))
+  x = jnp.repeat(jnp.repeat(x, 2, axis=2), 2, axis=3)
+  return x if size is None else x[:, :, :size[0], :size[1]]
 
 
 class SpatialAttention(nnx.Module):
@@ -161,20 +190,31 @@ class TemporalConv(nnx.Module):
 
 
 class SpaceTimeBlock(nnx.Module):
-  """ResBlock, then optional spatial self-attention and text cross-attention,
-  then temporal mixing ('attention' | 'conv' | 'conv+attention' | 'none')."""
+  """ResBlock, then optional spatial self-attention and text cross-attention (or, with
+  `text_attention='hybrid'`, DeepFloyd IF's one attention over text and image tokens), then
+  temporal mixing ('attention' | 'conv' | 'conv+attention' | 'none')."""
 
   def __init__(self, in_ch: int, out_ch: int, *, emb_dim: int, text_dim: int, spatial_attn: bool,
                cross_attn: bool, temporal_mixing: str, temporal_conv_kernel: int, heads: int,
                frame_pos: bool, temporal_conv_spatial: int = 1,
                head_dim: int, groups: int, dropout_rate: float, backend: str, dtype, param_dtype,
-               rngs: nnx.Rngs):
+               rngs: nnx.Rngs, res_kw: dict | None = None, text_attention: str = "cross",
+               hybrid_self_attention: bool = True):
     kw = dict(dtype=dtype, param_dtype=param_dtype, rngs=rngs)
     attn_kw = dict(groups=groups, backend=backend, **kw)
-    self.res = ResBlock(in_ch, out_ch, emb_dim, groups=groups, dropout_rate=dropout_rate, **kw)
-    self.spatial = SpatialAttention(out_ch, heads, head_dim, **attn_kw) if spatial_attn else None
-    self.cross = (CrossAttention(out_ch, text_dim, heads, head_dim, **attn_kw)
-                  if cross_attn and text_dim > 0 else None)
+    res_kw = res_kw or {}
+    self.res = ResBlock(in_ch, out_ch, emb_dim, groups=groups, dropout_rate=dropout_rate, **res_kw, **kw)
+    if text_attention == "hybrid":
+      self.spatial = (HybridAttention(out_ch, text_dim, head_dim, eps=res_kw.get("eps", 1e-6),
+                                      self_attention=hybrid_self_attention, **attn_kw)
+                      if spatial_attn and text_dim > 0 else None)
+      self.cross = None
+    elif text_attention == "cross":
+      self.spatial = SpatialAttention(out_ch, heads, head_dim, **attn_kw) if spatial_attn else None
+      self.cross = (CrossAttention(out_ch, text_dim, heads, head_dim, **attn_kw)
+                    if cross_attn and text_dim > 0 else None)
+    else:
+      raise ValueError(f"text_attention must be 'cross' or 'hybrid', got {text_attention!r}")
     # 'conv+attention': a local temporal conv, then attention over all frames.
     both = temporal_mixing == "conv+attention"
     conv_kw = dict(groups=groups, spatial=temporal_conv_spatial, **kw)
@@ -193,7 +233,9 @@ class SpaceTimeBlock(nnx.Module):
   def __call__(self, x, ctx: dict, *, deterministic: bool = True):
     h = self.res(x, ctx["emb"], dropout_rng=ctx.get("dropout_rng"), deterministic=deterministic)
     h = sharding.constrain(h, VIDEO_AXES)
-    if self.spatial is not None:
+    if isinstance(self.spatial, HybridAttention):
+      h = self.spatial(h, ctx["text"], ctx["text_mask"])
+    elif self.spatial is not None:
       h = self.spatial(h)
     if self.cross is not None:
       h = self.cross(h, ctx["text"], ctx["text_mask"])

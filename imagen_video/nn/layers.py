@@ -18,6 +18,8 @@ from flax import nnx
 
 VIDEO_AXES = ("batch", "frames", "height", "width", "embed")
 
+# Exact (erf) GELU, as torch.nn.GELU(): networks imported from PyTorch use it.
+ACTIVATIONS = {"silu": jax.nn.silu, "gelu": lambda x: jax.nn.gelu(x, approximate=False)}
 
 
 def _init(key, shape, param_dtype, zero: bool, fan_in: int):

@@ -48,6 +48,28 @@ Built from `config.model` (an ml_collections.ConfigDict; defaults in
                      pose_guider_channels its hidden convs (see `nn/pose_guider.py`)
   skip_scale         factor on U-Net skip connections (Efficient U-Net: 1/sqrt(2)).
 
+Options that make the same network express DeepFloyd IF's (ADM-style) spatial U-Net exactly,
+per frame (`configs/if_inflated.py`; `nn/if_convert.py` maps its weights):
+  layout             'imagen' (below) | 'adm': a skip after conv_in and after every block,
+                     resampling by residual blocks (2x2 average pool / nearest x2) at the end of
+                     a level, num_res_blocks[i] + 1 blocks per up level, middle = [block with
+                     attention, block without]; temporal layers follow every spatial block.
+  act                'silu' | 'gelu' (exact) in residual blocks, the embedding MLPs and the output.
+  norm_eps           GroupNorm / LayerNorm epsilon.
+  res_skip_time_act  no activation on the embedding before FiLM; res_out_scale: residual blocks
+                     divide their sum by it; mid_out_scale: the same in the middle ('adm').
+  text_attention     'cross' (self- and cross-attention layers) | 'hybrid' (one attention over
+                     the text tokens and the frame's positions at levels in attn_resolutions,
+                     heads = width / head_dim); hybrid_self_attention=False keeps the text only.
+  text_layernorm     LayerNorm on the text tokens first (ours); IF has none.
+  text_pooling       'mean' (masked mean + Dense) | 'attention' (IF: text_pool_heads heads).
+  text_proj_dim      >0: a Dense projection of the tokens before attention (IF's encoder_hid_proj).
+  use_text_mask      False: every token is attended and pooled, as IF's pipeline runs.
+  time_input         'logsnr' (ours, below) | 'ddpm_index': the index of the log-SNR in a
+                     `num_timesteps`-step discrete DDPM cosine schedule, as IF's timestep input
+                     ([cos, sin] features); aug_level in [0, 1] enters as index aug_level * N - 1.
+  emb_act            None | 'gelu': activation on the summed embedding (IF-II).
+
 Architecture (Efficient U-Net style): input conv; per level: [stride-2 downsample
 if level > 0], num_res_blocks[i] space-time blocks, one skip; middle: block,
 block; per level (reversed): concat(h, skip * skip_scale), num_res_blocks[i]
@@ -71,9 +93,11 @@ import jax.numpy as jnp
 import ml_collections
 from flax import nnx
 
-from imagen_video.nn.blocks import Downsample, SpaceTimeBlock, Upsample
-from imagen_video.nn.layers import (VIDEO_AXES, Conv2D, Dense, GroupNorm, LayerNorm, frame_index_features,
-                                     sinusoidal_embedding)
+from imagen_video.diffusion.schedule import ddpm_index_from_logsnr
+from imagen_video.nn.blocks import Downsample, ResBlock, SpaceTimeBlock, Upsample
+from imagen_video.nn.if_layers import TextPool
+from imagen_video.nn.layers import (ACTIVATIONS, VIDEO_AXES, Conv2D, Dense, GroupNorm, LayerNorm,
+                                     frame_index_features, sinusoidal_embedding)
 from imagen_video.nn.masks import mixing_frames, temporal_allowed
 from imagen_video.nn.pose_guider import PoseGuider
 from imagen_video.parallel import sharding
@@ -98,6 +122,10 @@ def default_config() -> ml_collections.ConfigDict:
       dtype="float32", param_dtype="float32", remat="none", attention_backend="xla",
       use_aug_level_embedding=False, use_guidance_embedding=False, skip_scale=2 ** -0.5,
       pose_channels=0, pose_guider_channels=(16, 32),
+      layout="imagen", act="silu", norm_eps=1e-6, res_skip_time_act=False, res_out_scale=1.0,
+      mid_out_scale=1.0, text_attention="cross", hybrid_self_attention=True, text_layernorm=True,
+      text_pooling="mean", text_pool_heads=64, text_proj_dim=0, use_text_mask=True,
+      time_input="logsnr", num_timesteps=1000, emb_act=None,
   ))
 
 
@@ -130,6 +158,19 @@ class VideoUNet(nnx.Module):
     self.remat = cfg.remat
     if cfg.remat not in ("none", *_REMAT_POLICIES):
       raise ValueError(f"remat must be 'none', 'block' or 'dots', got {cfg.remat!r}")
+    self.layout = cfg.get("layout", "imagen")
+    if self.layout not in ("imagen", "adm"):
+      raise ValueError(f"layout must be 'imagen' or 'adm', got {self.layout!r}")
+    self.act = cfg.get("act", "silu")
+    if self.act not in ACTIVATIONS:
+      raise ValueError(f"act must be one of {sorted(ACTIVATIONS)}, got {self.act!r}")
+    self.emb_act = cfg.get("emb_act", None)
+    self.use_text_mask = cfg.get("use_text_mask", True)
+    self.time_input = cfg.get("time_input", "logsnr")
+    if self.time_input not in ("logsnr", "ddpm_index"):
+      raise ValueError(f"time_input must be 'logsnr' or 'ddpm_index', got {self.time_input!r}")
+    self.num_timesteps = int(cfg.get("num_timesteps", 1000))
+    eps = cfg.get("norm_eps", 1e-6)
 
     # Conditioning embedding: time (log-SNR), pooled text, conditioning-augmentation level.
     self.time_mlp = nnx.List([Dense(cfg.channels, emb_dim, in_axes=("embed",), out_axes=("mlp",), **kw),
@@ -145,18 +186,43 @@ class VideoUNet(nnx.Module):
                                 Dense(emb_dim, emb_dim, in_axes=("mlp",), out_axes=("mlp",),
                                       zero_init=True, **kw)])
                       if cfg.get("frame_index_embedding", False) else None)
+    attn_dim = cfg.text_dim
     if cfg.text_dim > 0:
       self.null_text = nnx.Param(jax.random.normal(rngs.params(), (cfg.text_dim,), param_dtype) * 0.02,
                                  logical_axes=("text_embed",))
-      self.text_norm = LayerNorm(cfg.text_dim, "text_embed", dtype=dtype, param_dtype=param_dtype)
-      self.text_pool = Dense(cfg.text_dim, emb_dim, in_axes=("text_embed",), out_axes=("mlp",), **kw)
+      self.text_norm = (LayerNorm(cfg.text_dim, "text_embed", dtype=dtype, param_dtype=param_dtype)
+                        if cfg.get("text_layernorm", True) else None)
+      pooling = cfg.get("text_pooling", "mean")
+      if pooling == "mean":
+        self.text_pool = Dense(cfg.text_dim, emb_dim, in_axes=("text_embed",), out_axes=("mlp",), **kw)
+      elif pooling == "attention":
+        self.text_pool = TextPool(cfg.text_dim, emb_dim, cfg.get("text_pool_heads", 64), eps=eps, **kw)
+      else:
+        raise ValueError(f"text_pooling must be 'mean' or 'attention', got {pooling!r}")
+      proj = cfg.get("text_proj_dim", 0)
+      self.text_proj = (Dense(cfg.text_dim, proj, in_axes=("text_embed",), out_axes=("embed",), **kw)
+                        if proj else None)
+      attn_dim = proj or cfg.text_dim
 
-    block_kw = dict(emb_dim=emb_dim, text_dim=cfg.text_dim, temporal_mixing=cfg.temporal_mixing,
+    res_kw = dict(act=self.act, eps=eps, skip_time_act=cfg.get("res_skip_time_act", False),
+                  out_scale=cfg.get("res_out_scale", 1.0))
+    block_kw = dict(emb_dim=emb_dim, text_dim=attn_dim, temporal_mixing=cfg.temporal_mixing,
                     temporal_conv_kernel=cfg.temporal_conv_kernel,
                     temporal_conv_spatial=cfg.get("temporal_conv_spatial", 1),
-                    frame_pos=cfg.get("frame_position_embedding", True), heads=cfg.heads,
+                    frame_pos=cfg.get("frame_position_embedding", True),
                     head_dim=cfg.head_dim, groups=cfg.norm_groups, dropout_rate=cfg.dropout,
-                    backend=cfg.attention_backend, **kw)
+                    backend=cfg.attention_backend, res_kw=res_kw,
+                    text_attention=cfg.get("text_attention", "cross"),
+                    hybrid_self_attention=cfg.get("hybrid_self_attention", True), **kw)
+
+    def block(cin, cout, level, res_over=None, **extra):
+      heads = cfg.heads or cout // cfg.head_dim  # heads=0: width / head_dim (IF)
+      args = dict(block_kw, spatial_attn=attn_at(level, cfg.attn_resolutions),
+                  cross_attn=attn_at(level, cfg.cross_attn_resolutions), heads=heads)
+      args.update(extra)
+      if res_over:
+        args["res_kw"] = dict(res_kw, **res_over)
+      return SpaceTimeBlock(cin, cout, **args)
 
     def attn_at(level, resolutions):
       return (cfg.resolution // 2 ** level) in tuple(resolutions)
@@ -165,50 +231,104 @@ class VideoUNet(nnx.Module):
     pose_channels = cfg.get("pose_channels", 0)
     self.pose_guider = (PoseGuider(pose_channels, tuple(cfg.get("pose_guider_channels", (16, 32))),
                                    chans[0], **kw) if pose_channels else None)
+    build = self._build_adm if self.layout == "adm" else self._build_imagen
+    ch = build(cfg, chans, blocks, block, dict(emb_dim=emb_dim, groups=cfg.norm_groups,
+                                               dropout_rate=cfg.dropout, **res_kw, **kw))
+    self.norm_out = GroupNorm(ch, cfg.norm_groups, eps=eps, dtype=dtype, param_dtype=param_dtype)
+    self.conv_out = Conv2D(ch, cfg.out_channels or cfg.in_channels, 3, zero_init=True, **kw)
+
+  def _build_imagen(self, cfg, chans, blocks, block, resample_kw):
+    """Efficient U-Net wiring: one skip per level; downsample first, upsample last in a level."""
+    kw = {k: resample_kw[k] for k in ("dtype", "param_dtype", "rngs")}
     down, up = [], []
     ch = chans[0]
-    for i in range(n_levels):
+    for i in range(len(chans)):
       layers = [Downsample(ch, chans[i], **kw)] if i > 0 else []
       ch = chans[i]
-      for _ in range(blocks[i]):
-        layers.append(SpaceTimeBlock(ch, ch, spatial_attn=attn_at(i, cfg.attn_resolutions),
-                                     cross_attn=attn_at(i, cfg.cross_attn_resolutions), **block_kw))
+      layers += [block(ch, ch, i) for _ in range(blocks[i])]
       down.append(nnx.List(layers))
     self.down = nnx.List(down)
-    self.middle = nnx.List([SpaceTimeBlock(ch, ch, spatial_attn=cfg.mid_spatial_attn, cross_attn=True,
-                                           **block_kw) for _ in range(2)])
-    for i in reversed(range(n_levels)):
-      layers = []
-      for j in range(blocks[i]):
-        layers.append(SpaceTimeBlock(2 * ch if j == 0 else ch, ch,
-                                     spatial_attn=attn_at(i, cfg.attn_resolutions),
-                                     cross_attn=attn_at(i, cfg.cross_attn_resolutions), **block_kw))
+    self.middle = nnx.List([block(ch, ch, 0, spatial_attn=cfg.mid_spatial_attn, cross_attn=True)
+                            for _ in range(2)])
+    for i in reversed(range(len(chans))):
+      layers = [block(2 * ch if j == 0 else ch, ch, i) for j in range(blocks[i])]
       if i > 0:
         layers.append(Upsample(ch, chans[i - 1], **kw))
         ch = chans[i - 1]
       up.append(nnx.List(layers))
     self.up = nnx.List(up)
-    self.norm_out = GroupNorm(ch, cfg.norm_groups, dtype=dtype, param_dtype=param_dtype)
-    self.conv_out = Conv2D(ch, cfg.out_channels or cfg.in_channels, 3, zero_init=True, **kw)
+    return ch
+
+  def _build_adm(self, cfg, chans, blocks, block, resample_kw):
+    """ADM / DeepFloyd IF wiring: a skip after conv_in and after every layer of the down path;
+    each up block takes one skip; residual down/up-sampling blocks end a level."""
+    n = len(chans)
+    skips, down, up = [chans[0]], [], []
+    ch = chans[0]
+    for i in range(n):
+      layers = []
+      for _ in range(blocks[i]):
+        layers.append(block(ch, chans[i], i))
+        ch = chans[i]
+        skips.append(ch)
+      if i < n - 1:
+        layers.append(ResBlock(ch, ch, resample="down", **resample_kw))
+        skips.append(ch)
+      down.append(nnx.List(layers))
+    self.down = nnx.List(down)
+    mid_scale = dict(res_over=dict(out_scale=cfg.get("mid_out_scale", 1.0)))
+    self.middle = nnx.List([block(ch, ch, n - 1, spatial_attn=cfg.mid_spatial_attn, **mid_scale),
+                            block(ch, ch, n - 1, spatial_attn=False, **mid_scale)])
+    for i in reversed(range(n)):
+      layers = []
+      for _ in range(blocks[i] + 1):
+        layers.append(block(ch + skips.pop(), chans[i], i))
+        ch = chans[i]
+      if i > 0:
+        layers.append(ResBlock(ch, ch, resample="up", **resample_kw))
+      up.append(nnx.List(layers))
+    self.up = nnx.List(up)
+    return ch
 
   # --- conditioning -------------------------------------------------------------------------
 
   def _mlp(self, layers, x):
-    return layers[1](jax.nn.silu(layers[0](x)))
+    return layers[1](ACTIVATIONS[self.act](layers[0](x)))
+
+  def _time_features(self, log_snr):
+    """The time input's sinusoidal features: ours from the cosine-equivalent time, IF's ([cos,
+    sin]) from the fractional index of the log-SNR in its discrete DDPM schedule."""
+    ls = log_snr.astype(jnp.float32)
+    if self.time_input == "logsnr":
+      t_equiv = jnp.arctan(jnp.exp(-0.5 * ls)) * (2 / math.pi)
+      return sinusoidal_embedding(1000 * t_equiv, self.channels)
+    return self._index_features(ddpm_index_from_logsnr(ls, self.num_timesteps))
+
+  def _index_features(self, index):
+    emb = sinusoidal_embedding(index, self.channels)
+    half = self.channels // 2
+    return jnp.concatenate([emb[:, half:2 * half], emb[:, :half], emb[:, 2 * half:]], axis=-1)
 
   def _text(self, text_emb, text_mask, drop_text):
-    """Null-text replacement, LayerNorm, masked-mean pooling."""
+    """Null-text replacement, LayerNorm, pooling; the tokens for attention."""
     b, length, _ = text_emb.shape
     if drop_text is not None:
       drop = jnp.asarray(drop_text, bool)[:, None]
       null_mask = jnp.arange(length)[None] == 0  # the null text is one valid token
       text_mask = jnp.where(drop, null_mask, text_mask)
       text_emb = jnp.where(drop[..., None], self.null_text[...].astype(text_emb.dtype), text_emb)
-    text = self.text_norm(text_emb)
+    if not self.use_text_mask:
+      text_mask = jnp.ones_like(text_mask)
+    text = text_emb if self.text_norm is None else self.text_norm(text_emb)
     text = sharding.constrain(text, ("batch", "length", "text_embed"))
-    m = text_mask.astype(jnp.float32)[..., None]
-    pooled = (text.astype(jnp.float32) * m).sum(1) / jnp.maximum(m.sum(1), 1.0)
-    return text, text_mask, self.text_pool(pooled)
+    if isinstance(self.text_pool, TextPool):
+      pooled = self.text_pool(text, text_mask)
+    else:
+      m = text_mask.astype(jnp.float32)[..., None]
+      pooled = self.text_pool((text.astype(jnp.float32) * m).sum(1) / jnp.maximum(m.sum(1), 1.0))
+    if self.text_proj is not None:
+      text = self.text_proj(text)
+    return text, text_mask, pooled
 
   # --- forward --------------------------------------------------------------------------------
 
@@ -227,17 +347,18 @@ class VideoUNet(nnx.Module):
     dropout_rng: key when not deterministic.
     """
     b, t, h, w, _ = x.shape
-    t_equiv = jnp.arctan(jnp.exp(-0.5 * log_snr.astype(jnp.float32))) * (2 / math.pi)
-    emb = self._mlp(self.time_mlp, sinusoidal_embedding(1000 * t_equiv, self.channels))
+    emb = self._mlp(self.time_mlp, self._time_features(log_snr))
     if self.aug_mlp is not None:
       if aug_level is None:
         raise ValueError("use_aug_level_embedding=True needs aug_level [B]")
-      emb = emb + self._mlp(self.aug_mlp, sinusoidal_embedding(1000 * aug_level, self.channels))
+      feats = (sinusoidal_embedding(1000 * aug_level, self.channels) if self.time_input == "logsnr"
+               else self._index_features(aug_level.astype(jnp.float32) * self.num_timesteps - 1))
+      emb = emb + self._mlp(self.aug_mlp, feats)
     if self.guidance_mlp is not None:
       if guidance_weight is None:
         raise ValueError("use_guidance_embedding=True needs guidance_weight [B]")
-      w = jnp.broadcast_to(jnp.asarray(guidance_weight, jnp.float32), (b,))
-      emb = emb + self._mlp(self.guidance_mlp, sinusoidal_embedding(100 * w, self.channels))
+      gw = jnp.broadcast_to(jnp.asarray(guidance_weight, jnp.float32), (b,))
+      emb = emb + self._mlp(self.guidance_mlp, sinusoidal_embedding(100 * gw, self.channels))
     elif guidance_weight is not None:
       raise ValueError("guidance_weight given but config.model.use_guidance_embedding is False")
     ctx = {"allowed": temporal_allowed(b, t, frame_mask, is_image)}
@@ -247,6 +368,8 @@ class VideoUNet(nnx.Module):
       text_mask = jnp.ones(text_emb.shape[:2], bool) if text_mask is None else text_mask
       ctx["text"], ctx["text_mask"], pooled = self._text(text_emb, text_mask, drop_text)
       emb = emb + pooled
+    if self.emb_act is not None:
+      emb = ACTIVATIONS[self.emb_act](emb)
     if self.frame_mlp is not None:  # [B, D] -> [B, T, D]; zero-init: a fresh model ignores it
       mixes = mixing_frames(ctx["allowed"]).astype(emb.dtype)  # [B, T]
       frames = self._mlp(self.frame_mlp, frame_index_features(t, self.channels))
@@ -284,6 +407,12 @@ class VideoUNet(nnx.Module):
     elif pose_maps is not None:
       raise ValueError("pose_maps given but config.model.pose_channels == 0")
     h = sharding.constrain(h, VIDEO_AXES)
+    forward = self._forward_adm if self.layout == "adm" else self._forward_imagen
+    h = forward(h, run, ctx, deterministic, dropout_rng, counter)
+    out = self.conv_out(ACTIVATIONS[self.act](self.norm_out(h)))
+    return sharding.constrain(out.astype(jnp.float32), VIDEO_AXES)
+
+  def _forward_imagen(self, h, run, ctx, deterministic, dropout_rng, counter):
     skips = []
     for layers in self.down:
       for layer in layers:
@@ -299,8 +428,28 @@ class VideoUNet(nnx.Module):
           h = layer(h, skips[-1].shape[2:4])
         else:
           h = run(layer, h)
-    out = self.conv_out(jax.nn.silu(self.norm_out(h)))
-    return sharding.constrain(out.astype(jnp.float32), VIDEO_AXES)
+    return h
+
+  def _forward_adm(self, h, run, ctx, deterministic, dropout_rng, counter):
+    def resample(layer, h, size=None):
+      rng = None if dropout_rng is None else jax.random.fold_in(dropout_rng, next(counter))
+      return layer(h, ctx["emb"], dropout_rng=rng, deterministic=deterministic, size=size)
+
+    skips = [h]
+    for layers in self.down:
+      for layer in layers:
+        h = run(layer, h) if isinstance(layer, SpaceTimeBlock) else resample(layer, h)
+        skips.append(h)
+    for block in self.middle:
+      h = run(block, h)
+    for layers in self.up:
+      for layer in layers:
+        if isinstance(layer, SpaceTimeBlock):
+          skip = skips.pop()
+          h = run(layer, jnp.concatenate([h, skip * jnp.asarray(self.skip_scale, skip.dtype)], axis=-1))
+        else:
+          h = resample(layer, h, skips[-1].shape[2:4])
+    return h
 
 
 def abstract_unet(config: ml_collections.ConfigDict):

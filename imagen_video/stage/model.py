@@ -41,11 +41,7 @@ class Stage:
                text_encoder: TextEncoder | None = None):
     self.config = config
     self.text = text_encoder or TextEncoder.from_config(config.text, mesh=mesh, rules=rules)
-    self.model_config = config.model.copy_and_resolve_references()
-    with self.model_config.unlocked():
-      self.model_config.text_dim = self.text.d_model
-      self.model_config.cond_channels = conditioning_lib.cond_channels(config)
-      self.model_config.use_aug_level_embedding = conditioning_lib.uses_aug_level(config)
+    self.model_config = network_config(config, self.text.d_model)
     self.graphdef, self.abstract_params = unet.abstract_unet(self.model_config)
     self.model_fn = _model_fn(self.model_config.to_json(), self.graphdef)
     # A guidance-distilled student takes the guidance weight as an input (no uncond half).
@@ -156,6 +152,17 @@ class Stage:
 
   def output_shape(self, batch: int) -> tuple[int, ...]:
     return batch_keys.clip_shape(self.config, batch)
+
+
+def network_config(config: ml_collections.ConfigDict, text_dim: int) -> ml_collections.ConfigDict:
+  """`config.model` completed by what the stage decides: the text width (its T5's d_model), the
+  low-res input channels and the augmentation-level embedding of SR stages."""
+  m = config.model.copy_and_resolve_references()
+  with m.unlocked():
+    m.text_dim = text_dim
+    m.cond_channels = conditioning_lib.cond_channels(config)
+    m.use_aug_level_embedding = conditioning_lib.uses_aug_level(config)
+  return m
 
 
 _MODEL_FNS: dict = {}

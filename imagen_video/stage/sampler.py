@@ -25,6 +25,7 @@ import numpy as np
 
 from imagen_video.diffusion import guidance as guidance_lib
 from imagen_video.diffusion import samplers
+from imagen_video.diffusion import schedule as schedule_lib
 from imagen_video.stage import conditioning as conditioning_lib
 from imagen_video.stage import known as known_lib
 from imagen_video.stage import pose_input
@@ -210,12 +211,14 @@ class StageSampler:
     known = None if r.known is None else r.known.to_shape(shape)
     s, dc = config.sample, config.diffusion
     plan = samplers.Plan(shape, steps, r.sampler or d.sampler, dc.objective, stage.default_thresholding(),
-                         (dc.logsnr_min, dc.logsnr_max, dc.resolution_shift),
+                         schedule_lib.spec_from_config(dc),
                          guided=_guided(weight), guidance_input=stage.guidance_input,
-                         conditioning=None if known is None else r.conditioning)
+                         conditioning=None if known is None else r.conditioning,
+                         learned_variance=bool(dc.get("learned_variance", False)))
     recon = r.recon_weight if r.recon_weight is not None else s.get("recon_weight", RECON_WEIGHT)
     controls = samplers.Controls(weight, None if pose_weight is None else guidance_lib.weights(pose_weight, steps),
-                                 s.get("percentile", 99.5), s.get("gamma", 0.0), recon)
+                                 s.get("percentile", 99.5), s.get("gamma", 0.0), recon,
+                                 s.get("threshold_max", float("inf")))
     diffused = lambda v: conditioning_lib.to_diffused(config, jnp.asarray(v, jnp.float32), up)
     args = (stage.model_fn, self.params["unet"], cond, keys, plan, controls)
     kwargs = dict(known=None if known is None else {"x": diffused(known.video), "mask": known.mask},

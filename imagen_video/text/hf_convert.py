@@ -112,10 +112,13 @@ def _torch_file(path: str):
   return list(sd), get
 
 
-def weight_files(src: str) -> tuple[list[str], dict[str, str] | None]:
-  """Files to read and (for sharded checkpoints) the tensor -> file map."""
-  for index, single in (("model.safetensors.index.json", "model.safetensors"),
-                        ("pytorch_model.bin.index.json", "pytorch_model.bin")):
+def weight_files(src: str, stem: str = "model") -> tuple[list[str], dict[str, str] | None]:
+  """Files to read and (for sharded checkpoints) the tensor -> file map. `stem`: the weights'
+  file name before the extension (transformers: model / pytorch_model; diffusers:
+  diffusion_pytorch_model for both formats)."""
+  bin_stem = "pytorch_model" if stem == "model" else stem
+  for index, single in ((f"{stem}.safetensors.index.json", f"{stem}.safetensors"),
+                        (f"{bin_stem}.bin.index.json", f"{bin_stem}.bin")):
     ipath = os.path.join(src, index)
     if os.path.isfile(ipath):
       with open(ipath) as f:
@@ -129,8 +132,8 @@ def weight_files(src: str) -> tuple[list[str], dict[str, str] | None]:
       return [os.path.join(src, n) for n in files], {k: os.path.join(src, v) for k, v in wmap.items()}
     if os.path.isfile(os.path.join(src, single)):
       return [os.path.join(src, single)], None
-  raise FileNotFoundError(f"{src}: no model.safetensors, model.safetensors.index.json, "
-                          "pytorch_model.bin or pytorch_model.bin.index.json")
+  raise FileNotFoundError(f"{src}: no {stem}.safetensors, {stem}.safetensors.index.json, "
+                          f"{bin_stem}.bin or {bin_stem}.bin.index.json")
 
 
 def open_weights(path: str) -> tuple[list[str], Callable[[str], np.ndarray]]:

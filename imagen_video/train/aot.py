@@ -23,6 +23,7 @@ from jax.sharding import NamedSharding, PartitionSpec as P
 
 from imagen_video.data import batch as batch_keys
 from imagen_video.diffusion import samplers
+from imagen_video.diffusion import schedule as schedule_lib
 from imagen_video.parallel import sharding
 from imagen_video.stage import conditioning
 from imagen_video.text import encoder, t5, t5_checkpoint
@@ -247,7 +248,8 @@ def compile_sample_step(config, devices, batch: int, steps: int = 1) -> Report:
   d = config.diffusion
 
   plan = samplers.Plan(shape, steps, config.sample.sampler, d.objective, stage.default_thresholding(),
-                       (d.logsnr_min, d.logsnr_max, d.resolution_shift))
+                       schedule_lib.spec_from_config(d),
+                       learned_variance=bool(d.get("learned_variance", False)))
 
   def sample(params, cond, keys, guidance):  # the loop `stage.sampler.StageSampler` runs
     return samplers.sample(stage.model_fn, params, cond, keys, plan, samplers.Controls(guidance))

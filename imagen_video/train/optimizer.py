@@ -3,9 +3,12 @@
   optim.lr, optim.warmup_steps, optim.schedule ("cosine" | "constant"),
   optim.b1, optim.b2, optim.eps, optim.weight_decay, optim.grad_clip (0 = off),
   optim.grad_accum_steps (micro-batches per update; 1 = off)
+  optim.trainable ("all" | "temporal": only the temporal mixing layers update, the spatial
+                   ones stay frozen, e.g. an inflated image model; absent = "all")
 """
 from __future__ import annotations
 
+import jax
 import ml_collections
 import optax
 
@@ -35,4 +38,20 @@ def make_optimizer(optim, total_steps: int) -> tuple[optax.GradientTransformatio
   parts.append(optax.adamw(schedule, b1=optim.b1, b2=optim.b2, eps=optim.eps,
                            weight_decay=optim.weight_decay))
   tx = optax.chain(*parts)
+  trainable = optim.get("trainable", "all")
+  if trainable == "temporal":  # frozen params get zero updates and keep no Adam moments
+    tx = optax.multi_transform({"train": tx, "freeze": optax.set_to_zero()}, temporal_labels)
+  elif trainable != "all":
+    raise ValueError(f"config.optim.trainable={trainable!r}: expected 'all' or 'temporal'")
   return tx, schedule
+
+
+TEMPORAL_LAYERS = ("temporal", "temporal_conv")  # nn.blocks.SpaceTimeBlock's temporal mixing
+
+
+def temporal_labels(params):
+  """'train' for the parameters of temporal mixing layers, 'freeze' for the rest."""
+  def label(path, _):
+    names = {str(getattr(k, "key", getattr(k, "name", k))) for k in path}
+    return "train" if names & set(TEMPORAL_LAYERS) else "freeze"
+  return jax.tree_util.tree_map_with_path(label, params)

@@ -16,9 +16,10 @@ from etils import epath
 from jax.sharding import NamedSharding
 
 from imagen_video.data import builders, pipeline
+from imagen_video.nn import unet
 from imagen_video.parallel import distributed, sharding
 from imagen_video.stage.loading import build, param_spec
-from imagen_video.stage.model import param_count
+from imagen_video.stage.model import network_config, param_count
 from imagen_video.stage.sampler import Request, StageSampler
 from imagen_video.train import guard, optimizer, progress, resume, train_step
 from imagen_video.utils import mfu
@@ -130,6 +131,14 @@ def _train(config, workdir, mesh, stop_after, evals, divergence, held):
       raise ValueError("config.distill needs config.text.frozen=True (the teacher's text params "
                        "are not loaded)")
     teacher = frozen["teacher"] = load_teacher(config, stage, mesh, rules)
+  init = None
+  if t.get("init_from") and latest is None:  # fine-tuning: start from another workdir's EMA
+    source = saved_config.read(t.init_from)
+    if source is None:
+      raise FileNotFoundError(f"train.init_from={t.init_from!r}: no config.json there (a training "
+                              "workdir or `imagen-video convert-if` output)")
+    _, abstract = unet.abstract_unet(network_config(source, stage.text.d_model))
+    init = load_ema(t.init_from, abstract, mesh, rules, "train.init_from")
 
   data_step = 0
   if latest is not None:
@@ -138,13 +147,14 @@ def _train(config, workdir, mesh, stop_after, evals, divergence, held):
     data_step = int(data_state["step"])
     print(f"resumed from {ckpt.directory} step {step} (data position {data_step})", flush=True)
   else:
-    def create(key, teacher):
+    def create(key, teacher, init):
       unet_params = stage.init_params(key)
-      params = {"unet": unet_params if teacher is None else init_from_teacher(unet_params, teacher)}
+      source = teacher if init is None else init
+      params = {"unet": unet_params if source is None else init_from_teacher(unet_params, source)}
       if text_trainable:
         params["text"] = stage.text.params
       return train_step.init_state(params, tx)
-    state = sharding.run_once(create, jax.random.key(t.seed), teacher, out_shardings=state_shardings)
+    state = sharding.run_once(create, jax.random.key(t.seed), teacher, init, out_shardings=state_shardings)
   n_params = param_count(state["params"]["unet"])
   if lead:
     print(f"U-Net {n_params / 1e6:.2f}M params; text encoder {param_count(stage.text.params) / 1e6:.2f}M "
@@ -220,17 +230,22 @@ def state_spec(config, stage, tx, mesh, rules):
 
 def load_teacher(config, stage, mesh, rules):
   """The EMA U-Net params of the newest checkpoint in `config.distill.teacher`."""
-  workdir = config.distill.teacher
+  return load_ema(config.distill.teacher, stage.teacher_abstract_params, mesh, rules,
+                  "config.distill.teacher", "distillation teacher")
+
+
+def load_ema(workdir, abstract, mesh, rules, field: str, what: str = "initialised from"):
+  """The EMA U-Net params of the newest checkpoint in `workdir` (e.g. `imagen-video convert-if`
+  output for `train.init_from`)."""
   directory = f"{checkpoints.absolute(workdir)}/checkpoints"
   if not checkpoints.exists(directory):
-    raise FileNotFoundError(f"config.distill.teacher={workdir!r}: no checkpoints/ folder there")
-  abstract = stage.teacher_abstract_params
+    raise FileNotFoundError(f"{field}={workdir!r}: no checkpoints/ folder there")
   part = checkpoints.abstract_like(abstract, sharding.state_shardings(abstract, mesh, rules))
   ckpt = checkpoints.Checkpoints(directory, async_save=False)
   state, step = ckpt.restore_part({"ema": {"unet": part}})
   ckpt.close()
   if jax.process_index() == 0:
-    print(f"distillation teacher: {workdir} step {step} (EMA)", flush=True)
+    print(f"{what}: {workdir} step {step} (EMA)", flush=True)
   return state["ema"]["unet"]
 
 
