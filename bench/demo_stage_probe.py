@@ -2,12 +2,15 @@
 
     python -m bench.demo_stage_probe base WORKDIR --num 2 --settings ddim:64:3 ancestral:64:3
     python -m bench.demo_stage_probe sr STAGES_ROOT --num 12 --settings ddim:16 ancestral:16
+    python -m bench.demo_stage_probe cascade DEMO --num 1 --settings ddim,ddim,ddim,ddim ancestral,ancestral,ancestral,ancestral
 
 `base`: the base stage on the 28 grammar prompts x num, one row per sampler:steps:guidance,
 with the caption check's shape / direction and the cleanliness figures. `sr`: each SSR stage
 (ssr1, ssr2 under STAGES_ROOT) given the held-out clips' true low-res video and caption, one
 row per sampler:steps[:aug_level], beside the data and bicubic upsampling of the same clips.
-Both sample through `StageSampler.draw`, as the cascade does.
+`cascade`: the demo cascade under DEMO (DEMO/stages, DEMO/tensorflow_datasets) with each
+stage's sampler replaced (one comma list per setting), every stage's row of the caption check.
+All sample through `StageSampler.draw`, as the cascade does.
 """
 from __future__ import annotations
 
@@ -67,15 +70,37 @@ def sr(a):
             flush=True)
 
 
+def cascade(a):
+  from imagen_video.cascade.cascade import Cascade
+  from imagen_video.eval import sampling
+  from imagen_video.utils import configs_loader
+  spec = a.cascade or f"configs/cascade_tiny.py:root={a.path}/stages,data_dir={a.path}/tensorflow_datasets"
+  c = Cascade.load(configs_loader.load(spec), log=lambda *_: None)
+  prompts = prompt_following.grammar_prompts(a.num)
+  for setting in a.settings:
+    names = setting.split(",")
+    if len(names) != len(c.runs):
+      raise SystemExit(f"--settings {setting!r}: expected {len(c.runs)} samplers, one per stage")
+    for run, name in zip(c.runs, names):
+      run.defaults = dataclasses.replace(run.defaults, sampler=name)
+    t = time.time()
+    _, stages = sampling.draw(c, prompts, seed=a.seed, batch=a.batch)
+    print(f"cascade {setting} ({time.time() - t:.0f} s)\n{prompt_following.stage_table(stages, prompts)}",
+          flush=True)
+
+
 def main(argv=None):
   p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-  p.add_argument("part", choices=("base", "sr"))
-  p.add_argument("path", help="base: the base workdir; sr: the folder holding ssr1/ and ssr2/")
+  p.add_argument("part", choices=("base", "sr", "cascade"))
+  p.add_argument("path", help="base: the base workdir; sr: the folder holding ssr1/ and ssr2/; "
+                 "cascade: the demo's workdir")
   p.add_argument("--num", type=int, default=2, help="base: samples per prompt; sr: held-out clips")
   p.add_argument("--settings", nargs="+", default=["ddim:64:3"])
   p.add_argument("--seed", type=int, default=0)
+  p.add_argument("--batch", type=int, default=28, help="cascade: prompts sampled together")
+  p.add_argument("--cascade", default="", help="cascade: a cascade config instead of DEMO's layout")
   a = p.parse_args(argv)
-  (base if a.part == "base" else sr)(a)
+  {"base": base, "sr": sr, "cascade": cascade}[a.part](a)
 
 
 if __name__ == "__main__":

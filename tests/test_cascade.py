@@ -270,8 +270,12 @@ def test_demo_stage_probe_reads_each_stage_beside_the_data(tiny_cascade, capsys)
   stages = os.path.dirname(tiny_cascade.stages[0]["workdir"])
   demo_stage_probe.main(["base", tiny_cascade.stages[0]["workdir"], "--num", "1", "--settings", "ddim:2:3"])
   demo_stage_probe.main(["sr", stages, "--num", "2", "--settings", "ddim:2", "ancestral:2:0.0"])
+  spec = f"{CONFIG}:runlocal,root={stages},data_dir={os.path.join(stages, 'tfds')}"
+  demo_stage_probe.main(["cascade", "", "--cascade", spec, "--num", "1", "--batch", "2",
+                         "--settings", "ddim,ddim,ancestral,ancestral"])
   out = capsys.readouterr().out
   assert re.search(r"base ddim:2:3: shape \d+% direction \d+% color \d+% all \d+% \| background", out)
   for name, size in (("ssr1", 32), ("ssr2", 64)):
     assert f"{name} data {size}px: shape 100% " in out and "| background 0.00 |" in out
     assert f"{name} ddim:2: shape" in out and f"{name} ancestral:2:0.0: shape" in out
+  assert "cascade ddim,ddim,ancestral,ancestral" in out and out.count("| ssr2 | 16x64x64 |") == 1

@@ -53,12 +53,9 @@ def read_index(path: str) -> list[dict]:
 
 
 def main(argv: list[str]) -> int:
-  fv = parse_flags(argv, _flags, __doc__)
+  fv = parse_flags(argv, _flags, __doc__, required=("clip", "index"))
   if isinstance(fv, int):
     return fv
-  if not fv.clip or not fv.index:
-    print(f"{argv[0]}: --clip and --index are required", file=sys.stderr)
-    return 2
   from imagen_video.clip.scorer import ClipScorer
   from imagen_video.media import video_io
   try:

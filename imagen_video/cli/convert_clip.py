@@ -23,12 +23,9 @@ def _flags() -> flags.FlagValues:
 
 
 def main(argv: list[str]) -> int:
-  fv = parse_flags(argv, _flags, __doc__)
+  fv = parse_flags(argv, _flags, __doc__, required=("src", "out"))
   if isinstance(fv, int):
     return fv
-  if not fv.src or not fv.out:
-    print(f"{argv[0]}: --src and --out are required", file=sys.stderr)
-    return 2
   from imagen_video.clip import hf_convert, model
   try:
     out = hf_convert.convert(fv.src, fv.out, param_dtype=fv.param_dtype, log=print if fv.verbose else (lambda s: None))

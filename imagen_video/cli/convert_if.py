@@ -52,12 +52,9 @@ def stage_config(stage: str, variant: str | None, t5: str | None, extra: str = "
 
 
 def main(argv: list[str]) -> int:
-  fv = parse_flags(argv, _flags, __doc__)
+  fv = parse_flags(argv, _flags, __doc__, required=("src", "out"))
   if isinstance(fv, int):
     return fv
-  if not fv.src or not fv.out:
-    print(f"{argv[0]}: --src and --out are required", file=sys.stderr)
-    return 2
   from imagen_video.stage import if_convert
   try:
     hf = if_convert.read_unet_config(fv.src)

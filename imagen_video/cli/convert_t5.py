@@ -21,8 +21,9 @@ def _flags() -> flags.FlagValues:
   return fv
 
 
-def parse_flags(argv: list[str], make_flags, doc: str) -> flags.FlagValues | int:
-  """Parses into a module-local FlagValues; an int is an exit code (help or usage error)."""
+def parse_flags(argv: list[str], make_flags, doc: str, required=()) -> flags.FlagValues | int:
+  """Parses into a module-local FlagValues; an int is an exit code (help or usage error,
+  including a missing `required` flag)."""
   fv = make_flags()
   if any(a in ("-h", "--help", "-help", "--helpfull") for a in argv[1:]):
     print(f"usage: {argv[0]} [flags]\n\n{doc}\n{fv.get_help()}")
@@ -32,16 +33,18 @@ def parse_flags(argv: list[str], make_flags, doc: str) -> flags.FlagValues | int
   except flags.Error as e:
     print(f"{argv[0]}: {e}", file=sys.stderr)
     return 2
+  missing = [f"--{name}" for name in required if not fv[name].value]
+  if missing:
+    print(f"{argv[0]}: {' and '.join(missing)} {'is' if len(missing) == 1 else 'are'} required",
+          file=sys.stderr)
+    return 2
   return fv
 
 
 def main(argv: list[str]) -> int:
-  fv = parse_flags(argv, _flags, __doc__)
+  fv = parse_flags(argv, _flags, __doc__, required=("src", "out"))
   if isinstance(fv, int):
     return fv
-  if not fv.src or not fv.out:
-    print(f"{argv[0]}: --src and --out are required", file=sys.stderr)
-    return 2
   from imagen_video.text import hf_convert, t5
 
   try:
