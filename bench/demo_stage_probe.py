@@ -28,8 +28,9 @@ from imagen_video.stage.sampler import Request, StageSampler
 
 
 def figures(videos, captions) -> str:
-  acc = caption_check.score(list(videos), captions)["accuracy"]
-  bg, edge = prompt_following.cleanliness(videos)
+  result = caption_check.score(list(videos), captions)
+  acc = result["accuracy"]
+  bg, edge = caption_check.cleanliness(result)
   return (f"shape {acc['shape']:.0%} direction {acc['direction']:.0%} color {acc['color']:.0%} "
           f"all {acc['all']:.0%} | background {bg:.2f} | edge {edge:.2f} px")
 
@@ -57,6 +58,7 @@ def sr(a):
     frames, size = s.output_shape()[1:3]
     low_size = s.config.stage.low_res[1]
     low = [ms.render(c, frames, low_size, low_size) for c in clips]
+    low_res = np.stack(low).astype(np.float32) / 127.5 - 1
     print(f"{name} data {size}px: {figures([ms.render(c, frames, size, size) for c in clips], captions)}")
     print(f"{name} bicubic {low_size}->{size}: {figures([_bicubic(v, size) for v in low], captions)}")
     for setting in a.settings:
@@ -65,7 +67,7 @@ def sr(a):
         s.defaults = dataclasses.replace(s.defaults, aug_level=float(aug[0]))
       t = time.time()
       out = s.draw(Request(prompts=tuple(captions), steps=int(steps), sampler=sampler, seed=a.seed),
-                   low_res=np.stack(low).astype(np.float32) / 127.5 - 1)
+                   low_res=low_res)
       print(f"{name} {setting}: {figures(video_io.to_uint8(out), captions)} ({time.time() - t:.0f} s)",
             flush=True)
 

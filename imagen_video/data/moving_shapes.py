@@ -119,22 +119,29 @@ def render(clip: Clip, frames: int, height: int, width: int, supersample: int = 
   if abs(width / height - clip.aspect) > 1e-6:
     raise ValueError(f"render size {width}x{height} has aspect {width / height:.4f}, "
                      f"but the clip was sampled for aspect {clip.aspect:.4f}")
-  ss = supersample
-  # Sub-pixel sample positions in frame-height units.
-  ys = (np.arange(height * ss) + 0.5) / (height * ss)
-  xs = (np.arange(width * ss) + 0.5) / (height * ss)
   centers = clip.centers(frames) * np.array([clip.aspect, 1.0])
   out = np.empty((frames, height, width, 3), np.uint8)
   rgb = np.asarray(COLORS[clip.color], np.float32)
   # With wrap, the copies one frame-width/height away draw the part across a border.
   shifts = [(i * clip.aspect, j) for i in (-1, 0, 1) for j in (-1, 0, 1)] if clip.wrap else [(0, 0)]
   for f, (cx, cy) in enumerate(centers):
-    mask = np.zeros((height * ss, width * ss), bool)
-    for sx, sy in shifts:
-      mask |= _inside(clip.shape, xs[None, :] - cx - sx, ys[:, None] - cy - sy, clip.size)
-    cover = mask.reshape(height, ss, width, ss).mean(axis=(1, 3))
+    cover = coverage(clip.shape, height, width, cx, cy, clip.size, supersample, shifts)
     out[f] = np.round(cover[..., None] * rgb * 255).astype(np.uint8)
   return out
+
+
+def coverage(shape: str, height: int, width: int, cx: float, cy: float, size: float,
+             supersample: int = 4, shifts=((0, 0),)) -> np.ndarray:
+  """Anti-aliased coverage [H, W] in [0, 1] of `shape` with circumradius `size` centred at
+  (cx, cy) plus each of `shifts` (frame-height units; the union), by supersampling it."""
+  ss = supersample
+  # Sub-pixel sample positions in frame-height units.
+  ys = (np.arange(height * ss) + 0.5) / (height * ss)
+  xs = (np.arange(width * ss) + 0.5) / (height * ss)
+  mask = np.zeros((height * ss, width * ss), bool)
+  for sx, sy in shifts:
+    mask |= _inside(shape, xs[None, :] - cx - sx, ys[:, None] - cy - sy, size)
+  return mask.reshape(height, ss, width, ss).mean(axis=(1, 3))
 
 
 def labels(clip: Clip, frames: int) -> dict:

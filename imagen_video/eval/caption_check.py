@@ -78,15 +78,10 @@ def classify(video: np.ndarray, threshold: float = 0.35) -> dict:
           "edge_px": float(np.mean(edge)) if edge else float("nan")}
 
 
-def template(shape: str, height: int, width: int, cx: float, cy: float, radius: float,
-             supersample: int = 4) -> np.ndarray:
+def template(shape: str, height: int, width: int, cx: float, cy: float, radius: float) -> np.ndarray:
   """Coverage [H, W] in [0, 1] of `shape` centred at (cx, cy) (normalised x, y)
   with circumradius `radius` in frame-height units, anti-aliased like `render`."""
-  ss = supersample
-  ys = (np.arange(height * ss) + 0.5) / (height * ss)
-  xs = (np.arange(width * ss) + 0.5) / (height * ss)
-  inside = ms._inside(shape, xs[None, :] - cx * width / height, ys[:, None] - cy, radius)
-  return inside.reshape(height, ss, width, ss).mean(axis=(1, 3))
+  return ms.coverage(shape, height, width, cx * width / height, cy, radius)
 
 
 def template_shape(weight: np.ndarray) -> tuple[str, dict]:
@@ -119,7 +114,7 @@ def score(videos, captions) -> dict:
   """Accuracy of color, shape, direction, color+direction and all three.
 
   `videos` is an iterable of [T, H, W, 3] clips, `captions` their prompts.
-  Also returns per-prompt rows for tables.
+  Also returns per-prompt rows for tables (with each clip's cleanliness figures).
   """
   hits = collections.Counter()
   rows = []
@@ -134,6 +129,7 @@ def score(videos, captions) -> dict:
         "shape": pred["shape"] == shape,
         "direction": pred["direction"] == direction,
     }
+    row["background"], row["edge_px"] = pred["background"], pred["edge_px"]
     row["color_direction"] = row["color"] and row["direction"]
     row["all"] = row["color_direction"] and row["shape"]
     for key in ("color", "shape", "direction", "color_direction", "all"):
@@ -144,3 +140,10 @@ def score(videos, captions) -> dict:
     raise ValueError("caption check got no videos")
   acc = {key: hits[key] / n for key in ("color", "shape", "direction", "color_direction", "all")}
   return {"accuracy": acc, "count": n, "rows": rows}
+
+
+def cleanliness(result: dict) -> tuple[float, float]:
+  """Mean background grey level and edge width (px) over the clips of a `score` result."""
+  rows = result["rows"]
+  return (float(np.nanmean([r["background"] for r in rows])),
+          float(np.nanmean([r["edge_px"] for r in rows])))

@@ -55,17 +55,11 @@ def pct(p: float, n: int) -> str:
   return f"{p:.1%} ± {np.sqrt(p * (1 - p) / n) * 100:.1f}"
 
 
-def cleanliness(videos) -> tuple[float, float]:
-  """Mean background grey level and edge width (px) of uint8 videos (`caption_check.classify`)."""
-  preds = [caption_check.classify(v) for v in videos]
-  return (float(np.nanmean([p["background"] for p in preds])),
-          float(np.nanmean([p["edge_px"] for p in preds])))
-
-
 def data_cleanliness(frames: int, height: int, width: int, num: int = 32) -> tuple[float, float]:
-  """The same figures on `num` held-out `moving_shapes` clips rendered at that size."""
+  """`caption_check.cleanliness` of `num` held-out `moving_shapes` clips rendered at that size."""
   clips = [ms.sample_clip(0, "test", i, aspect=width / height) for i in range(num)]
-  return cleanliness([ms.render(c, frames, height, width) for c in clips])
+  return caption_check.cleanliness(caption_check.score(
+      [ms.render(c, frames, height, width) for c in clips], [c.caption for c in clips]))
 
 
 def stage_table(stages: list[tuple[str, np.ndarray]], prompts: list[str]) -> str:
@@ -77,9 +71,10 @@ def stage_table(stages: list[tuple[str, np.ndarray]], prompts: list[str]) -> str
   n = len(prompts)
   for name, video in stages:
     videos = sampling.uint8(video)
-    acc = caption_check.score(list(videos), prompts)["accuracy"]
+    result = caption_check.score(list(videos), prompts)
+    acc = result["accuracy"]
     size = videos[0].shape[:3]
-    bg, edge = cleanliness(videos)
+    bg, edge = caption_check.cleanliness(result)
     data_bg, data_edge = data_cleanliness(*size)
     lines.append(f"| {name} | {'x'.join(map(str, size))} | " + " | ".join(
         pct(acc[k], n) for k in ("color", "shape", "direction", "color_direction", "all"))
