@@ -7,7 +7,6 @@ readers), `preprocessor_config.json` (resize, crop, mean/std) and the tokenizer 
 """
 from __future__ import annotations
 
-import json
 import os
 from typing import Callable, Iterator
 
@@ -17,7 +16,7 @@ import numpy as np
 from imagen_video.clip import checkpoint
 from imagen_video.clip.model import ACTIVATIONS, ClipConfig
 from imagen_video.clip.preprocess import Preprocess
-from imagen_video.text.hf_convert import planned_tensors, weight_files
+from imagen_video.text.hf_convert import planned_tensors, read_json, weight_files
 
 # HF field defaults (CLIPTextConfig / CLIPVisionConfig), used where an old config.json omits one.
 TEXT_DEFAULTS = dict(vocab_size=49408, hidden_size=512, intermediate_size=2048, num_hidden_layers=12,
@@ -28,13 +27,7 @@ VISION_DEFAULTS = dict(hidden_size=768, intermediate_size=3072, num_hidden_layer
 
 
 def _json(path: str, what: str) -> dict:
-  if not os.path.isfile(path):
-    raise FileNotFoundError(f"{path}: not found; expected a Hugging Face CLIP directory ({what})")
-  try:
-    with open(path) as f:
-      return json.load(f)
-  except ValueError as e:
-    raise ValueError(f"{path}: not valid JSON ({e})") from None
+  return read_json(path, f"a Hugging Face CLIP directory ({what})")
 
 
 def read_config(src: str) -> ClipConfig:

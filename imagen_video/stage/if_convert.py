@@ -13,7 +13,6 @@ Written to `out`: config.json (the resolved stage config) and checkpoints/0 hold
 """
 from __future__ import annotations
 
-import json
 import os
 from typing import Callable
 
@@ -25,7 +24,7 @@ from flax import nnx
 from imagen_video.nn import unet
 from imagen_video.stage import conditioning
 from imagen_video.stage import model as stage_model
-from imagen_video.text.hf_convert import planned_tensors, weight_files
+from imagen_video.text.hf_convert import planned_tensors, read_json, weight_files
 from imagen_video.workdir import checkpoints, saved_config
 
 ATTN_DOWN, RES_DOWN = "SimpleCrossAttnDownBlock2D", "ResnetDownsampleBlock2D"
@@ -42,11 +41,8 @@ ACTS = {"gelu": "gelu", "silu": "silu", "swish": "silu"}
 
 def read_unet_config(src: str) -> dict:
   path = os.path.join(src, "config.json")
-  if not os.path.isfile(path):
-    raise FileNotFoundError(f"{path}: not found; expected a diffusers UNet2DConditionModel directory "
-                            "(e.g. DeepFloyd/IF-I-XL-v1.0/unet: config.json + diffusion_pytorch_model.safetensors)")
-  with open(path) as f:
-    hf = json.load(f)
+  hf = read_json(path, "a diffusers UNet2DConditionModel directory (e.g. DeepFloyd/IF-I-XL-v1.0/unet: "
+                 "config.json + diffusion_pytorch_model.safetensors)")
   hf["_path"] = path
   return hf
 

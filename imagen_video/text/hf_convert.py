@@ -26,14 +26,23 @@ ST_DTYPES = {"F64": np.float64, "F32": np.float32, "F16": np.float16, "BF16": ml
              "BOOL": np.bool_}
 
 
+def read_json(path: str, expected: str) -> dict:
+  """A checkpoint's JSON file; one line naming it when it is missing (`expected`: what the
+  folder should be) or not JSON (shared by the T5, CLIP and DeepFloyd IF converters)."""
+  if not os.path.isfile(path):
+    raise FileNotFoundError(f"{path}: not found; expected {expected}")
+  try:
+    with open(path) as f:
+      return json.load(f)
+  except ValueError as e:
+    raise ValueError(f"{path}: not valid JSON ({e})") from None
+
+
 def read_config(src: str) -> T5Config:
   """T5Config from an HF `config.json` (v1.1 'gated-gelu' or v1.0 'relu')."""
   path = os.path.join(src, "config.json")
-  if not os.path.isfile(path):
-    raise FileNotFoundError(f"{path}: not found; expected a Hugging Face T5 directory "
-                            "(config.json + model.safetensors / model.safetensors.index.json / pytorch_model.bin)")
-  with open(path) as f:
-    hf = json.load(f)
+  hf = read_json(path, "a Hugging Face T5 directory (config.json + model.safetensors / "
+                 "model.safetensors.index.json / pytorch_model.bin)")
 
   def field(name, default=None):
     if name not in hf and default is None:
