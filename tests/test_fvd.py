@@ -40,7 +40,7 @@ def test_streamed_gaussian_and_frechet_distance_match_direct_formula():
 def test_sharded_features_equal_one_device_and_identical_sets_give_zero(i3d):
   assert jax.device_count() == 8
   rng = np.random.default_rng(2)
-  videos = rng.integers(0, 256, (5, 9, 32, 32, 3)).astype(np.uint8)  # 5: padded to 8 devices
+  videos = rng.integers(0, 256, (5, 9, 32, 32, 3)).astype(np.uint8)  # 5 on 8 devices: 4 of them, padded to 8 rows
   sharded = fvd.FeatureExtractor(model_and_variables=i3d)
   single = fvd.FeatureExtractor(devices=jax.devices()[:1], model_and_variables=i3d)
   f8, f1 = sharded(videos), single(videos)

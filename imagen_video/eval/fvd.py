@@ -68,21 +68,30 @@ def load_i3d():
 
 
 class FeatureExtractor:
-  """uint8 videos [B, T, H, W, 3] -> I3D logits [B, 400] (float64), batch sharded over devices."""
+  """uint8 videos [B, T, H, W, 3] -> I3D logits [B, 400] (float64), batch sharded over devices.
+
+  A call with fewer videos than devices runs on the largest device count dividing the mesh
+  that it can fill (4 videos on 8 devices: 4 devices, not 8 with 4 of padding)."""
 
   def __init__(self, devices=None, model_and_variables=None):
-    model, variables = model_and_variables or load_i3d()
-    devices = list(jax.devices() if devices is None else devices)
-    self.mesh = jax.sharding.Mesh(np.asarray(devices), ("data",))
-    batch = NamedSharding(self.mesh, P("data"))
-    self.variables = jax.device_put(variables, NamedSharding(self.mesh, P()))
+    self.model, variables = model_and_variables or load_i3d()
+    self.devices = list(jax.devices() if devices is None else devices)
+    self.variables = variables
+    self._per_count = {}  # device count -> (replicated variables, jitted embed)
 
-    def embed(variables, videos):
-      logits, _ = model.apply(variables, preprocess(videos), is_training=False)
-      return logits
+  def _embedder(self, count: int):
+    if count not in self._per_count:
+      mesh = jax.sharding.Mesh(np.asarray(self.devices[:count]), ("data",))
+      batch = NamedSharding(mesh, P("data"))
 
-    self._embed = jax.jit(embed, in_shardings=(NamedSharding(self.mesh, P()), batch),
-                          out_shardings=batch)
+      def embed(variables, videos):
+        logits, _ = self.model.apply(variables, preprocess(videos), is_training=False)
+        return logits
+
+      self._per_count[count] = (jax.device_put(self.variables, NamedSharding(mesh, P())),
+                                jax.jit(embed, in_shardings=(NamedSharding(mesh, P()), batch),
+                                        out_shardings=batch))
+    return self._per_count[count]
 
   def __call__(self, videos) -> np.ndarray:
     videos = np.asarray(videos)
@@ -90,11 +99,13 @@ class FeatureExtractor:
       raise ValueError(f"FVD videos: expected [batch, frames, height, width, 3], got {videos.shape}")
     if videos.shape[1] < MIN_FRAMES:
       raise ValueError(f"FVD videos: I3D needs at least {MIN_FRAMES} frames, got {videos.shape[1]}")
-    n, d = len(videos), self.mesh.size
+    n, total = len(videos), len(self.devices)
+    d = max(k for k in range(1, total + 1) if total % k == 0 and k <= max(n, 1))
+    variables, embed = self._embedder(d)
     pad = -n % d  # every device gets the same share; padded rows are dropped
     if pad:
       videos = np.concatenate([videos, np.repeat(videos[-1:], pad, axis=0)])
-    return np.asarray(self._embed(self.variables, videos), np.float64)[:n]
+    return np.asarray(embed(variables, videos), np.float64)[:n]
 
 
 class Gaussian:
