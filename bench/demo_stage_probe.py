@@ -35,8 +35,13 @@ def figures(videos, captions) -> str:
           f"all {acc['all']:.0%} | background {bg:.2f} | edge {edge:.2f} px")
 
 
-def base(a):
+def _prompts(a):
   prompts = prompt_following.grammar_prompts(a.num)
+  return prompts[:a.prompts] if a.prompts else prompts
+
+
+def base(a):
+  prompts = _prompts(a)
   s = StageSampler.load(a.path)
   for setting in a.settings:
     sampler, steps, guidance = setting.split(":")
@@ -78,7 +83,7 @@ def cascade(a):
   from imagen_video.utils import configs_loader
   spec = a.cascade or f"configs/cascade_tiny.py:root={a.path}/stages,data_dir={a.path}/tensorflow_datasets"
   c = Cascade.load(configs_loader.load(spec), log=lambda *_: None)
-  prompts = prompt_following.grammar_prompts(a.num)
+  prompts = _prompts(a)
   for setting in a.settings:
     names = setting.split(",")
     if len(names) != len(c.runs):
@@ -98,6 +103,8 @@ def main(argv=None):
                  "cascade: the demo's workdir")
   p.add_argument("--num", type=int, default=2, help="base: samples per prompt; sr: held-out clips")
   p.add_argument("--settings", nargs="+", default=["ddim:64:3"])
+  p.add_argument("--prompts", type=int, default=0,
+                 help="base/cascade: only the first N of the grammar's prompts (0: all 28 x --num)")
   p.add_argument("--seed", type=int, default=0)
   p.add_argument("--batch", type=int, default=28, help="cascade: prompts sampled together")
   p.add_argument("--cascade", default="", help="cascade: a cascade config instead of DEMO's layout")

@@ -271,7 +271,7 @@ def test_demo_stage_probe_reads_each_stage_beside_the_data(tiny_cascade, capsys)
   demo_stage_probe.main(["base", tiny_cascade.stages[0]["workdir"], "--num", "1", "--settings", "ddim:2:3"])
   demo_stage_probe.main(["sr", stages, "--num", "2", "--settings", "ddim:2", "ancestral:2:0.0"])
   spec = f"{CONFIG}:runlocal,root={stages},data_dir={os.path.join(stages, 'tfds')}"
-  demo_stage_probe.main(["cascade", "", "--cascade", spec, "--num", "1", "--batch", "2",
+  demo_stage_probe.main(["cascade", "", "--cascade", spec, "--num", "1", "--prompts", "4", "--batch", "2",
                          "--settings", "ddim,ddim,ancestral,ancestral"])
   out = capsys.readouterr().out
   assert re.search(r"base ddim:2:3: shape \d+% direction \d+% color \d+% all \d+% \| background", out)
