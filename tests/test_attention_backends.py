@@ -6,7 +6,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from imagen_video.nn import attention, splash
+from imagen_video.nn import attention
 from imagen_video.parallel import sharding
 
 

@@ -1,7 +1,6 @@
 """CLIP score / R-Precision against independent loops, the `clip-score` CLI on an index of real
 mp4s, and the `clip_score` evaluator's registration (no torch needed)."""
 import json
-import os
 
 import numpy as np
 import pytest

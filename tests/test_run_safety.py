@@ -91,7 +91,7 @@ def test_two_trainers_on_one_workdir_fresh_and_existing(data_dir, tmp_path):
     assert first.returncode == 0, out[-3000:]
     assert second.returncode == 1 and second.stdout == ""
     assert second.stderr.strip().splitlines() == [second.stderr.strip()]  # one line
-    assert f"is in use by another training run: host" in second.stderr and f"pid {first.pid}" in second.stderr
+    assert "is in use by another training run: host" in second.stderr and f"pid {first.pid}" in second.stderr
   logged = [json.loads(line) for line in open(workdir / "metrics_train.jsonl")]
   assert [r["step"] for r in logged] == list(range(1, 11))
   saved = json.loads((workdir / "config.json").read_text())
