@@ -22,8 +22,11 @@ REPLICA_PARALLEL_MIN_BYTES = 2 ** 20
 
 
 def _register_array_handler():
+  # As Orbax's own default jax.Array handler (with its array metadata store), plus the floor.
+  from orbax.checkpoint._src.metadata import array_metadata_store
   ocp.type_handlers.register_type_handler(
       jax.Array, ocp.type_handlers.ArrayHandler(
+          array_metadata_store=array_metadata_store.Store(),
           min_slice_bytes_for_replica_parallel=REPLICA_PARALLEL_MIN_BYTES), override=True)
 
 
