@@ -8,6 +8,7 @@ saved them).
 """
 from __future__ import annotations
 
+import functools
 import os
 
 import jax
@@ -21,6 +22,7 @@ from etils import epath
 REPLICA_PARALLEL_MIN_BYTES = 2 ** 20
 
 
+@functools.cache  # a process-wide registration: once, not per Checkpoints
 def _register_array_handler():
   # As Orbax's own default jax.Array handler (with its array metadata store), plus the floor.
   from orbax.checkpoint._src.metadata import array_metadata_store
