@@ -6,6 +6,7 @@ cycle through the three), classified from pixels by `caption_check`.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import itertools
 import os
 import time
@@ -55,6 +56,7 @@ def pct(p: float, n: int) -> str:
   return f"{p:.1%} ± {np.sqrt(p * (1 - p) / n) * 100:.1f}"
 
 
+@functools.cache  # deterministic per size: one pass however many tables ask
 def data_cleanliness(frames: int, height: int, width: int, num: int = 32) -> tuple[float, float]:
   """`caption_check.cleanliness` of `num` held-out `moving_shapes` clips rendered at that size."""
   clips = [ms.sample_clip(0, "test", i, aspect=width / height) for i in range(num)]
