@@ -30,6 +30,7 @@ SR_STAGES = {
 ORDER = ("base", "tsr", "ssr")
 BASE_STEPS, BASE_BATCH = 2400, 8
 TRAIN_CLIPS = 4000
+RUNLOCAL_CLIPS = (16, 16)  # train, test: a few batches of 4 (rendering a clip takes ~50 ms)
 MAX_TOKENS = 32  # the captions run to ~21 words
 POSE_CHANNELS = 3  # RGB skeleton maps (OpenPose colours)
 SAMPLING = {  # sampler, steps, text guidance, aug_level
@@ -51,8 +52,8 @@ def get_config(arg=None):
     c = _base(a)
   elif a.stage in SR_STAGES:
     c = cascade_tiny.sr_stage(SR_STAGES[a.stage], a, aug_level=SAMPLING[a.stage][3], data="athletes",
-                              builder=dict(num_train=64 if a.runlocal else TRAIN_CLIPS,
-                                           num_test=16 if a.runlocal else 100))
+                              builder=dict(num_train=RUNLOCAL_CLIPS[0] if a.runlocal else TRAIN_CLIPS,
+                                           num_test=RUNLOCAL_CLIPS[1] if a.runlocal else 100))
   else:
     raise ValueError(f"stage={a.stage!r}: expected one of {ORDER}")
   _pose_and_text(c, a)
@@ -79,8 +80,8 @@ def _cascade(a):
 def _base(a):
   c = configs_loader.load("base_tiny.py:runlocal" if a.runlocal else "base_tiny.py")
   c.data.name = "athletes"
-  c.data.builder.update(dict(fps=4.0, num_train=64 if a.runlocal else TRAIN_CLIPS,
-                             num_test=16 if a.runlocal else 100))
+  c.data.builder.update(dict(fps=4.0, num_train=RUNLOCAL_CLIPS[0] if a.runlocal else TRAIN_CLIPS,
+                             num_test=RUNLOCAL_CLIPS[1] if a.runlocal else 100))
   c.model.update(dict(temporal_mixing="conv+attention", temporal_conv_spatial=3))
   if not a.runlocal:
     c.train.steps = BASE_STEPS

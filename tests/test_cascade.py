@@ -7,6 +7,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from conftest import ONE_DEVICE_XLA_FLAGS  # tests/ is on sys.path
 
 from imagen_video.cascade import cascade as cascade_lib
 from imagen_video.diffusion import guidance as guidance_lib
@@ -110,7 +111,7 @@ def test_a_stage_loads_from_its_workdir_alone(tiny_cascade, tmp_path):
           "bad = [m for m in sys.modules if m.startswith(('imagen_video.train', 'imagen_video.eval', "
           "'imagen_video.cli', 'imagen_video.data.pipeline', 'tensorflow'))]; print('upward', bad)")
   out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
-                       env={**os.environ, "XLA_FLAGS": ""})
+                       env={**os.environ, "XLA_FLAGS": ONE_DEVICE_XLA_FLAGS})
   assert out.returncode == 0, out.stderr[-2000:]
   assert "(1, 8, 16, 16, 3)" in out.stdout and "upward []" in out.stdout
   # A config that disagrees with the checkpoint on what the params mean is refused by name.

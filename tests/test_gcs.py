@@ -12,7 +12,8 @@ import time
 import urllib.request
 
 import pytest
-from killing import kill_when  # tests/killing.py (tests/ is on sys.path)
+from conftest import ONE_DEVICE_XLA_FLAGS  # tests/ is on sys.path
+from killing import kill_when  # tests/killing.py
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BUCKET = "ivtest"
@@ -38,7 +39,7 @@ def gcs():
       time.sleep(0.1)
   env = dict(os.environ, STORAGE_EMULATOR_HOST=url, TENSORSTORE_GCS_HTTP_URL=url,
              CLOUD_STORAGE_EMULATOR_ENDPOINT=url, EPATH_USE_TF="false", FSSPEC_GCS_TOKEN="anon",
-             GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT="false", XLA_FLAGS="",
+             GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT="false", XLA_FLAGS=ONE_DEVICE_XLA_FLAGS,
              # TensorFlow's own GCS client cannot be pointed at an emulator: fail fast if touched
              GCS_RETRY_CONFIG_MAX_RETRIES="0", GOOGLE_AUTH_TOKEN_FOR_TESTING="dummy", NO_GCE_CHECK="true")
   from gcsfs.core import GCSFileSystem  # the plain client: no gRPC bucket probe to time out

@@ -15,6 +15,7 @@ import time
 import jax
 import numpy as np
 import pytest
+from conftest import ONE_DEVICE_XLA_FLAGS  # tests/ is on sys.path
 
 from imagen_video.data import builders, pipeline
 from imagen_video.parallel import sharding
@@ -64,7 +65,7 @@ def _launch_cmd(workdir, data_dir, steps, *extra, heartbeat=HEALTHY_HEARTBEAT):
 
 
 def _env():
-  return dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", XLA_FLAGS="")
+  return dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", XLA_FLAGS=ONE_DEVICE_XLA_FLAGS)
 
 
 def _metrics(workdir):
