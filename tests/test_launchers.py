@@ -122,7 +122,9 @@ def test_local_launcher_names_the_failed_process_and_stops_the_rest(tmp_path):
   out = _run([sys.executable, f"{LAUNCH}/local.py", "-n", "2", "--devices_per_process", "3",
               "--grace", "2", "--log_dir", str(tmp_path / "logs"), "--", str(script)], timeout=60)
   assert out.returncode == 5
-  assert "[p1] worker 1 --xla_force_host_platform_device_count=3" in out.stdout
+  flags = re.search(r"\[p1\] worker 1 (.*)", out.stdout).group(1).split()
+  kept = [f for f in os.environ.get("XLA_FLAGS", "").split() if "device_count" not in f]
+  assert flags == kept + ["--xla_force_host_platform_device_count=3"]  # the count replaced, the rest kept
   assert "process 1" in out.stdout and "failed with exit code 5" in out.stdout
   assert "stopping processes [0]" in out.stdout
   assert (tmp_path / "logs" / "process_0.log").read_text().startswith("worker 0")
