@@ -29,7 +29,7 @@ SR_STAGES = {
 }
 ORDER = ("base", "tsr", "ssr")
 BASE_STEPS, BASE_BATCH = 2400, 8
-TRAIN_CLIPS = 4000
+TRAIN_CLIPS, TEST_CLIPS = 4000, 100
 RUNLOCAL_CLIPS = (16, 16)  # train, test: runlocal trains a few batches of 4 (each clip renders in ~50 ms)
 MAX_TOKENS = 32  # the captions run to ~21 words
 POSE_CHANNELS = 3  # RGB skeleton maps (OpenPose colours)
@@ -52,8 +52,7 @@ def get_config(arg=None):
     c = _base(a)
   elif a.stage in SR_STAGES:
     c = cascade_tiny.sr_stage(SR_STAGES[a.stage], a, aug_level=SAMPLING[a.stage][3], data="athletes",
-                              builder=dict(num_train=RUNLOCAL_CLIPS[0] if a.runlocal else TRAIN_CLIPS,
-                                           num_test=RUNLOCAL_CLIPS[1] if a.runlocal else 100))
+                              builder=_clip_counts(a))
   else:
     raise ValueError(f"stage={a.stage!r}: expected one of {ORDER}")
   _pose_and_text(c, a)
@@ -77,11 +76,16 @@ def _cascade(a):
   return ml_collections.ConfigDict(dict(stages=stages))
 
 
+def _clip_counts(a) -> dict:
+  """The athletes builder's clip counts, the same for every stage."""
+  train, test = RUNLOCAL_CLIPS if a.runlocal else (TRAIN_CLIPS, TEST_CLIPS)
+  return dict(num_train=train, num_test=test)
+
+
 def _base(a):
   c = configs_loader.load("base_tiny.py:runlocal" if a.runlocal else "base_tiny.py")
   c.data.name = "athletes"
-  c.data.builder.update(dict(fps=4.0, num_train=RUNLOCAL_CLIPS[0] if a.runlocal else TRAIN_CLIPS,
-                             num_test=RUNLOCAL_CLIPS[1] if a.runlocal else 100))
+  c.data.builder.update(dict(fps=4.0, **_clip_counts(a)))
   c.model.update(dict(temporal_mixing="conv+attention", temporal_conv_spatial=3))
   if not a.runlocal:
     c.train.steps = BASE_STEPS
