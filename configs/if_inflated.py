@@ -3,7 +3,7 @@
     imagen-video convert-t5 --src IF-I-XL-v1.0/text_encoder --out ckpt/t5_xxl \\
         --tokenizer IF-I-XL-v1.0/tokenizer/spiece.model
     imagen-video convert-if --src IF-I-XL-v1.0/unet --out workdirs/if/base --stage base \\
-        --config.text.checkpoint=ckpt/t5_xxl
+        --t5 ckpt/t5_xxl
     imagen-video train --config configs/if_inflated.py:variant=I-XL,t5=ckpt/t5_xxl,init_from=workdirs/if/base \\
         --workdir workdirs/if/base_video
 
@@ -19,7 +19,10 @@ schedule (1000 discrete steps of the capped cosine, `diffusion.schedule='ddpm_co
 parameterisation (epsilon; out_channels 6 = epsilon + learned variance: `learned_variance`
 makes the ancestral (DDPM) sampler interpolate its log-variance per pixel exactly as diffusers'
 'learned_range' does; DDIM drops that half), its per-image dynamic thresholding (95th
-percentile, at most 1.5 / 1.0) and its guidance (7 / 4) and noise level (250 of 1000).
+percentile, at most 1.5 / 1.0), its guidance (7 / 4) and noise level (250 of 1000), and its
+text as its pipeline gives it: T5's outputs at every one of the 77 positions, padding included
+(`text.pad_outputs='keep'`), and T5's embedding of the empty prompt as the unconditional input
+(`model.null_text_length=77`; `convert-if --t5` writes it).
 """
 import ml_collections
 
@@ -94,15 +97,18 @@ def get_config(arg=None):
   c.data.tokenizer = "dataset" if tiny else f"{a.t5}/spiece.model"
   c.data.max_text_length = 8 if tiny else IF_TOKENS
 
-  c.text = (encoder.default_config(preset="tiny", tokenizer="dataset", max_length=8) if tiny else
+  given_t5 = {} if a.t5 == PLACEHOLDER_T5 else {"checkpoint": a.t5}  # tiny: random T5 unless given
+  c.text = (encoder.default_config(preset="tiny", tokenizer="dataset", max_length=8, **given_t5) if tiny else
             encoder.default_config(preset="xxl", checkpoint=a.t5, max_length=IF_TOKENS,
                                    dtype="bfloat16", param_dtype="bfloat16", frozen=True))
+  c.text.pad_outputs = "keep"  # IF's pipeline feeds T5's outputs at padded positions too
 
   c.model = unet.default_config()
   blocks = (blocks,) * len(mults) if isinstance(blocks, int) else blocks
   c.model.update(dict(_IF, channels=channels, channel_mults=mults, num_res_blocks=blocks,
                       resolution=size, attn_resolutions=attn, text_proj_dim=proj,
-                      temporal_mixing="attention" if kind == "base" else "conv"))
+                      temporal_mixing="attention" if kind == "base" else "conv",
+                      null_text_length=c.text.max_length))  # T5("") at every position, as IF
   c.model.update(extra)
   if not tiny:
     c.model.update(dict(dtype="bfloat16", param_dtype="float32", remat="block", attention_backend="auto"))

@@ -52,10 +52,10 @@ def build_hf(path, stage):
   return model
 
 
-def convert(src, out, stage, variant=None):
+def convert(src, out, stage, variant=None, *extra):
   from imagen_video.cli import main as cli
   return cli.main(["convert-if", "--src", src, "--out", out, "--stage", stage,
-                   "--variant", variant or CONFIGS[stage]["variant"]])
+                   "--variant", variant or CONFIGS[stage]["variant"], *extra])
 
 
 @pytest.fixture(scope="module", params=list(CONFIGS))
@@ -100,6 +100,63 @@ def test_inflated_stage_is_diffusers_on_each_frame(inflated):
   from imagen_video.train.optimizer import temporal_labels
   labels = jax.tree.leaves(temporal_labels(ema["unet"]))
   assert 0 < labels.count("train") < len(labels)
+
+
+def build_t5(path):
+  """A tiny random T5-v1.1 encoder as IF's text_encoder, d_model = the U-Net's text width."""
+  transformers = pytest.importorskip("transformers")
+  cfg = transformers.T5Config(vocab_size=96, d_model=TEXT_DIM, d_kv=8, d_ff=96, num_layers=2, num_heads=4,
+                              feed_forward_proj="gated-gelu", relative_attention_num_buckets=8,
+                              relative_attention_max_distance=16)
+  torch.manual_seed(1)
+  model = transformers.T5EncoderModel(cfg).eval()
+  with torch.no_grad():  # non-trivial norms, so padded positions' outputs differ from each other
+    for name, p in model.named_parameters():
+      if "layer_norm" in name:
+        p.copy_(1 + 0.3 * torch.randn_like(p))
+  model.save_pretrained(path)
+  return model
+
+
+def test_prompt_and_empty_prompt_reach_the_unet_as_in_ifs_pipeline(tmp_path, capsys):
+  """IF's pipeline feeds T5's outputs at all 77 positions (padding included) and, for the
+  unconditional half, T5's embedding of "": our text encoder keeps padded outputs for IF
+  stages and `convert-if --t5` writes T5("") as the null text, so one guided forward pass
+  (conditional + unconditional) equals diffusers' UNet on what the pipeline would give it."""
+  from imagen_video.text import hf_convert
+  model = build_hf(str(tmp_path / "hf"), "base")
+  t5_ref = build_t5(str(tmp_path / "t5_hf"))
+  hf_convert.convert(str(tmp_path / "t5_hf"), str(tmp_path / "t5"))
+  assert convert(str(tmp_path / "hf"), str(tmp_path / "ours"), "base", None, "--t5", str(tmp_path / "t5")) == 0
+  assert "T5's embedding of the empty prompt" in capsys.readouterr().out
+  stage, ema, _ = loading.load(str(tmp_path / "ours"))
+  length = stage.config.text.max_length
+  ids = np.zeros((2, length), np.int64)
+  ids[0, :5], ids[1, :3] = [17, 5, 60, 9, 1], [33, 71, 1]  # prompts, eos, then padding
+  empty = np.zeros((1, length), np.int64)
+  empty[0, 0] = 1
+  with torch.no_grad():
+    t5 = lambda i: t5_ref(input_ids=torch.tensor(i), attention_mask=torch.tensor((i > 0).astype(np.int64)))
+    ref_text, ref_null = t5(ids).last_hidden_state.numpy(), t5(empty).last_hidden_state.numpy()[0]
+  emb, mask = stage.text.encode(ids, ids > 0)
+  assert np.abs(ref_text[ids == 0]).min() > 0  # padded positions carry T5's outputs ...
+  err_text = np.abs(np.asarray(emb) - ref_text).max()  # ... and so do ours
+  null = np.asarray(jax.tree.leaves(ema["unet"]["null_text"])[0])
+  err_null = np.abs(null - ref_null).max()
+
+  b, t, size = 2, 2, model.config.sample_size
+  x = np.random.RandomState(0).randn(b, t, size, size, 3).astype(np.float32)
+  steps = np.array([700, 300])
+  log_snr = ddpm_log_snr_table(1000)[steps + 1].astype(np.float32)
+  cond = {"text_emb": emb, "text_mask": mask, "drop_text": jnp.array([False, True])}
+  ours = np.asarray(stage.model_fn(ema["unet"], jnp.asarray(x), jnp.asarray(log_snr), cond))
+  hidden = np.repeat(np.stack([ref_text[0], ref_null]), t, axis=0)  # sample 0 with its prompt, 1 with ""
+  with torch.no_grad():
+    ref = model(_frames(x), torch.tensor(np.repeat(steps, t)), encoder_hidden_states=torch.tensor(hidden)).sample
+  err = np.abs(ours - _video(ref, (b, t, size, size, 6))).max()
+  print(f"\nmax |ours - transformers| text {err_text:.2e}, null text {err_null:.2e}; "
+        f"guided pair vs diffusers {err:.2e}")
+  assert err_text <= 1e-4 and err_null <= 1e-4 and err <= 1e-4
 
 
 def _frames(a):  # [B, T, H, W, C] -> diffusers' [B*T, C, H, W]

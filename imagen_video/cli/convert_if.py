@@ -59,7 +59,8 @@ def main(argv: list[str]) -> int:
   try:
     hf = if_convert.read_unet_config(fv.src)
     config = stage_config(fv.stage, fv.variant, fv.t5, fv.config_args, hf)
-    out, n = if_convert.convert(fv.src, config, fv.out, log=print if fv.verbose else (lambda s: None))
+    out, n, null_from_t5 = if_convert.convert(fv.src, config, fv.out,
+                                              log=print if fv.verbose else (lambda s: None))
   except (FileNotFoundError, ValueError, ImportError, KeyError) as e:
     print(f"{argv[0]}: error: {e}", file=sys.stderr)
     return 1
@@ -67,6 +68,11 @@ def main(argv: list[str]) -> int:
   print(f"wrote {out}: IF {fv.stage} stage, widths {[m.channels * k for k in m.channel_mults]}, "
         f"{n:,} parameters ({n - sum_if(config):,} new temporal/null-text), "
         f"schedule {config.diffusion.schedule} x{config.diffusion.num_timesteps}")
+  if null_from_t5:
+    print("null text (classifier-free guidance): T5's embedding of the empty prompt, as IF's pipeline")
+  elif config.model.get("null_text_length", 0):
+    print("null text: random (no --t5 checkpoint on disk), so guidance > 1 is not IF's: convert "
+          "again with --t5 (IF's text_encoder through convert-t5) or sample with --guidance 1")
   return 0
 
 

@@ -65,6 +65,9 @@ per frame (`configs/if_inflated.py`; `nn/if_convert.py` maps its weights):
   text_pooling       'mean' (masked mean + Dense) | 'attention' (IF: text_pool_heads heads).
   text_proj_dim      >0: a Dense projection of the tokens before attention (IF's encoder_hid_proj).
   use_text_mask      False: every token is attended and pooled, as IF's pipeline runs.
+  null_text_length   0: the null text is one learned token (ours); N: a learned N-token sequence
+                     (IF: its unconditional input is T5's embedding of the empty prompt, all 77
+                     positions, which `convert-if --t5` writes here).
   time_input         'logsnr' (ours, below) | 'ddpm_index': the index of the log-SNR in a
                      `num_timesteps`-step discrete DDPM cosine schedule, as IF's timestep input
                      ([cos, sin] features); aug_level in [0, 1] enters as index aug_level * N - 1.
@@ -125,7 +128,7 @@ def default_config() -> ml_collections.ConfigDict:
       layout="imagen", act="silu", norm_eps=1e-6, res_skip_time_act=False, res_out_scale=1.0,
       mid_out_scale=1.0, text_attention="cross", hybrid_self_attention=True, text_layernorm=True,
       text_pooling="mean", text_pool_heads=64, text_proj_dim=0, use_text_mask=True,
-      time_input="logsnr", num_timesteps=1000, emb_act=None,
+      time_input="logsnr", num_timesteps=1000, emb_act=None, null_text_length=0,
   ))
 
 
@@ -187,9 +190,13 @@ class VideoUNet(nnx.Module):
                                       zero_init=True, **kw)])
                       if cfg.get("frame_index_embedding", False) else None)
     attn_dim = cfg.text_dim
+    self.null_text_length = cfg.get("null_text_length", 0)
     if cfg.text_dim > 0:
-      self.null_text = nnx.Param(jax.random.normal(rngs.params(), (cfg.text_dim,), param_dtype) * 0.02,
-                                 logical_axes=("text_embed",))
+      shape, axes = (cfg.text_dim,), ("text_embed",)
+      if self.null_text_length:
+        shape, axes = (self.null_text_length, cfg.text_dim), ("length", "text_embed")
+      self.null_text = nnx.Param(jax.random.normal(rngs.params(), shape, param_dtype) * 0.02,
+                                 logical_axes=axes)
       self.text_norm = (LayerNorm(cfg.text_dim, "text_embed", dtype=dtype, param_dtype=param_dtype)
                         if cfg.get("text_layernorm", True) else None)
       pooling = cfg.get("text_pooling", "mean")
@@ -313,6 +320,9 @@ class VideoUNet(nnx.Module):
     """Null-text replacement, LayerNorm, pooling; the tokens for attention."""
     b, length, _ = text_emb.shape
     if drop_text is not None:
+      if self.null_text_length not in (0, length):
+        raise ValueError(f"model.null_text_length is {self.null_text_length} but the text has {length} "
+                         "tokens; set it to config.text.max_length")
       drop = jnp.asarray(drop_text, bool)[:, None]
       null_mask = jnp.arange(length)[None] == 0  # the null text is one valid token
       text_mask = jnp.where(drop, null_mask, text_mask)

@@ -279,6 +279,10 @@ def convert(src: str, config, out: str, log: Callable[[str], None] = lambda s: N
     want = flat[ours]
     params[ours] = np.asarray(arr, np.float32).astype(want.dtype)
     log(f"{os.path.basename(path)}: {key} -> {'/'.join(ours)}")
+  null = empty_prompt_embedding(config) if m.get("null_text_length", 0) else None
+  if null is not None:
+    params[("null_text",)] = null.astype(flat[("null_text",)].dtype)
+    log(f"null_text <- T5('') from {config.text.checkpoint}")
   state = abstract
   nnx.replace_by_pure_dict(state, _nest(params, abstract.to_pure_dict()))
   os.makedirs(out, exist_ok=True)
@@ -292,7 +296,26 @@ def convert(src: str, config, out: str, log: Callable[[str], None] = lambda s: N
     ckpt.save(0, {"ema": {"unet": state}}, {"step": 0}, force=True)
   finally:
     ckpt.close()
-  return out, sum(int(np.size(v)) for v in params.values())
+  return out, sum(int(np.size(v)) for v in params.values()), null is not None
+
+
+def empty_prompt_embedding(config) -> np.ndarray | None:
+  """T5's embedding of the empty prompt at every position [max_length, d_model]: IF's
+  unconditional input. None unless the stage's T5 checkpoint (`--t5`) is on disk."""
+  text = config.text
+  if not text.checkpoint or not os.path.isdir(text.checkpoint):
+    return None
+  from imagen_video.text.encoder import TextEncoder
+  from imagen_video.text.tokenizer import EOS_ID
+  text = text.copy_and_resolve_references()
+  with text.unlocked():
+    text.tokenizer = ""  # T5's own conventions spell "": eos, then padding
+    text.precomputed = False
+  enc = TextEncoder.from_config(text)
+  ids = np.zeros((1, text.max_length), np.int32)
+  ids[0, 0] = EOS_ID
+  emb, _ = enc.encode(ids, ids == EOS_ID)
+  return np.asarray(emb, np.float32)[0]
 
 
 def _nest(flat: dict, template):

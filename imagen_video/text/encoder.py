@@ -7,7 +7,8 @@
 
 `apply` is a pure function of (params, ids, mask) so train/sample steps pass the T5 params
 as a (sharded) jit argument instead of baking them in as constants. With `frozen` the
-output carries no gradient. Embeddings are float32 with padded positions zeroed, so
+output carries no gradient. Embeddings are float32 with padded positions zeroed (or, with
+`pad_outputs='keep'`, T5's own outputs there, as DeepFloyd IF's pipeline feeds its U-Net), so
 precomputed (dataset) and on-device embeddings are interchangeable up to rounding.
 """
 from __future__ import annotations
@@ -44,6 +45,7 @@ def default_config(**overrides) -> ml_collections.ConfigDict:
   c.frozen = True          # stop_gradient on the output (False: train jointly)
   c.precomputed = False    # embeddings come from the dataset (`text_embeddings`) instead
   c.seed = 0               # random-init seed when no checkpoint is given
+  c.pad_outputs = "zero"   # padded positions: "zero" (ours) or "keep" T5's outputs there (IF)
   c.update(overrides)
   return c
 
@@ -56,6 +58,7 @@ class TextEncoder:
   tokenizer: Tokenizer | None
   frozen: bool = True
   precomputed: bool = False
+  keep_pads: bool = False
 
   @property
   def d_model(self) -> int:
@@ -75,8 +78,12 @@ class TextEncoder:
       model = init_model(cfg, text.seed, mesh, rules)
     if tokenizer:
       tokenizer.check_fits(model.cfg.vocab_size, where=text.checkpoint or f"{text.variant}/{text.preset}")
+    pads = text.get("pad_outputs", "zero")
+    if pads not in ("zero", "keep"):
+      raise ValueError(f"config.text.pad_outputs must be 'zero' or 'keep', got {pads!r}")
     graphdef, params = nnx.split(model)
-    return cls(model.cfg, graphdef, params, tokenizer, frozen=text.frozen, precomputed=text.precomputed)
+    return cls(model.cfg, graphdef, params, tokenizer, frozen=text.frozen, precomputed=text.precomputed,
+               keep_pads=pads == "keep")
 
   def tokenize(self, texts: str | Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
     if self.tokenizer is None:
@@ -85,10 +92,12 @@ class TextEncoder:
     return self.tokenizer(texts)
 
   def apply(self, params: nnx.State, token_ids, mask) -> tuple[jax.Array, jax.Array]:
-    """Pure: (params, ids [B,L], mask [B,L]) -> (embeddings f32 [B,L,D] zero where masked, mask)."""
+    """Pure: (params, ids [B,L], mask [B,L]) -> (embeddings f32 [B,L,D] zero where masked unless
+    keep_pads, mask)."""
     mask = jnp.asarray(mask, bool)
-    out = nnx.merge(self.graphdef, params)(jnp.asarray(token_ids, jnp.int32), mask)
-    out = jnp.where(mask[..., None], out.astype(jnp.float32), 0.0)
+    out = nnx.merge(self.graphdef, params)(jnp.asarray(token_ids, jnp.int32), mask).astype(jnp.float32)
+    if not self.keep_pads:
+      out = jnp.where(mask[..., None], out, 0.0)
     return (jax.lax.stop_gradient(out) if self.frozen else out), mask
 
   @functools.cached_property
