@@ -258,6 +258,11 @@ def test_bad_input_is_one_line(inflated, tmp_path, capsys):
     assert convert(str(src), str(tmp_path / "out"), "base") == 1
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and needle in err and str(src) in err, err
+  # a --t5 checkpoint that is not there: said before anything is converted
+  missing_t5 = str(tmp_path / "no_t5")
+  assert convert(hf_dir, str(tmp_path / "out_t5"), "base", None, "--t5", missing_t5) == 1
+  err = capsys.readouterr().err.strip()
+  assert len(err.splitlines()) == 1 and f"--t5 {missing_t5}" in err and not os.path.exists(tmp_path / "out_t5")
 
 
 def test_trainable_temporal_freezes_the_spatial_layers():

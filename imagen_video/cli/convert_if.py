@@ -55,7 +55,13 @@ def main(argv: list[str]) -> int:
   fv = parse_flags(argv, _flags, __doc__, required=("src", "out"))
   if isinstance(fv, int):
     return fv
+  from etils import epath
+
   from imagen_video.stage import if_convert
+  if fv.t5 and not epath.Path(fv.t5).is_dir():
+    print(f"{argv[0]}: error: --t5 {fv.t5}: no such directory (expected a `convert-t5` output of "
+          "IF's text_encoder)", file=sys.stderr)
+    return 1
   try:
     hf = if_convert.read_unet_config(fv.src)
     config = stage_config(fv.stage, fv.variant, fv.t5, fv.config_args, hf)

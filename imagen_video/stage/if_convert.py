@@ -19,6 +19,7 @@ from typing import Callable
 import jax
 import ml_collections
 import numpy as np
+from etils import epath
 from flax import nnx
 
 from imagen_video.nn import unet
@@ -257,8 +258,12 @@ def _key(path) -> tuple[str, ...]:
 
 
 def convert(src: str, config, out: str, log: Callable[[str], None] = lambda s: None):
-  """Writes the inflated stage for `config` (model fields from `model_fields`) to `out`."""
+  """Writes the inflated stage for `config` (model fields from `model_fields`) to `out`; returns
+  (out, parameters written, whether the null text is T5's embedding of "")."""
   m = network_config(config)
+  # T5 first, and let it go before IF's weights load: T5-XXL and IF-I-XL together would need
+  # both in host memory at once.
+  null = empty_prompt_embedding(config) if m.get("null_text_length", 0) else None
   tensors = plan(m)
   graphdef, abstract = unet.abstract_unet(m)
   flat = {_key(p): v for p, v in jax.tree_util.tree_flatten_with_path(abstract.to_pure_dict())[0]}
@@ -279,7 +284,6 @@ def convert(src: str, config, out: str, log: Callable[[str], None] = lambda s: N
     want = flat[ours]
     params[ours] = np.asarray(arr, np.float32).astype(want.dtype)
     log(f"{os.path.basename(path)}: {key} -> {'/'.join(ours)}")
-  null = empty_prompt_embedding(config) if m.get("null_text_length", 0) else None
   if null is not None:
     params[("null_text",)] = null.astype(flat[("null_text",)].dtype)
     log(f"null_text <- T5('') from {config.text.checkpoint}")
@@ -303,7 +307,7 @@ def empty_prompt_embedding(config) -> np.ndarray | None:
   """T5's embedding of the empty prompt at every position [max_length, d_model]: IF's
   unconditional input. None unless the stage's T5 checkpoint (`--t5`) is on disk."""
   text = config.text
-  if not text.checkpoint or not os.path.isdir(text.checkpoint):
+  if not text.checkpoint or not epath.Path(text.checkpoint).is_dir():
     return None
   from imagen_video.text.encoder import TextEncoder
   from imagen_video.text.tokenizer import EOS_ID
