@@ -27,7 +27,7 @@ from imagen_video.diffusion import schedule as schedule_lib
 from imagen_video.parallel import sharding
 from imagen_video.stage import conditioning
 from imagen_video.text import encoder, t5, t5_checkpoint
-from imagen_video.utils import chips
+from imagen_video.utils import chips, mfu
 
 GIB = 2 ** 30
 
@@ -165,12 +165,13 @@ class Report:
     return self.argument_bytes + self.temp_bytes + self.output_bytes - self.alias_bytes
 
 
-def report(name: str, compiled, batch: int, compile_s: float) -> Report:
+def report(name: str, compiled, batch: int, compile_s: float, *, loop_trips: int = 1,
+           device=None) -> Report:
+  """`loop_trips`: the step is a loop (gradient accumulation) whose body XLA may count once."""
   m = compiled.memory_analysis()
-  cost = compiled.cost_analysis()
-  cost = cost[0] if isinstance(cost, (list, tuple)) else cost
+  flops = mfu.step_flops(compiled, loop_trips, device=device) or 0.0
   return Report(name, batch, m.argument_size_in_bytes, m.temp_size_in_bytes, m.output_size_in_bytes,
-                m.alias_size_in_bytes, float(cost.get("flops", 0.0)), compile_s)
+                m.alias_size_in_bytes, flops, compile_s)
 
 
 def format_report(r: Report, sl: Slice, per: str = "step") -> str:
@@ -225,7 +226,8 @@ def compile_train_step(config, devices, batch: int) -> Report:
     jitted = jax.jit(step_fn, in_shardings=shardings,
                      out_shardings=(shardings[0], NamedSharding(mesh, P())), donate_argnums=(0,))
     compiled = jitted.lower(*args).compile()
-  return report("train_step", compiled, batch, time.time() - t0)
+  return report("train_step", compiled, batch, time.time() - t0,
+                loop_trips=config.optim.grad_accum_steps, device=devices[0])
 
 
 def compile_sample_step(config, devices, batch: int, steps: int = 1) -> Report:

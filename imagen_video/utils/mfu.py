@@ -39,24 +39,27 @@ def compiled_flops(compiled) -> float | None:
 
 
 @functools.cache
-def loop_body_counted_once() -> bool:
+def loop_body_counted_once(device=None) -> bool:
   """Whether XLA's cost analysis counts a while loop's body once (as of JAX 0.10) instead of
-  once per trip; probed on a 4-trip loop, since XLA versions differ."""
-  x = jnp.ones((64, 64), jnp.float32)
+  once per trip; probed on a 4-trip loop compiled for `device` (default: the default backend;
+  an AOT topology's device probes that compiler), since XLA versions and backends differ."""
+  x = jax.ShapeDtypeStruct((64, 64), jnp.float32, sharding=(
+      jax.sharding.SingleDeviceSharding(device) if device is not None else None))
   one = compiled_flops(jax.jit(lambda a: a @ a).lower(x).compile())
   four = compiled_flops(jax.jit(
       lambda a: jax.lax.fori_loop(0, 4, lambda i, y: y @ a, a)).lower(x).compile())
   return one is not None and four is not None and four < 2 * one
 
 
-def step_flops(compiled, loop_trips: int = 1) -> float | None:
+def step_flops(compiled, loop_trips: int = 1, device=None) -> float | None:
   """FLOPs per device of one call of `compiled` whose work is a loop of `loop_trips` trips
   (gradient accumulation, sampler steps; 1: no loop). Work outside the loop is counted as if
-  it ran per trip: small next to the network."""
+  it ran per trip: small next to the network. `device`: what `compiled` was compiled for,
+  when not the default backend (AOT)."""
   flops = compiled_flops(compiled)
   if flops is None or loop_trips == 1:
     return flops
-  return flops * loop_trips if loop_body_counted_once() else flops
+  return flops * loop_trips if loop_body_counted_once(device) else flops
 
 
 def device_peak(devices=None) -> Peak | None:
