@@ -89,6 +89,11 @@ SAMPLING = {
     "ssr3": ("ddim", 32, 1.0, 0.2),
 }
 T5_TOKENS = 128
+# Remat policy per stage, measured by AOT for v5p-128 (docs/aot_paper.md, "Remat"): the base's
+# train step at 8 clips per chip takes 47.0 GiB / 3.48e14 FLOPs per device with 'block', 54.4 /
+# 3.21e14 (8% fewer) with 'dots', and does not fit without remat (95.9 GiB). The other stages
+# keep 'block', the policy their rows were measured with.
+REMAT = {"base": "dots"}
 PLACEHOLDER_VIDEOS = "/path/to/videos"
 PLACEHOLDER_T5 = "/path/to/t5_xxl"
 
@@ -155,7 +160,7 @@ def stage_config(s: Spec, a) -> ml_collections.ConfigDict:
       channels=s.channels, channel_mults=s.mults, num_res_blocks=s.blocks, resolution=s.height,
       attn_resolutions=s.attn, cross_attn_resolutions=s.cross, mid_spatial_attn=bool(s.attn),
       temporal_mixing=s.temporal, heads=s.heads, head_dim=s.head_dim, text_dim=4096,
-      dtype="bfloat16", param_dtype="float32", remat="block", attention_backend="auto"))
+      dtype="bfloat16", param_dtype="float32", remat=REMAT.get(s.name, "block"), attention_backend="auto"))
 
   c.diffusion = objectives.default_diffusion_config()  # cosine schedule, v-parameterisation
   sampler, steps, guidance, aug = SAMPLING[s.name]
