@@ -62,16 +62,17 @@ def test_a_batch_sharded_compile_reports_one_devices_share():
   assert eight == pytest.approx(one / 8, rel=0.05)
 
 
-def test_step_flops_counts_a_loop_per_trip():
-  params, x, target = _args()
+def _accumulated(params, x, target):
+  """The gradient over 4 micro-batches, as train_step's accumulation loop computes it."""
+  def body(acc, i):
+    mb = jax.lax.dynamic_slice_in_dim(x, i * (B // 4), B // 4)
+    tb = jax.lax.dynamic_slice_in_dim(target, i * (B // 4), B // 4)
+    return jax.tree.map(jnp.add, acc, jax.grad(_loss)(params, mb, tb)), None
+  return jax.lax.scan(body, jax.tree.map(jnp.zeros_like, params), jnp.arange(4))[0]
 
-  def accumulated(params, x, target):  # 4 micro-batches, as train_step's accumulation does
-    def body(acc, i):
-      mb = jax.lax.dynamic_slice_in_dim(x, i * (B // 4), B // 4)
-      tb = jax.lax.dynamic_slice_in_dim(target, i * (B // 4), B // 4)
-      return jax.tree.map(jnp.add, acc, jax.grad(_loss)(params, mb, tb)), None
-    return jax.lax.scan(body, jax.tree.map(jnp.zeros_like, params), jnp.arange(4))[0]
-  compiled = jax.jit(accumulated).lower(params, x, target).compile()
+
+def test_step_flops_counts_a_loop_per_trip():
+  compiled = jax.jit(_accumulated).lower(*_args()).compile()
   # the loss value is not needed here: no forward dense
   assert mfu.step_flops(compiled, loop_trips=4) == pytest.approx(2 * CONV + 2 * DENSE, rel=0.03)
 
@@ -83,17 +84,10 @@ def test_step_flops_counts_a_loop_per_trip_when_compiled_for_tpu():
   from imagen_video.train import aot
   device = aot.topology_devices(aot.parse_slice("v5p-8"))[0]
   params, x, target = _args()
-
-  def accumulated(params, x, target):
-    def body(acc, i):
-      mb = jax.lax.dynamic_slice_in_dim(x, i * (B // 4), B // 4)
-      tb = jax.lax.dynamic_slice_in_dim(target, i * (B // 4), B // 4)
-      return jax.tree.map(jnp.add, acc, jax.grad(_loss)(params, mb, tb)), None
-    return jax.lax.scan(body, jax.tree.map(jnp.zeros_like, params), jnp.arange(4))[0]
   on_tpu = jax.sharding.SingleDeviceSharding(device)
   args = [jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=on_tpu) for a in jax.tree.leaves((params, x, target))]
   tree = jax.tree.structure(params)
-  looped = jax.jit(lambda *a: accumulated(jax.tree.unflatten(tree, a[:-2]), *a[-2:])).lower(*args).compile()
+  looped = jax.jit(lambda *a: _accumulated(jax.tree.unflatten(tree, a[:-2]), *a[-2:])).lower(*args).compile()
   # the same gradient in one pass, compiled by the same (TPU) compiler: the independent count
   whole = jax.jit(lambda *a: jax.grad(_loss)(jax.tree.unflatten(tree, a[:-2]), *a[-2:])).lower(*args).compile()
   # libtpu 0.0.42 counts the loop's body once, and one trip (a quarter batch) 9% above a quarter
