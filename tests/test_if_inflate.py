@@ -2,6 +2,8 @@
 diffusers U-Nets; the stage on a T-frame video equals diffusers' UNet2DConditionModel on each
 frame; a DDPM step and a DDIM run equal diffusers' schedulers configured as IF's (needs torch
 and diffusers)."""
+import contextlib
+import io
 import json
 import os
 
@@ -60,15 +62,26 @@ def convert(src, out, stage, variant=None, *extra):
 
 @pytest.fixture(scope="module", params=list(CONFIGS))
 def inflated(request, tmp_path_factory):
+  """(stage, diffusers model, its folder, our converted workdir, the T5 reference or None): the
+  base stage is converted with a tiny IF text encoder (`--t5`), the SSR stage without one."""
+  from imagen_video.text import hf_convert
   stage = request.param
   root = tmp_path_factory.mktemp(stage)
   model = build_hf(str(root / "hf"), stage)
-  assert convert(str(root / "hf"), str(root / "ours"), stage) == 0
-  return stage, model, str(root / "hf"), str(root / "ours")
+  t5_ref, extra = None, []
+  if stage == "base":
+    t5_ref = build_t5(str(root / "t5_hf"))
+    hf_convert.convert(str(root / "t5_hf"), str(root / "t5"))
+    extra = ["--t5", str(root / "t5")]
+  with contextlib.redirect_stdout(io.StringIO()) as out:
+    assert convert(str(root / "hf"), str(root / "ours"), stage, None, *extra) == 0
+  # what the command says of the null text: T5's, or random without --t5
+  assert ("T5's embedding of the empty prompt" if extra else "null text: random") in out.getvalue()
+  return stage, model, str(root / "hf"), str(root / "ours"), t5_ref
 
 
 def test_inflated_stage_is_diffusers_on_each_frame(inflated):
-  stage_kind, model, _, workdir = inflated
+  stage_kind, model, _, workdir, _ = inflated
   stage, ema, step = loading.load(workdir)
   assert step == 0 and stage.config.diffusion.schedule == "ddpm_cosine"
   b, t, length = 2, 3, 5
@@ -118,18 +131,17 @@ def build_t5(path):
   return model
 
 
-def test_prompt_and_empty_prompt_reach_the_unet_as_in_ifs_pipeline(tmp_path, capsys):
+def test_prompt_and_empty_prompt_reach_the_unet_as_in_ifs_pipeline(inflated):
   """IF's pipeline feeds T5's outputs at all 77 positions (padding included) and, for the
   unconditional half, T5's embedding of "": our text encoder keeps padded outputs for IF
   stages and `convert-if --t5` writes T5("") as the null text, so one guided forward pass
   (conditional + unconditional) equals diffusers' UNet on what the pipeline would give it."""
-  from imagen_video.text import hf_convert
-  model = build_hf(str(tmp_path / "hf"), "base")
-  t5_ref = build_t5(str(tmp_path / "t5_hf"))
-  hf_convert.convert(str(tmp_path / "t5_hf"), str(tmp_path / "t5"))
-  assert convert(str(tmp_path / "hf"), str(tmp_path / "ours"), "base", None, "--t5", str(tmp_path / "t5")) == 0
-  assert "T5's embedding of the empty prompt" in capsys.readouterr().out
-  stage, ema, _ = loading.load(str(tmp_path / "ours"))
+  stage_kind, model, _, workdir, t5_ref = inflated
+  if t5_ref is None:
+    pytest.skip("the base stage is the one converted with --t5")
+  with open(os.path.join(workdir, "config.json")) as f:
+    assert json.load(f)["text"]["checkpoint"]  # converted with --t5
+  stage, ema, _ = loading.load(workdir)
   length = stage.config.text.max_length
   ids = np.zeros((2, length), np.int64)
   ids[0, :5], ids[1, :3] = [17, 5, 60, 9, 1], [33, 71, 1]  # prompts, eos, then padding
@@ -232,7 +244,7 @@ def _rewrite_config(src, dst, **changes):
 
 
 def test_bad_input_is_one_line(inflated, tmp_path, capsys):
-  stage, _, hf_dir, _ = inflated
+  stage, _, hf_dir, _, _ = inflated
   if stage != "base":
     pytest.skip("the error paths are the same for both stages")
   from safetensors.numpy import load_file, save_file
