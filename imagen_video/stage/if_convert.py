@@ -314,7 +314,6 @@ def empty_prompt_embedding(config) -> np.ndarray | None:
   text = text.copy_and_resolve_references()
   with text.unlocked():
     text.tokenizer = ""  # T5's own conventions spell "": eos, then padding
-    text.precomputed = False
   enc = TextEncoder.from_config(text)
   ids = np.zeros((1, text.max_length), np.int32)
   ids[0, 0] = EOS_ID
