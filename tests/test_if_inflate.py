@@ -116,19 +116,9 @@ def test_inflated_stage_is_diffusers_on_each_frame(inflated):
 
 
 def build_t5(path):
-  """A tiny random T5-v1.1 encoder as IF's text_encoder, d_model = the U-Net's text width."""
-  transformers = pytest.importorskip("transformers")
-  cfg = transformers.T5Config(vocab_size=96, d_model=TEXT_DIM, d_kv=8, d_ff=96, num_layers=2, num_heads=4,
-                              feed_forward_proj="gated-gelu", relative_attention_num_buckets=8,
-                              relative_attention_max_distance=16)
-  torch.manual_seed(1)
-  model = transformers.T5EncoderModel(cfg).eval()
-  with torch.no_grad():  # non-trivial norms, so padded positions' outputs differ from each other
-    for name, p in model.named_parameters():
-      if "layer_norm" in name:
-        p.copy_(1 + 0.3 * torch.randn_like(p))
-  model.save_pretrained(path)
-  return model
+  """IF's text encoder, tiny: test_t5_convert's random T5-v1.1 at the U-Net's text width."""
+  from test_t5_convert import build_hf as build_t5_hf  # tests/ is on sys.path
+  return build_t5_hf(path, "gated-gelu", d_model=TEXT_DIM)
 
 
 def test_prompt_and_empty_prompt_reach_the_unet_as_in_ifs_pipeline(inflated):

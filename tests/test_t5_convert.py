@@ -14,8 +14,9 @@ transformers = pytest.importorskip("transformers")
 BF16_MAX_ABS, BF16_REL_RMS = 0.1, 0.02
 
 
-def build_hf(path, proj, shard=None, bin_=False):
-  cfg = transformers.T5Config(vocab_size=96, d_model=32, d_kv=8, d_ff=48, num_layers=2, num_heads=4,
+def build_hf(path, proj, shard=None, bin_=False, d_model=32):
+  """A tiny random T5 encoder saved in HF's format (test_if_inflate's IF text encoder too)."""
+  cfg = transformers.T5Config(vocab_size=96, d_model=d_model, d_kv=8, d_ff=d_model * 3 // 2, num_layers=2, num_heads=4,
                               feed_forward_proj=proj, relative_attention_num_buckets=8,
                               relative_attention_max_distance=16)
   torch.manual_seed(0)
