@@ -401,9 +401,12 @@ class VideoUNet(nnx.Module):
         c["dropout_rng"] = jax.random.fold_in(dropout_rng, next(counter))
       if self.remat == "none":
         return block(h, c, deterministic=deterministic)
-      fn = nnx.remat(lambda blk, hh, cc: blk(hh, cc, deterministic=deterministic),
-                     policy=_REMAT_POLICIES[self.remat])
-      return fn(block, h, c)
+      # jax.checkpoint of a pure function, not nnx.remat: the sampler merges the network
+      # inside its loop body, and nnx.remat's write-back to Params made there fails.
+      graphdef, state = nnx.split(block)
+      fn = jax.checkpoint(lambda st, hh, cc: nnx.merge(graphdef, st)(hh, cc, deterministic=deterministic),
+                          policy=_REMAT_POLICIES[self.remat])
+      return fn(state, h, c)
 
     h = self.conv_in(x.astype(self.dtype))
     if self.pose_guider is not None:
