@@ -6,3 +6,7 @@
 
 Measured tables live in `bench/RESULTS.md`.
 """
+from imagen_video.utils import xla_cpu
+
+# Before any benchmark imports JAX: measure what the CLI runs (its XLA CPU options).
+xla_cpu.set_cpu_options()

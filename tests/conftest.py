@@ -7,8 +7,11 @@ import tempfile
 # Tests compile hundreds of tiny programs: LLVM optimisation level 1 compiles the pose
 # cascade's programs in 33 s instead of 43 and runs them as fast (level 0: 31 s, but the FVD
 # test's I3D runs 32 -> 62 s). Subprocesses that want one device pass ONE_DEVICE_XLA_FLAGS.
-# Must happen before jax is imported anywhere.
-ONE_DEVICE_XLA_FLAGS = "--xla_backend_optimization_level=1"
+# Must happen before jax is imported anywhere. The CLI's CPU options (utils/xla_cpu.py) too, so
+# tests compile what the CLI runs and its subprocesses share the compilation cache.
+from imagen_video.utils import xla_cpu  # noqa: E402  (imports no JAX)
+
+ONE_DEVICE_XLA_FLAGS = xla_cpu.with_cpu_options("--xla_backend_optimization_level=1")
 os.environ.setdefault("XLA_FLAGS", f"--xla_force_host_platform_device_count=8 {ONE_DEVICE_XLA_FLAGS}")
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")

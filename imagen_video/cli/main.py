@@ -12,6 +12,8 @@ import traceback
 
 from absl import logging as absl_logging
 
+from imagen_video.utils import xla_cpu
+
 # command name -> (module, one-line help)
 COMMANDS = {
     "demo": ("imagen_video.cli.demo", "main job on built-in defaults"),
@@ -58,6 +60,8 @@ def main(argv: list[str] | None = None) -> int:
   if verbose:
     rest = [a for a in rest if a != "--verbose"]
   log = None if verbose else _TracebacksToFile(name)
+  if name != "compile":  # which compiles for TPU: its figures stay XLA's defaults
+    xla_cpu.set_cpu_options()  # before the command imports JAX
   module = importlib.import_module(COMMANDS[name][0])
   try:
     return int(module.main([f"imagen-video {name}", *rest]) or 0)
