@@ -39,9 +39,8 @@ def test_compile_tiny_train_and_sample_steps_for_tpu():
   config = configs_loader.load("configs/base_tiny.py:runlocal")
   config.text.tokenizer = ""  # shapes only: the preset's vocabulary, no prepared dataset
   # One level (every block kind still in it): the TPU compiler takes 60 s here instead of 89 s.
-  # Block remat, as the paper and IF configs: its sampler step once failed to trace (nnx.remat).
   config.model.update(dict(channel_mults=(1,), num_res_blocks=(1,), attn_resolutions=(16,),
-                           cross_attn_resolutions=(16,), remat="block"))
+                           cross_attn_resolutions=(16,)))
   assert not config.text.precomputed and config.text.frozen
   sl = aot.parse_slice("v5e:2x2")
   devices = aot.topology_devices(sl)

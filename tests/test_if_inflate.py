@@ -121,14 +121,13 @@ def build_t5(path):
   return build_t5_hf(path, "gated-gelu", d_model=TEXT_DIM)
 
 
+@pytest.mark.parametrize("inflated", ["base"], indirect=True)  # the stage converted with --t5
 def test_prompt_and_empty_prompt_reach_the_unet_as_in_ifs_pipeline(inflated):
   """IF's pipeline feeds T5's outputs at all 77 positions (padding included) and, for the
   unconditional half, T5's embedding of "": our text encoder keeps padded outputs for IF
   stages and `convert-if --t5` writes T5("") as the null text, so one guided forward pass
   (conditional + unconditional) equals diffusers' UNet on what the pipeline would give it."""
   stage_kind, model, _, workdir, t5_ref = inflated
-  if t5_ref is None:
-    pytest.skip("the base stage is the one converted with --t5")
   with open(os.path.join(workdir, "config.json")) as f:
     assert json.load(f)["text"]["checkpoint"]  # converted with --t5
   stage, ema, _ = loading.load(workdir)
@@ -233,10 +232,9 @@ def _rewrite_config(src, dst, **changes):
     json.dump(cfg, f)
 
 
+@pytest.mark.parametrize("inflated", ["base"], indirect=True)  # the error paths are the same for both
 def test_bad_input_is_one_line(inflated, tmp_path, capsys):
   stage, _, hf_dir, _, _ = inflated
-  if stage != "base":
-    pytest.skip("the error paths are the same for both stages")
   from safetensors.numpy import load_file, save_file
   cases = []
   # a missing tensor

@@ -164,12 +164,12 @@ def test_remat_bf16_and_dropout_gradients():
 
 
 def test_remat_changes_no_value_and_runs_inside_a_sampling_loop():
-  """Every remat policy gives the forward and gradient of no remat, also with the network
-  merged inside a loop body, where the samplers build it (nnx.remat failed there)."""
+  """Remat gives the forward and gradient of no remat, also with the network merged inside a
+  loop body, where the samplers build it (nnx.remat failed there)."""
   x, ls, text, mask = inputs()
   x = x[:, :2]
   results = {}
-  for remat in ("none", "block", "dots"):
+  for remat in ("none", "block"):  # dots differs from block only in the policy it passes
     graphdef, state = make(tiny_config(remat=remat, channel_mults=(1,), num_res_blocks=(1,),
                                        attn_resolutions=(16,), cross_attn_resolutions=(16,)))
 
@@ -179,9 +179,8 @@ def test_remat_changes_no_value_and_runs_inside_a_sampling_loop():
       looped = jax.lax.fori_loop(0, 2, lambda i, z: 0.5 * net(state, z), x)
       return looped, jax.grad(lambda s: jnp.mean(jnp.square(net(s, x))))(state)
     results[remat] = run(state, x)
-  for remat in ("block", "dots"):
-    for a, b in zip(jax.tree.leaves(results[remat]), jax.tree.leaves(results["none"])):
-      np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-5, atol=1e-6)
+  for a, b in zip(jax.tree.leaves(results["block"]), jax.tree.leaves(results["none"])):
+    np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-5, atol=1e-6)
 
 
 def test_sharded_forward_matches_unsharded():
