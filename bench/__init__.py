@@ -3,6 +3,7 @@
     python -m bench.bench_unet --quick
     python -m bench.device_suite            # on a GPU/TPU machine; --cpu: tiny, on CPU
     python -m bench.bench_vs_imagen_pytorch
+    python -m bench.bench_xla_cpu_options    # the CLI's XLA CPU options vs XLA's defaults
 
 Measured tables live in `bench/RESULTS.md`.
 """
