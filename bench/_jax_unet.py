@@ -91,8 +91,9 @@ class TrainBench:
     self.params = param_count(self.state["params"]["unet"])
 
   def step(self):
+    """One step; returns its loss (a device scalar, ready)."""
     self.state, metrics = self.compiled(self.state, self.frozen, self.batch)
-    jax.block_until_ready(metrics["loss"])
+    return jax.block_until_ready(metrics["loss"])
 
 
 class SampleBench:

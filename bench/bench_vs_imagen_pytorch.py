@@ -193,6 +193,16 @@ def row(label, times, flops_ours, flops_theirs, peak, unit=1.0):
           e / o, c / o)
 
 
+def our_train_bench(args: argparse.Namespace):
+  """(stage, batch, TrainBench): our side of the comparison at `args`' shapes."""
+  config = _jax_unet.stage_config(args.channels, size=args.size, text_dim=args.text_dim,
+                                  mults=args.mults, blocks=args.blocks)
+  stage = _jax_unet.make_stage(config, args.text_dim)
+  batch = _jax_unet.random_batch(jax.random.key(0), batch=args.batch, frames=args.frames,
+                                 size=args.size, text_dim=args.text_dim, text_len=args.text_len)
+  return stage, batch, _jax_unet.TrainBench(stage, batch)
+
+
 def run(args: argparse.Namespace) -> dict:
   import torch
 
@@ -209,12 +219,7 @@ def run(args: argparse.Namespace) -> dict:
   log("peaks (GFLOP/s): " + ", ".join(f"{k} {v / 1e9:.1f}" for k, v in peaks.items()))
 
   # ---- ours ------------------------------------------------------------------
-  config = _jax_unet.stage_config(args.channels, size=args.size, text_dim=args.text_dim,
-                                  mults=args.mults, blocks=args.blocks)
-  stage = _jax_unet.make_stage(config, args.text_dim)
-  batch = _jax_unet.random_batch(jax.random.key(0), batch=args.batch, frames=args.frames,
-                                 size=args.size, text_dim=args.text_dim, text_len=args.text_len)
-  train = _jax_unet.TrainBench(stage, batch)
+  stage, batch, train = our_train_bench(args)
   sample = None if args.no_sampling else _jax_unet.SampleBench(
       stage, train.state["params"]["unet"], batch, guidance=args.guidance)
 

@@ -18,26 +18,18 @@ VARIANTS = {"XLA defaults": "--xla_backend_extra_options=xla_none", "CLI options
 
 
 def one(steps: int) -> dict:
-  from bench import _jax_unet  # bench/__init__ has set this process's options
-  import jax
+  from bench import bench_vs_imagen_pytorch as vs  # bench/__init__ has set this process's options
   import numpy as np
-  config = _jax_unet.stage_config(56, size=32, text_dim=128, mults=(1, 2, 2), blocks=(1, 1, 2))
-  stage = _jax_unet.make_stage(config, 128)
-  batch = _jax_unet.random_batch(jax.random.key(0), batch=2, frames=8, size=32, text_dim=128, text_len=16)
   t0 = time.time()
-  tr = _jax_unet.TrainBench(stage, batch)
+  _, _, tr = vs.our_train_bench(vs.parse_args([]))
   compile_s = time.time() - t0
-  losses = []
-  for _ in range(4):
-    tr.state, metrics = tr.compiled(tr.state, tr.frozen, tr.batch)
-    losses.append(float(metrics["loss"]))
+  losses = [float(tr.step()) for _ in range(4)]
   times = []
   for _ in range(steps):
     t = time.perf_counter()
     tr.step()
     times.append(time.perf_counter() - t)
-  return dict(ms=1e3 * float(np.median(times)), compile_s=compile_s, losses=losses,
-              flags=os.environ.get("XLA_FLAGS", ""))
+  return dict(ms=1e3 * float(np.median(times)), compile_s=compile_s, losses=losses)
 
 
 def main(argv=None):
@@ -60,7 +52,7 @@ def main(argv=None):
       print(f"round {r + 1} {name}: {runs[name][-1]['ms']:.1f} ms", file=sys.stderr, flush=True)
   print(f"load average at end: {os.getloadavg()}", file=sys.stderr)
   base = statistics.median(x["ms"] for x in runs["XLA defaults"])
-  print("| XLA CPU options | train step ms, each round | median | speed-up vs defaults | compile s | losses, steps 1-4 |")
+  print("| XLA CPU options | train step ms, each round | median | speed-up vs defaults | build + compile s | losses, steps 1-4 |")
   print("|---|---|---|---|---|---|")
   for name, rs in runs.items():
     med = statistics.median(x["ms"] for x in rs)

@@ -127,7 +127,7 @@ def test_prompt_and_empty_prompt_reach_the_unet_as_in_ifs_pipeline(inflated):
   unconditional half, T5's embedding of "": our text encoder keeps padded outputs for IF
   stages and `convert-if --t5` writes T5("") as the null text, so one guided forward pass
   (conditional + unconditional) equals diffusers' UNet on what the pipeline would give it."""
-  stage_kind, model, _, workdir, t5_ref = inflated
+  _, model, _, workdir, t5_ref = inflated
   with open(os.path.join(workdir, "config.json")) as f:
     assert json.load(f)["text"]["checkpoint"]  # converted with --t5
   stage, ema, _ = loading.load(workdir)

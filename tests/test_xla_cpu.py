@@ -8,7 +8,7 @@ from imagen_video.utils import xla_cpu
 
 # An AdamW-like pair of moment updates: two loops over the same gradient.
 PROBE = """
-import re, sys
+import re
 from imagen_video.utils import xla_cpu
 xla_cpu.set_cpu_options()
 import jax, jax.numpy as jnp
