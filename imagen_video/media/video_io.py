@@ -204,11 +204,10 @@ def _read_ffmpeg(path: str) -> tuple[np.ndarray, float]:
     raise VideoReadError(path, "the video stream has no frame rate")
   rate = str(Fraction(fps).limit_denominator(1001))
   # -xerror: stop at the first decoding error instead of concealing it.
-  gen = imageio_ffmpeg.read_frames(path, output_params=["-fps_mode", "cfr", "-r", rate, "-xerror"])
+  gen, _ = _open(path, "decoding failed", output_params=["-fps_mode", "cfr", "-r", rate, "-xerror"])
   try:
-    next(gen)
     chunks = list(gen)
-  except (OSError, RuntimeError, StopIteration) as e:
+  except (OSError, RuntimeError) as e:
     raise VideoReadError(path, f"decoding failed: {_ffmpeg_reason(e)}") from e
   finally:
     gen.close()
@@ -226,20 +225,27 @@ def _read_ffmpeg(path: str) -> tuple[np.ndarray, float]:
   return frames, fps
 
 
-def _ffmpeg_meta(path: str, attempts: int = 3) -> dict:
+def _ffmpeg_meta(path: str) -> dict:
+  gen, meta = _open(path, "ffmpeg cannot open it as a video")
+  gen.close()
+  return meta
+
+
+def _open(path: str, what: str, attempts: int = 3, **kwargs):
+  """(imageio-ffmpeg's frame generator, the header it read); VideoReadError(`what`: reason)."""
   for attempt in range(attempts):
-    gen = imageio_ffmpeg.read_frames(path)
+    gen = imageio_ffmpeg.read_frames(path, **kwargs)
     try:
-      return next(gen)
+      return gen, next(gen)
     except (OSError, RuntimeError, StopIteration) as e:
+      gen.close()
       # imageio-ffmpeg gives ffmpeg 10 s to print the header: on a host busy with other
-      # decoders a good file can miss it, with nothing on stderr. Only that is retried.
+      # decoders a good file can miss it, with nothing on stderr (both reads of a file, the
+      # header's and the frames', once failed so in CI). Only that is retried.
       timed_out = str(e).startswith("Could not load meta") and not any(
           _REASON.search(line) for line in _ffmpeg_lines(str(e).split("=== stderr ===", 1)[-1]))
       if not timed_out or attempt == attempts - 1:
-        raise VideoReadError(path, f"ffmpeg cannot open it as a video: {_ffmpeg_reason(e)}") from e
-    finally:
-      gen.close()
+        raise VideoReadError(path, f"{what}: {_ffmpeg_reason(e)}") from e
 
 
 _REASON = re.compile(r"error|invalid|not found|could not|cannot|truncat|missing|corrupt", re.I)
