@@ -60,6 +60,13 @@ LONGEST_FIRST = ("test_cascade.py", "test_multihost.py", "test_train.py", "test_
                  "test_device_suite.py", "test_video_folder.py", "test_bench_smoke.py", "test_fvd.py")
 
 
+def pytest_configure(config):
+  # xdist's default re-sorts the files by how many tests each holds, which undid the order
+  # below (test_multihost's two tests ran last, alone on one worker).
+  if hasattr(config.option, "loadscopereorder"):
+    config.option.loadscopereorder = False
+
+
 def pytest_collection_modifyitems(items):
   rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
   items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: file order kept
