@@ -26,6 +26,9 @@ SHAPES = ("circle", "square", "triangle")
 # Image coordinates: x grows to the right, y grows downwards.
 DIRECTIONS = {"left": (-1, 0), "right": (1, 0), "up": (0, -1), "down": (0, 1)}
 SPLITS = ("train", "test")
+# Circumradius range in frame heights: 2.2-3.5 px at 16x16. The demo cascade draws larger
+# shapes (configs/cascade_tiny.py: at its 16x16 base these differ by about a pixel).
+SIZES = (0.14, 0.22)
 
 
 def caption(color: str, shape: str, direction: str) -> str:
@@ -75,19 +78,23 @@ class Clip:
     return (xy % 1.0 if self.wrap else xy).astype(np.float32)
 
 
-def sample_clip(seed: int, split: str, index: int, aspect: float = 1.0, wrap: bool = False) -> Clip:
+def sample_clip(seed: int, split: str, index: int, aspect: float = 1.0, wrap: bool = False,
+                sizes: tuple[float, float] = SIZES, gap: float | None = None) -> Clip:
   """The clip `index` of `split` for `seed`; independent of frames and size.
 
   `wrap`: the same draws, but the shape starts anywhere and wraps around the frame's
-  borders, so its motion can continue for any length (video extension)."""
+  borders, so its motion can continue for any length (video extension). `sizes`: the
+  circumradius range and `gap` the least distance from the circumcircle to a border (frame
+  heights; default a quarter of the size): the same draws, so only the size and the room to
+  move change."""
   rng = np.random.default_rng([seed, zlib.crc32(split.encode()), index])
   color = list(COLORS)[rng.integers(len(COLORS))]
   shape = SHAPES[rng.integers(len(SHAPES))]
   direction = list(DIRECTIONS)[rng.integers(len(DIRECTIONS))]
-  size = float(rng.uniform(0.14, 0.22))
+  size = float(rng.uniform(*sizes))
   # The shape stays inside the frame for the whole clip, with a gap: its
-  # centre keeps a margin of 1.25 * size from every border.
-  margin = 1.25 * size
+  # centre keeps a margin of size + gap from every border.
+  margin = size + (0.25 * size if gap is None else gap)
   lo, hi = np.array([margin, margin]), np.array([aspect - margin, 1.0 - margin])
   d = np.asarray(DIRECTIONS[direction], np.float64)
   axis = 0 if d[0] else 1

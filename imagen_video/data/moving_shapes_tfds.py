@@ -25,17 +25,31 @@ NUM_PREVIEW = 8
 @dataclasses.dataclass
 class MovingShapesConfig(clip_config.ClipsConfig):
   wrap: bool = False
+  sizes: tuple = ms.SIZES
+  gap: float | None = None
 
 
 def moving_shapes_config(frames=16, height=32, width=32, fps=8.0, num_train=1000, num_test=100,
-                         seed=0, extra_resolutions=(), wrap=False) -> MovingShapesConfig:
+                         seed=0, extra_resolutions=(), wrap=False,
+                         sizes=ms.SIZES, gap=None) -> MovingShapesConfig:
   """A config whose name encodes every parameter, so variants never collide on disk."""
   name, extra = clip_config.config_name("moving_shapes", frames, height, width, fps, num_train,
                                         num_test, seed, extra_resolutions)
   name += "_wrap" if wrap else ""
+  sizes = tuple(float(v) for v in sizes)
+  if len(sizes) != 2 or not 0 < sizes[0] <= sizes[1] < 0.4:
+    raise ValueError(f"data.builder.sizes={sizes}: expected (min, max) circumradius in frame "
+                     "heights, 0 < min <= max < 0.4")
+  if sizes != ms.SIZES:
+    name += "_r{:g}-{:g}".format(*sizes)
+  if gap is not None:
+    if not 0 <= gap < 0.2:
+      raise ValueError(f"data.builder.gap={gap}: expected a distance in frame heights in [0, 0.2)")
+    name += f"_g{gap:g}"
   return MovingShapesConfig(name=name, frames=frames, height=height, width=width, fps=float(fps),
                             num_train=num_train, num_test=num_test, seed=seed,
-                            extra_resolutions=extra, wrap=bool(wrap),
+                            extra_resolutions=extra, wrap=bool(wrap), sizes=sizes,
+                            gap=None if gap is None else float(gap),
                             description="one shape moving at constant speed on black")
 
 
@@ -57,7 +71,7 @@ class MovingShapes(clip_config.SyntheticClips):
 
   def _example(self, split: str, index: int) -> dict:
     c = self.builder_config
-    clip = ms.sample_clip(c.seed, split, index, c.width / c.height, c.wrap)
+    clip = ms.sample_clip(c.seed, split, index, c.width / c.height, c.wrap, c.sizes, c.gap)
     example = ms.labels(clip, c.frames)
     example["video"] = ms.render(clip, c.frames, c.height, c.width)
     for f, h, w in c.extra_resolutions:
