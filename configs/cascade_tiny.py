@@ -51,6 +51,7 @@ BASE_SCHEDULE_SHIFT = 0.5
 # 0.035 from the borders (half a base pixel; the default gap, a quarter of the size, would
 # leave them 3.97 px of travel at 16x16 on average instead of 4.46; the default data's: 5.46).
 SHAPE_SIZES, SHAPE_GAP = (0.2, 0.28), 0.035
+BASE_OFFSET_NOISE = 0.1  # std of the per-video, per-channel constant in the base's training noise
 BASE_STEPS, BASE_BATCH = 1600, 8  # batch 8 learns more per second than 16 (docs/results);
 # TSR 120 steps pay for the base's 3x3x3 conv (+14% per step) within 15 minutes
 SR_TRAIN_CLIPS = 1000  # 120-150 steps x batch 8-16 sees at most 2400: rendering more is wasted time
@@ -136,11 +137,16 @@ def _base(a):
     c.evals = ml_collections.ConfigDict()  # the demo's budget: its caption check comes after
   c.sample.fps = 4.0
   c.sample.sampler = SAMPLING["base"][0]
-  # Dynamic thresholding divides every pixel by the 99.5th percentile of |x0| when guided
-  # predictions overshoot, lifting the black background to grey (mean 0.22 vs 0.04 with
-  # static clipping, measured); the SR stages then make that grey grain, which the
-  # caption check reads as white (docs/results/base_direction.md).
-  c.sample.thresholding = "static"
+  # No thresholding while sampling (the output is clipped once, as frames): clipping each
+  # step's x0 at -1, where the background truly is, turns the prediction's zero-mean error
+  # there into a positive bias that every step feeds back into z, a grey haze (base output,
+  # 56 samples, guidance 3: background 12.1 grey levels with static clipping, 7.4 without;
+  # dynamic thresholding lifted it further, docs/results/base_direction.md).
+  c.sample.thresholding = "none"
+  # Offset noise (Guttenberg 2023): the background's haze is a per-channel offset, which iid
+  # noise never teaches the network to remove (with both: 5.4 grey levels, same probe;
+  # docs/results/demo_quality.md section 7).
+  c.diffusion.offset_noise = BASE_OFFSET_NOISE
   # More noise at every t (log-SNR moved by 2 log SHIFT): a 16x16 clip's shape and path are
   # a few pixels, decided at high noise, where the cosine schedule spends little training.
   c.diffusion.resolution_shift = BASE_SCHEDULE_SHIFT

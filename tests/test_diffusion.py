@@ -80,6 +80,28 @@ def test_diffusion_loss_exact_model_and_frame_mask():
   assert float(aux["loss_per_sample"][0]) < 1e-6 and float(aux["loss_per_sample"][1]) > 1.0
 
 
+def test_offset_noise_is_a_per_video_per_channel_constant_and_off_by_default():
+  """diffusion.offset_noise: the training noise's mean over a video's frames and pixels, per
+  channel, spreads with the offset's std (independent: an iid sample's mean has std
+  1/sqrt(T*H*W)); without the field the noise is the same draw as before."""
+  x0 = jnp.zeros((64, 2, 8, 8, 3))  # z = sigma * eps: read the noise from what the model sees
+  seen = {}
+
+  def model(z, ls):
+    seen["eps"] = z / schedule.alpha_sigma(ls)[1][:, None, None, None, None]
+    return jnp.zeros_like(z)
+  cfg = objectives.default_diffusion_config()
+  means = {}
+  for offset in (None, 0.0, 0.5):
+    if offset is not None:
+      cfg.offset_noise = offset
+    objectives.diffusion_loss(model, x0, jax.random.key(0), cfg)
+    means[offset] = np.asarray(seen["eps"]).mean(axis=(1, 2, 3))  # [videos, channels]
+  np.testing.assert_array_equal(means[None], means[0.0])
+  assert np.std(means[0.0]) < 2.5 / np.sqrt(2 * 8 * 8)
+  assert 0.4 < np.std(means[0.5]) < 0.6, np.std(means[0.5])
+
+
 def test_cfg_combine_and_oscillating_schedule():
   c, u = jnp.full((2, 3), 2.0), jnp.full((2, 3), 1.0)
   np.testing.assert_allclose(guidance.cfg_combine(c, u, 1.0), c)

@@ -17,6 +17,10 @@ With z = alpha x0 + sigma eps (alpha^2 + sigma^2 = 1):
   min_snr_gamma  gamma for 'min_snr' (5.0).
   schedule, logsnr_min, logsnr_max, resolution_shift: see `schedule.py`.
   cond_drop_prob probability of dropping the text in training (classifier-free guidance).
+  offset_noise   (optional, default 0) std of a per-video, per-channel constant added to the
+                 training noise (Guttenberg 2023's "offset noise"): iid noise barely moves a
+                 clip's mean colour, so the network learns to keep whatever mean z has and
+                 cannot pull a drifted background back to black while sampling.
   learned_variance  (optional, default False) the network outputs 2C channels, the second half
                  a variance interpolation (DeepFloyd IF); the loss reads the first half only, so
                  fine-tuning leaves the variance head to the trunk (IF trained it with its VLB term).
@@ -117,6 +121,10 @@ def diffusion_loss(model_fn: Callable, x0, rng, config, *, frame_mask=None):
   t = jnp.mod(jax.random.uniform(k_t, ()) + jnp.arange(b) / b, 1.0)
   log_snr = schedule_from_config(config)(t)
   eps = jax.random.normal(k_eps, x0.shape, jnp.float32)
+  offset = float(config.get("offset_noise", 0.0))
+  if offset:
+    shape = (b,) + (1,) * (x0.ndim - 2) + x0.shape[-1:]
+    eps = eps + offset * jax.random.normal(jax.random.fold_in(k_eps, 1), shape, jnp.float32)
   alpha, sigma = alpha_sigma(log_snr)
   z = _bcast(alpha, x0) * x0 + _bcast(sigma, x0) * eps
   pred = model_fn(z, log_snr).astype(jnp.float32)
