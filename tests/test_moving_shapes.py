@@ -1,4 +1,6 @@
 """moving_shapes: grammar, determinism, same clips at two resolutions, labels vs pixels."""
+import os
+
 import numpy as np
 from PIL import Image
 import pytest
@@ -156,3 +158,26 @@ def test_builder_is_versioned_and_names_its_parameters(two_resolutions):
   assert high.builder_config.name == "8x32x32_fps8_n24-4_s5_x4x8x8"
   assert high.info.metadata["fps"] == 8.0
   assert high.info.splits["test"].num_examples == 4
+
+
+def test_a_tied_shape_vote_is_the_same_in_every_process():
+  """Half the frames a circle, half a square: the vote ties, and the tie goes to the smaller
+  summed template error, whatever the process's hash seed (a set's order used to decide it)."""
+  import subprocess
+  import sys
+  code = ("import numpy as np; from imagen_video.data import moving_shapes as ms; "
+          "from imagen_video.eval import caption_check as cc; "
+          
+          "v = np.concatenate([ms.render(ms.Clip('red', s, 'right', 0.2, (0.3 + 0.05 * i, 0.5), (0, 0), 1.0), 1, 32, 32) "
+          "for i, s in enumerate(['circle', 'square'] * 4)]); "
+          "r = cc.classify(v); print(r['shape'])")
+  seen = {subprocess.run([sys.executable, "-c", code], env=dict(os.environ, PYTHONHASHSEED=str(seed)),
+                         capture_output=True, text=True, check=True).stdout.strip() for seed in range(6)}
+  assert len(seen) == 1, seen
+  frames = [ms.render(ms.Clip("red", s, "right", 0.2, (0.3 + 0.05 * i, 0.5), (0, 0), 1.0), 1, 32, 32)[0]
+            for i, s in enumerate(["circle", "square"] * 4)]
+  weights = [f.max(-1).astype(np.float64) / 255 for f in frames]
+  totals = {k: sum(caption_check.template_shape(w)[1]["errors"][k] for w in weights) for k in ms.SHAPES}
+  votes = [caption_check.template_shape(w)[0] for w in weights]
+  assert votes.count("circle") == votes.count("square") == 4
+  assert seen == {min(("circle", "square"), key=totals.get)}

@@ -65,13 +65,18 @@ def classify(video: np.ndarray, threshold: float = 0.35) -> dict:
       else:
         direction = "down" if vy > 0 else "up"
   votes, background, edge = [], [], []
+  error = dict.fromkeys(ms.SHAPES, 0.0)
   for f in np.flatnonzero(ok):
     vote, fit = template_shape(weight[f])
     votes.append(vote)
     background.append(fit["background"])
     edge.append(fit["edge_px"])
+    error = {k: error[k] + fit["errors"][k] for k in ms.SHAPES}
   if votes:
-    shape = max(set(votes), key=votes.count)
+    # The most frames' shape; a tie goes to the smaller template error over all frames (not
+    # to the order of a set of strings, which changes with each process's hash seed).
+    top = max(map(votes.count, ms.SHAPES))
+    shape = min((k for k in ms.SHAPES if votes.count(k) == top), key=error.get)
   return {"color": color, "shape": shape, "direction": direction,
           "centroids": np.stack([cx, cy], -1),
           "background": float(np.mean(background)) if background else float("nan"),
@@ -107,7 +112,7 @@ def template_shape(weight: np.ndarray) -> tuple[str, dict]:
   far = weight[~near]
   band = ((w > 0.1) & (w < 0.9)).sum()
   return best, {"background": float(far.mean() * 255) if far.size else float("nan"),
-                "edge_px": float(band / (_PERIMETER[best] * r * height))}
+                "edge_px": float(band / (_PERIMETER[best] * r * height)), "errors": errors}
 
 
 def score(videos, captions) -> dict:
