@@ -260,6 +260,21 @@ def test_clip_score_evaluator_on_a_stage(tiny_cascade, tmp_path):
   assert "| held-out clips | 4 |" in (tmp_path / "eval" / "clip_score.md").read_text()
 
 
+def test_demo_stage_probe_background_figures_and_guidance_interval():
+  """The probe's background breakdown against a frame whose background is known: a uniform
+  (10, 20, 30) grey-level offset around one bright square; guidance W@A-B per step."""
+  import sys
+  root = os.path.dirname(os.path.dirname(CONFIG))
+  if root not in sys.path:
+    sys.path.insert(0, root)
+  from bench import demo_stage_probe
+  video = np.broadcast_to(np.array([10, 20, 30], np.float32) / 127.5 - 1, (1, 2, 16, 16, 3)).copy()
+  video[:, :, 6:10, 6:10] = 1.0
+  assert demo_stage_probe.background(video) == "RGB 10.0 / 20.0 / 30.0 | 5x5 30.0 | >4: 100%"
+  assert demo_stage_probe.guidance_weights("3", 8) == 3.0
+  assert demo_stage_probe.guidance_weights("3@0.25-0.75", 8) == (1, 1, 3, 3, 3, 3, 1, 1)
+
+
 def test_demo_stage_probe_reads_each_stage_beside_the_data(tiny_cascade, capsys):
   """bench/demo_stage_probe.py (docs/results/demo_quality.md) on the trained tiny stages: the
   data rows read every shape with a black background; every sampled row is reported."""
@@ -269,13 +284,19 @@ def test_demo_stage_probe_reads_each_stage_beside_the_data(tiny_cascade, capsys)
     sys.path.insert(0, root)
   from bench import demo_stage_probe
   stages = os.path.dirname(tiny_cascade.stages[0]["workdir"])
-  demo_stage_probe.main(["base", tiny_cascade.stages[0]["workdir"], "--num", "1", "--settings", "ddim:2:3"])
+  demo_stage_probe.main(["base", tiny_cascade.stages[0]["workdir"], "--num", "1", "--settings", "ddim:2:3",
+                         "ancestral:4:3@0.25-0.75:none"])
+  demo_stage_probe.main(["denoise", tiny_cascade.stages[0]["workdir"], "--num", "2"])
   demo_stage_probe.main(["sr", stages, "--num", "2", "--settings", "ddim:2", "ancestral:2:0.0"])
   spec = f"{CONFIG}:runlocal,root={stages},data_dir={os.path.join(stages, 'tfds')}"
   demo_stage_probe.main(["cascade", "", "--cascade", spec, "--num", "1", "--prompts", "4", "--batch", "2",
                          "--settings", "ddim,ddim,ancestral,ancestral"])
   out = capsys.readouterr().out
   assert re.search(r"base ddim:2:3: shape \d+% direction \d+% color \d+% all \d+% \| background", out)
+  # (a runlocal base may leave no dark pixel: then the probe says so)
+  bg = r"(RGB [\d.]+ / [\d.]+ / [\d.]+ \| 5x5 [\d.]+ \| >4: \d+%|no background pixels)"
+  assert re.search(r"base ancestral:4:3@0.25-0.75:none: shape .* \| " + bg, out)
+  assert len(re.findall(r"denoise log-SNR [+-]\d: x0 background " + bg, out)) == 5
   for name, size in (("ssr1", 32), ("ssr2", 64)):
     assert f"{name} data {size}px: shape 100% " in out and "| background 0.00 |" in out
     assert f"{name} ddim:2: shape" in out and f"{name} ancestral:2:0.0: shape" in out
