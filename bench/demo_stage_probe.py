@@ -10,9 +10,10 @@ sampler:steps:guidance[:thresholding] (guidance W@A-B: W over that fraction of t
 first, 1 elsewhere), with the caption check's shape / direction, the cleanliness figures and what
 the background is made of (per-channel mean, the brightest channel after a 5x5 box filter, the
 share of background pixels above 4 grey levels). `denoise`: the base's one-step x0 on `num`
-held-out clips of its own data, noised to several log-SNRs: the predicted background's grey level. `sr`: each SSR stage
-(ssr1, ssr2 under STAGES_ROOT) given the held-out clips' true low-res video and caption, one
-row per sampler:steps[:aug_level], beside the data and bicubic upsampling of the same clips.
+held-out clips of its own data, noised to several log-SNRs: the predicted background's grey
+level. `sr`: each SSR stage (ssr1, ssr2 under STAGES_ROOT) given held-out clips of its own data
+(their true low-res video and caption), one row per sampler:steps[:aug_level], beside the data
+and bicubic upsampling of the same clips.
 `cascade`: the demo cascade under DEMO (DEMO/stages, DEMO/tensorflow_datasets) with each
 stage's sampler replaced (one comma list per setting), every stage's row of the caption check.
 All sample through `StageSampler.draw`, as the cascade does.

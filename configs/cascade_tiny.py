@@ -47,7 +47,7 @@ SR_STAGES = {
 BASE_SCHEDULE_SHIFT = 0.5
 # Shapes of circumradius 0.2-0.28 frame heights (3.2-4.5 px at the base's 16x16; the dataset's
 # default 0.14-0.22 is 2.2-3.5 px, where a circle, a square and a triangle differ by about a
-# pixel: a 0.9 px blur of those clips already reads only 52% of their shapes, 78% of these),
+# pixel: a 0.9 px blur of those clips reads only 52-59% of their shapes, 78-83% of these),
 # 0.035 from the borders (half a base pixel; the default gap, a quarter of the size, would
 # leave them 3.97 px of travel at 16x16 on average instead of 4.46; the default data's: 5.46).
 SHAPE_SIZES, SHAPE_GAP = (0.2, 0.28), 0.035
