@@ -230,10 +230,11 @@ class StageSampler:
     out = jax.block_until_ready(samplers.sample(*args, **kwargs))
     self.timings.append(_timing(compiled, out, steps, t1 - t0, time.perf_counter() - t1))
     if up is not None:  # an SR stage: back to frames, agreeing with its input
-      out = conditioning_lib.from_diffused(config, out, up)
-      out = jnp.clip(conditioning_lib.back_project(config, out, low_res), -1.0, 1.0)
-      if known is not None:
-        out = known.mask * known.video + (1 - known.mask) * out
+      out = conditioning_lib.back_project(config, conditioning_lib.from_diffused(config, out, up), low_res)
+    # Frames: a stage sampled without thresholding (residual SR; the demo's base) can overshoot.
+    out = jnp.clip(out, -1.0, 1.0)
+    if up is not None and known is not None:
+      out = known.mask * known.video + (1 - known.mask) * out
     return _gathered(out)
 
 
