@@ -69,9 +69,7 @@ def guidance_weights(spec: str, steps: int):
 
 def _clips(config, num: int):
   """`num` held-out clips of the stage's own `moving_shapes` data (its sizes and gap)."""
-  b = config.data.builder
-  return [ms.sample_clip(0, "test", i, sizes=tuple(b.get("sizes", ms.SIZES)), gap=b.get("gap"))
-          for i in range(num)]
+  return [ms.sample_clip(0, "test", i, **ms.size_args(config.data.builder)) for i in range(num)]
 
 
 def _prompts(a):

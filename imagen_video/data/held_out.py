@@ -51,8 +51,7 @@ def extension_clips(builder, num: int, factor: int, first: int = 0) -> Extension
     raise ValueError("extension needs a moving_shapes dataset with data.builder.wrap=True "
                      "(otherwise the shape leaves the frame and the continuation has no truth)")
   t, h, w = builder.frames, builder.height, builder.width
-  clip_list = [ms.sample_clip(builder.get("seed", 0), "test", i, w / h, wrap=True,
-                              sizes=tuple(builder.get("sizes", ms.SIZES)), gap=builder.get("gap"))
+  clip_list = [ms.sample_clip(builder.get("seed", 0), "test", i, w / h, wrap=True, **ms.size_args(builder))
                for i in range(first, first + num)]
   longer = [dataclasses.replace(c, velocity=tuple(v * factor for v in c.velocity)) for c in clip_list]
   video = np.stack([ms.render(c, factor * t, h, w) for c in longer]).astype(np.float32) / 127.5 - 1

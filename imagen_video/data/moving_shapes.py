@@ -31,6 +31,11 @@ SPLITS = ("train", "test")
 SIZES = (0.14, 0.22)
 
 
+def size_args(builder) -> dict:
+  """`sample_clip`'s sizes and gap from a dataset's builder parameters (config.data.builder)."""
+  return dict(sizes=tuple(builder.get("sizes", SIZES)), gap=builder.get("gap"))
+
+
 def caption(color: str, shape: str, direction: str) -> str:
   return f"a {color} {shape} moving {direction}"
 
