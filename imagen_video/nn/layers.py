@@ -99,12 +99,22 @@ class GroupNorm(nnx.Module):
 
   def __call__(self, x):
     *lead, h, w, c = x.shape
-    xg = x.astype(jnp.float32).reshape(*lead, h, w, self.groups, c // self.groups)
-    axes = (-4, -3, -1)
-    mean = xg.mean(axes, keepdims=True)
-    var = jnp.square(xg - mean).mean(axes, keepdims=True)
-    y = ((xg - mean) * jax.lax.rsqrt(var + self.eps)).reshape(x.shape)
-    return (y * self.scale[...] + self.bias[...]).astype(self.dtype)
+    per, n = c // self.groups, h * w * (c // self.groups)
+    xf = x.astype(jnp.float32)
+    # Both moments in one pass over x (per-channel sums, then per group), the normalisation and
+    # affine as one multiply-add: fewer passes over activations, forward and backward (alone 2.2x
+    # faster on CPU, the bench's train step -4%: bench/RESULTS.md). The sums are of x less a
+    # per-group pivot (its first pixel's mean; gradient stopped, as mean and variance do not
+    # depend on it), which keeps E[d^2] - E[d]^2 exact where the mean dwarfs the spread.
+    pivot = jax.lax.stop_gradient(xf[..., 0, 0, :].reshape(*lead, self.groups, per).mean(-1))
+    d = xf - jnp.repeat(pivot, per, axis=-1)[..., None, None, :]
+    s1 = d.sum((-3, -2)).reshape(*lead, self.groups, per).sum(-1)
+    s2 = jnp.square(d).sum((-3, -2)).reshape(*lead, self.groups, per).sum(-1)
+    mean_d = s1 / n
+    var = jnp.maximum(s2 / n - jnp.square(mean_d), 0.0)
+    a = jnp.repeat(jax.lax.rsqrt(var + self.eps), per, axis=-1) * self.scale[...]
+    b = self.bias[...] - jnp.repeat(pivot + mean_d, per, axis=-1) * a
+    return (xf * a[..., None, None, :] + b[..., None, None, :]).astype(self.dtype)
 
 
 class LayerNorm(nnx.Module):
