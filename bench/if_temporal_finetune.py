@@ -66,13 +66,15 @@ def main():
   p.add_argument("--sampler", default="ddim")
   p.add_argument("--guidance", type=float, default=3.0)
   a = p.parse_args()
-  clips = [moving_shapes.sample_clip(0, "test", i) for i in range(a.num)]
-  prompts = tuple(c.caption for c in clips)
   rows, errors = {}, {}
-  data = None
+  clips = data = None
   for spec in a.stage:
     name, workdir = spec.split("=", 1)
     sampler = StageSampler.load(workdir, steps=a.steps, sampler=a.sampler, guidance=a.guidance)
+    if clips is None:  # held-out clips of the first stage's data (its shape sizes and gap)
+      sizes = moving_shapes.size_args(sampler.stage.config.data.builder)
+      clips = [moving_shapes.sample_clip(0, "test", i, **sizes) for i in range(a.num)]
+      prompts = tuple(c.caption for c in clips)
     video = np.asarray(sampler.sample(Request(prompts=prompts, seed=0)).video)
     t, h, w = video.shape[1:4]
     data = np.stack([moving_shapes.render(c, t, h, w) for c in clips]).astype(np.float32) / 255.0
