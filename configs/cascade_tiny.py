@@ -35,9 +35,9 @@ SR_STAGES = {
     "tsr": dict(kind="tsr", out=(16, 16, 16), low=(8, 16, 16), channels=16, mults=(1, 2),
                 blocks=(1, 1), cross=(8,), steps=120, batch=16, crop=None, scale=8, aug_max=0.1),
     "ssr1": dict(kind="ssr", out=(16, 32, 32), low=(16, 16, 16), channels=16, mults=(1, 2, 2),
-                 blocks=(1, 1, 1), cross=(8,), steps=150, batch=8, crop=(16, 16), scale=4),
+                 blocks=(1, 1, 1), cross=(8,), steps=600, batch=8, crop=(16, 16), scale=4),
     "ssr2": dict(kind="ssr", out=(16, 64, 64), low=(16, 32, 32), channels=16, mults=(1, 2),
-                 blocks=(1, 1), cross=(), steps=150, batch=8, crop=(16, 16), scale=4),
+                 blocks=(1, 1), cross=(), steps=600, batch=8, crop=(16, 16), scale=4),
 }
 # The demo's budget: under 15 minutes on 2 cores for all four stages
 # (docs/results/demo.md); the standalone base_tiny config trains longer.
@@ -54,7 +54,10 @@ SHAPE_SIZES, SHAPE_GAP = (0.2, 0.28), 0.035
 BASE_OFFSET_NOISE = 0.1  # std of the per-video, per-channel constant in the base's training noise
 BASE_STEPS, BASE_BATCH = 1600, 8  # batch 8 learns more per second than 16 (docs/results);
 # TSR 120 steps pay for the base's 3x3x3 conv (+14% per step) within 15 minutes
-SR_TRAIN_CLIPS = 1000  # 120-150 steps x batch 8-16 sees at most 2400: rendering more is wasted time
+# The SSR stages' 600 steps (150 before session 24) sharpen and clean what they upsample: on the
+# same base and TSR, final edges 3.46 -> 2.52 px, background 10.2 -> 7.6 grey levels, for ~85 s
+# more per stage (docs/results/demo_quality.md section 8).
+SR_TRAIN_CLIPS = 1000  # random 16x16 crops of 1000 clips: rendering more costs more than it gives
 ORDER = ("base", "tsr", "ssr1", "ssr2")
 DISTILLED_STEPS = 8  # Imagen Video's distilled stages
 # The distilled base samples with the N-step stochastic sampler (Meng et al.'s for distilled
