@@ -80,7 +80,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from bench import _imagen_pytorch, _jax_unet
-from bench._timing import interleaved_medians, markdown_table
+from bench._timing import interleaved_medians, markdown_table, median_time
 
 COLUMNS = ("", "ours (JAX)", "PyTorch eager", "PyTorch compiled", "GFLOP/step ours",
            "GFLOP/step theirs", "GFLOP/s ours", "GFLOP/s eager", "GFLOP/s compiled",
@@ -222,6 +222,9 @@ def run(args: argparse.Namespace) -> dict:
   stage, batch, train = our_train_bench(args)
   sample = None if args.no_sampling else _jax_unet.SampleBench(
       stage, train.state["params"]["unet"], batch, guidance=args.guidance)
+  # Ours alone, before PyTorch has run anything (no OpenMP pool, no inductor workers), and again
+  # after the interleaved runs: what interleaving costs our step, measured, not guessed.
+  alone = {"before PyTorch": median_time(train.step, repeats=2 * args.repeats)}
 
   # ---- theirs: same data, channels-first [B, C, T, H, W] -----------------------
   torch.manual_seed(0)
@@ -240,6 +243,8 @@ def run(args: argparse.Namespace) -> dict:
   tt = interleaved_medians({"ours": train.step, "eager": t_train.step, "compiled": c_train.step},
                            repeats=2 * args.repeats)
   log("train step: " + ", ".join(f"{k} {v:.3f} s" for k, v in tt.items()))
+  alone["after PyTorch"] = median_time(train.step, repeats=2 * args.repeats)
+  log("our train step alone: " + ", ".join(f"{k} {v:.3f} s" for k, v in alone.items()))
   rows = [row("train step (ms)", tt, train.flops, train_flops_theirs, peak, unit=1e3)]
 
   if sample is not None:
@@ -257,7 +262,7 @@ def run(args: argparse.Namespace) -> dict:
 
   info = dict(threads=threads, unet3d_kwargs=unet3d_kwargs(args), torch=torch.__version__,
               params_ours=train.params, params_theirs=theirs_params, peaks=peaks, peak=peak,
-              load_start=load_start, load_end=os.getloadavg())
+              load_start=load_start, load_end=os.getloadavg(), ours_alone=alone)
   log(f"load average at end: {info['load_end']}")
   return {"table": (COLUMNS, rows), "info": info}
 
@@ -284,6 +289,9 @@ def main(argv=None):
         "GFLOP ours: XLA cost analysis (all ops), theirs: FlopCounterMode (matmul/conv/attention only); "
         "speed-up = PyTorch's time / ours (> 1: ours faster)\n")
   print(markdown_table(*results["table"]))
+  print("\nour train step alone (ms, median of the same count): " + ", ".join(
+      f"{k} {1e3 * v:.1f}" for k, v in info["ours_alone"].items())
+      + f"; interleaved with PyTorch's {results['table'][1][0][1]:.1f}")
   return results
 
 
