@@ -8,6 +8,7 @@ figures are the U-Net's, not T5's.
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 
 import jax
@@ -16,7 +17,7 @@ import ml_collections
 import numpy as np
 
 from imagen_video.diffusion import objectives
-from imagen_video.nn import unet
+from imagen_video.nn import layers, unet
 from imagen_video.stage.model import Stage, param_count
 from imagen_video.stage.sampler import Request, StageSampler
 from imagen_video.text import t5
@@ -70,6 +71,18 @@ def host_params(abstract, seed: int = 0, scale: float = 0.02):
   rng = np.random.default_rng(seed)
   return jax.tree.map(lambda a: jnp.asarray(scale * rng.standard_normal(a.shape, np.float32), a.dtype),
                       abstract)
+
+
+@contextlib.contextmanager
+def channels_unpadded():
+  """Programs traced inside pad no channels for CPU convolutions (`nn/layers`): XLA's cost
+  analysis counts the padded zeros as FLOPs, so work is counted on programs traced here."""
+  saved = layers.CPU_CHANNEL_MULTIPLE
+  layers.CPU_CHANNEL_MULTIPLE = 1 << 30  # no channel count exceeds it: nothing is padded
+  try:
+    yield
+  finally:
+    layers.CPU_CHANNEL_MULTIPLE = saved
 
 
 class TrainBench:

@@ -1,9 +1,13 @@
-"""GroupNorm per frame: torch's group_norm on each frame, and exact where the mean dwarfs the spread."""
+"""GroupNorm per frame (torch's group_norm on each frame; exact where the mean dwarfs the spread)
+and Conv2D's CPU channel padding (the unpadded convolution's values and gradients)."""
 import jax
 import jax.numpy as jnp
 import numpy as np
 import torch
 
+from flax import nnx
+
+from imagen_video.nn import layers
 from imagen_video.nn.layers import GroupNorm
 
 
@@ -46,3 +50,29 @@ def test_group_norm_exact_where_mean_dwarfs_spread():
   ref = ((xd - mean) / np.sqrt(var + gn.eps)).reshape(x.shape)
   ref = ref * np.asarray(gn.scale[...]) + np.asarray(gn.bias[...])
   np.testing.assert_allclose(np.asarray(gn(x)), ref, atol=2e-3)
+
+
+def test_cpu_channel_padding_rounds_up_to_the_multiple_except_rgb_sizes():
+  assert [layers.cpu_channel_padding(c) for c in (3, 16, 24, 56, 64, 112, 168)] == [0, 0, 8, 8, 0, 0, 8]
+
+
+def test_conv_with_padded_channels_equals_the_unpadded_convolution():
+  rng = np.random.default_rng(2)
+  conv = layers.Conv2D(24, 40, 3, rngs=nnx.Rngs(0))
+  conv.bias[...] = jnp.asarray(rng.normal(size=40), jnp.float32)
+  x = jnp.asarray(rng.normal(size=(2, 3, 8, 8, 24)), jnp.float32)
+
+  def plain(k, b, x):  # the convolution as written, no padding
+    y = jax.lax.conv_general_dilated(x.reshape(6, 8, 8, 24), k, (1, 1), "SAME",
+                                     dimension_numbers=("NHWC", "HWIO", "NHWC"))
+    return (y + b).reshape(2, 3, 8, 8, 40)
+
+  hlo = jax.jit(lambda x: conv(x)).lower(x).as_text()
+  assert "3x3x32x48" in hlo, "the CPU channel padding is not applied"
+  k, b = conv.kernel[...], conv.bias[...]
+  np.testing.assert_allclose(np.asarray(conv(x)), np.asarray(plain(k, b, x)), atol=1e-5)
+  g = jnp.asarray(rng.normal(size=(2, 3, 8, 8, 40)), jnp.float32)
+  grads = nnx.grad(lambda m, x: jnp.sum(m(x) * g), argnums=(0, 1))(conv, x)
+  want = jax.grad(lambda k, b, x: jnp.sum(plain(k, b, x) * g), argnums=(0, 1, 2))(k, b, x)
+  for got, ref in zip((grads[0]["kernel"][...], grads[0]["bias"][...], grads[1]), want):
+    np.testing.assert_allclose(np.asarray(got), np.asarray(ref), atol=1e-4)
