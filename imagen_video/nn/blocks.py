@@ -15,7 +15,7 @@ from flax import nnx
 from imagen_video.nn.attention import Attention, RelativePositionBias
 from imagen_video.nn.if_layers import HybridAttention
 from imagen_video.nn.layers import (ACTIVATIONS, VIDEO_AXES, Conv2D, Dense, GroupNorm, dropout,
-                                     frame_index_features)
+                                     frame_conv, frame_index_features)
 from imagen_video.nn.masks import mixing_frames
 from imagen_video.parallel import sharding
 
@@ -184,9 +184,7 @@ class TemporalConv(nnx.Module):
     if w.ndim == 2:
       return jnp.einsum("bthwc,cd->bthwd", h, w)
     b, t, hh, ww, c = h.shape
-    out = jax.lax.conv_general_dilated(h.reshape(b * t, hh, ww, c), w, (1, 1), "SAME",
-                                       dimension_numbers=("NHWC", "HWIO", "NHWC"))
-    return out.reshape(b, t, hh, ww, -1)
+    return frame_conv(h.reshape(b * t, hh, ww, c), w).reshape(b, t, hh, ww, -1)
 
 
 class SpaceTimeBlock(nnx.Module):

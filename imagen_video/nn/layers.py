@@ -73,6 +73,18 @@ def cpu_channel_padding(channels: int) -> int:
   return -channels % m if channels > m else 0
 
 
+def frame_conv(x, kernel, stride: int = 1):
+  """SAME convolution of frames x [N, H, W, C] by kernel [kh, kw, C, C_out]; on CPU with the
+  channels zero-padded as above (every per-frame convolution of the network goes through here)."""
+  c, out = kernel.shape[-2:]
+  if sharding.target_platform() == "cpu":
+    pad_in, pad_out = cpu_channel_padding(c), cpu_channel_padding(out)
+    x = jnp.pad(x, ((0, 0), (0, 0), (0, 0), (0, pad_in)))
+    kernel = jnp.pad(kernel, ((0, 0), (0, 0), (0, pad_in), (0, pad_out)))
+  return jax.lax.conv_general_dilated(x, kernel, window_strides=(stride, stride), padding="SAME",
+                                      dimension_numbers=("NHWC", "HWIO", "NHWC"))[..., :out]
+
+
 class Conv2D(nnx.Module):
   """Spatial convolution applied to every frame independently (SAME padding)."""
 
@@ -88,14 +100,8 @@ class Conv2D(nnx.Module):
 
   def __call__(self, x):
     b, t, h, w, c = x.shape
-    x, k = x.reshape(b * t, h, w, c).astype(self.dtype), self.kernel[...].astype(self.dtype)
-    out = k.shape[-1]
-    if sharding.target_platform() == "cpu":
-      pad_in, pad_out = cpu_channel_padding(c), cpu_channel_padding(out)
-      x = jnp.pad(x, ((0, 0), (0, 0), (0, 0), (0, pad_in)))
-      k = jnp.pad(k, ((0, 0), (0, 0), (0, pad_in), (0, pad_out)))
-    y = jax.lax.conv_general_dilated(x, k, window_strides=(self.stride, self.stride), padding="SAME",
-                                     dimension_numbers=("NHWC", "HWIO", "NHWC"))[..., :out]
+    y = frame_conv(x.reshape(b * t, h, w, c).astype(self.dtype), self.kernel[...].astype(self.dtype),
+                   self.stride)
     y = y + self.bias[...].astype(self.dtype)
     return y.reshape(b, t, *y.shape[1:])
 
