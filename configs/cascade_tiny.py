@@ -55,7 +55,7 @@ BASE_OFFSET_NOISE = 0.1  # std of the per-video, per-channel constant in the bas
 BASE_STEPS, BASE_BATCH = 1600, 8  # batch 8 learns more per second than 16 (docs/results);
 # TSR 120 steps pay for the base's 3x3x3 conv (+14% per step) within 15 minutes
 # The SSR stages' 600 steps (150 before session 24) sharpen and clean what they upsample: on the
-# same base and TSR, final edges 3.46 -> 2.52 px, background 10.2 -> 7.6 grey levels, for ~85 s
+# same base and TSR, final edges 3.46 -> 2.52 px, background 10.2 -> 7.6 grey levels, for ~65 s
 # more per stage (docs/results/demo_quality.md section 8).
 SR_TRAIN_CLIPS = 1000  # random 16x16 crops of 1000 clips: rendering more costs more than it gives
 ORDER = ("base", "tsr", "ssr1", "ssr2")
