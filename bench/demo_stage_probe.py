@@ -28,6 +28,7 @@ import numpy as np
 from PIL import Image
 
 from imagen_video.data import moving_shapes as ms
+from imagen_video.diffusion import guidance as guidance_lib
 from imagen_video.eval import caption_check, prompt_following
 from imagen_video.media import video_io
 from imagen_video.stage.sampler import Request, StageSampler
@@ -56,17 +57,6 @@ def background(video) -> str:
           f">4: {np.mean(px.max(-1) > 4):.0%}")
 
 
-def guidance_weights(spec: str, steps: int):
-  """'3' -> 3.0; '3@0.25-0.75' -> per-step weights, 3 over that fraction of the steps, else 1."""
-  weight, _, span = spec.partition("@")
-  if not span:
-    return float(weight)
-  lo, hi = (float(v) for v in span.split("-"))
-  w = np.ones(steps, np.float32)
-  w[int(lo * steps):int(hi * steps)] = float(weight)
-  return tuple(float(x) for x in w)
-
-
 def _clips(config, num: int):
   """`num` held-out clips of the stage's own `moving_shapes` data (its sizes and gap)."""
   return [ms.sample_clip(0, "test", i, **ms.size_args(config.data.builder)) for i in range(num)]
@@ -86,7 +76,7 @@ def base(a):
       s.stage.config.sample.thresholding = threshold[0]
     t = time.time()
     out = s.draw(Request(prompts=tuple(prompts), steps=int(steps), sampler=sampler,
-                         guidance=guidance_weights(guidance, int(steps)), seed=a.seed))
+                         guidance=guidance_lib.parse_spec(guidance), seed=a.seed))
     print(f"base {setting}: {figures(video_io.to_uint8(out), prompts)} | {background(out)} "
           f"({time.time() - t:.0f} s)", flush=True)
 
@@ -126,10 +116,10 @@ def sr(a):
     low_res = np.stack(low).astype(np.float32) / 127.5 - 1
     print(f"{name} data {size}px: {figures([ms.render(c, frames, size, size) for c in clips], captions)}")
     print(f"{name} bicubic {low_size}->{size}: {figures([_bicubic(v, size) for v in low], captions)}")
-    for setting in a.settings:
+    default_aug = s.defaults.aug_level
+    for setting in a.settings:  # a setting without its own aug level gets the stage's
       sampler, steps, *aug = setting.split(":")
-      if aug:
-        s.defaults = dataclasses.replace(s.defaults, aug_level=float(aug[0]))
+      s.defaults = dataclasses.replace(s.defaults, aug_level=float(aug[0]) if aug else default_aug)
       t = time.time()
       out = s.draw(Request(prompts=tuple(captions), steps=int(steps), sampler=sampler, seed=a.seed),
                    low_res=low_res)

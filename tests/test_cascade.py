@@ -38,6 +38,14 @@ def test_guidance_spec_constant_and_oscillating():
   assert guidance_lib.weights(3.0, 8) == 3.0
   w = guidance_lib.weights({"kind": "oscillating", "high": 15.0, "low": 1.0}, 6)
   np.testing.assert_array_equal(w, [15, 1, 15, 1, 15, 1])
+  # Guidance in a limited interval: the first three quarters of 8 steps, noisiest first.
+  spec = guidance_lib.parse_spec("3@0-0.75")
+  assert spec == {"kind": "interval", "weight": 3.0, "start": 0.0, "end": 0.75}
+  np.testing.assert_array_equal(guidance_lib.weights(spec, 8), [3, 3, 3, 3, 3, 3, 1, 1])
+  np.testing.assert_array_equal(guidance_lib.weights(guidance_lib.parse_spec("5@0.5-1"), 4), [1, 1, 5, 5])
+  assert guidance_lib.parse_spec("2.5") == 2.5
+  with pytest.raises(ValueError, match="guidance interval"):
+    guidance_lib.weights({"kind": "interval", "weight": 3.0, "start": 0.8, "end": 0.2}, 8)
   for bad in (float("nan"), float("inf"), [1.0, 2.0]):
     with pytest.raises(ValueError, match="guidance weight"):
       guidance_lib.weights(bad, 6)
@@ -181,6 +189,33 @@ def test_residual_sr_stage_diffuses_the_difference_to_the_upsampled_input(tiny_c
   assert kept.mean() > 0.5
   expected = np.clip(np.asarray(up) + s_plain / scale, -1, 1)
   np.testing.assert_allclose(s_res[kept], expected[kept], atol=1e-5)
+
+
+def test_blur_augmented_sr_stage_trains_on_the_blurred_input(tiny_cascade):
+  # With stage.blur_max the loss equals the blur-free stage's on the same key with the low-res
+  # input blurred as `blur_augment` does: the conditioning and the residual target both see
+  # the blurred input, so the stage learns to sharpen a soft one.
+  workdir = tiny_cascade.stages[1]["workdir"]  # tsr: a residual stage
+  _, params, _ = loading.load(workdir)
+  config = loading.resolve(workdir)
+  blurred_config = config.copy_and_resolve_references()
+  with blurred_config.unlocked():
+    blurred_config.stage.blur_max = 1.0
+  plain = Stage(config)
+  blurred = Stage(blurred_config, text_encoder=plain.text)
+  rng = np.random.default_rng(1)
+  low = jnp.asarray(rng.uniform(-1, 1, (2, 8, 16, 16, 3)), jnp.float32)
+  video = jnp.asarray(rng.uniform(-1, 1, (2, 16, 16, 16, 3)), jnp.float32)
+  ids, mask = plain.text.tokenize(["a red circle moving left"] * 2)
+  batch = {"video": video, "video_8x16x16": low, "text_tokens": ids, "text_mask": mask}
+  k = jax.random.key(5)
+  k_blur = jax.random.fold_in(jax.random.split(k, 4)[1], 1)  # the loss's conditioning key, folded
+  soft = conditioning.blur_augment(blurred_config, low, k_blur)
+  assert float(jnp.abs(soft - low).mean()) > 0.01
+  text = params.get("text", plain.text.params)
+  loss = lambda stage, b: np.asarray(jax.tree.leaves(stage.loss(params["unet"], text, b, k, train=False))[0])
+  np.testing.assert_allclose(loss(blurred, batch), loss(plain, {**batch, "video_8x16x16": soft}), rtol=1e-5)
+  assert not np.allclose(loss(blurred, batch), loss(plain, batch), rtol=1e-3)
 
 
 def test_stage_samples_with_its_configured_thresholding(tiny_cascade):

@@ -1,4 +1,5 @@
-"""SR conditioning: downsample inverts upsample's sampling; back-projection enforces the input."""
+"""SR conditioning: downsample inverts upsample's sampling; back-projection enforces the input;
+blur augmentation is a per-example Gaussian."""
 import jax
 import jax.numpy as jnp
 import ml_collections
@@ -61,3 +62,18 @@ def test_residual_stages_diffuse_the_scaled_residual_and_invert_it():
   c.stage.residual = False  # plain SR (and the base) diffuse the video itself
   assert conditioning.to_diffused(c, video, up) is video
   assert conditioning.from_diffused(c, video, up) is video
+
+
+def test_blur_augment_is_a_gaussian_per_example():
+  from scipy import ndimage
+  config = ml_collections.ConfigDict(dict(stage=dict(kind="ssr", blur_max=1.0)))
+  low = jax.random.normal(jax.random.key(0), (4, 2, 12, 10, 3))
+  out = np.asarray(conditioning.blur_augment(config, low, jax.random.key(1)))
+  sigma = np.asarray(jax.random.uniform(jax.random.key(1), (4,), maxval=1.0))
+  for b in range(4):  # scipy with the same 3 px radius, edges repeated
+    ref = ndimage.gaussian_filter(np.asarray(low[b]), sigma=(0, sigma[b], sigma[b], 0), mode="nearest",
+                                  truncate=3 / sigma[b])
+    np.testing.assert_allclose(out[b], ref, atol=1e-5)
+  assert len(set(np.round(out.std((1, 2, 3, 4)), 4))) == 4  # each example its own blur
+  config.stage.blur_max = 0.0
+  assert conditioning.blur_augment(config, low, jax.random.key(1)) is low

@@ -6,7 +6,8 @@
     out.stages                         # [(name, video)] every stage's output
 
 A cascade config lists `stages`, each {name, workdir, sampler, steps, guidance (a float,
-or {kind: "oscillating", high, low, constant_fraction, oscillate_until, final}),
+or {kind: "oscillating", high, low, constant_fraction, oscillate_until, final}, or
+{kind: "interval", weight, start, end}),
 aug_level, pose_guidance} and optionally `config` ("file.py:args": its sampling and data
 fields; what the params mean always comes from the workdir's saved config). Every stage is
 trained on its own; they meet only here. Each prompt is encoded once per distinct text

@@ -58,6 +58,27 @@ def oscillating_guidance_weights(steps: int, high: float = 15.0, low: float = 1.
   return w
 
 
+def interval_guidance_weights(steps: int, weight: float, start: float = 0.0, end: float = 1.0) -> np.ndarray:
+  """Per-step weights guiding only over a fraction [start, end) of the steps (noisiest
+  first), w = 1 elsewhere: guidance in a limited interval (Kynkaenniemi et al. 2024). The
+  demo's base guides its first three quarters: the prompt is decided at high noise, and
+  unguided last steps leave less haze on the black background (docs/results/demo_quality.md)."""
+  if not 0.0 <= start <= end <= 1.0:
+    raise ValueError(f"guidance interval [{start}, {end}): expected 0 <= start <= end <= 1")
+  w = np.ones((steps,), np.float32)
+  w[int(round(start * steps)):int(round(end * steps))] = weight
+  return w
+
+
+def parse_spec(text: str):
+  """'3' -> 3.0; '3@0-0.75' -> {kind: interval, weight 3, start 0, end 0.75}."""
+  weight, _, span = text.partition("@")
+  if not span:
+    return float(weight)
+  start, _, end = span.partition("-")
+  return {"kind": "interval", "weight": float(weight), "start": float(start), "end": float(end)}
+
+
 def dynamic_threshold(x0, percentile: float = 99.5, max_value=jnp.inf, *, per_frame: bool = False):
   """Imagen's dynamic thresholding: per sample s = max(percentile(|x0|), 1) (at most
   `max_value`, as DeepFloyd IF caps it); clip to [-s, s] and divide by s, so saturated
@@ -90,8 +111,8 @@ def apply_threshold(x0, mode: str, percentile=99.5, max_value=jnp.inf):
 
 def weights(spec, steps: int):
   """A guidance spec as the sampler's weight: a number, a per-step array, or a dict
-  {kind: "oscillating", high, low, constant_fraction, oscillate_until, final} (or
-  {kind: "constant", weight})."""
+  {kind: "oscillating", high, low, constant_fraction, oscillate_until, final},
+  {kind: "interval", weight, start, end} or {kind: "constant", weight}."""
   if isinstance(spec, (int, float, np.number)):
     if not np.isfinite(spec):
       raise ValueError(f"guidance weight {spec}: expected a finite number")
@@ -101,9 +122,11 @@ def weights(spec, steps: int):
     kind = spec.pop("kind", "constant")
     if kind == "oscillating":
       return oscillating_guidance_weights(steps, **spec)
+    if kind == "interval":
+      return interval_guidance_weights(steps, **spec)
     if kind == "constant":
       return weights(float(spec["weight"]), steps)
-    raise ValueError(f"guidance kind {kind!r}: expected 'oscillating' or 'constant'")
+    raise ValueError(f"guidance kind {kind!r}: expected 'oscillating', 'interval' or 'constant'")
   w = np.asarray(spec, np.float32)
   if w.ndim == 0:
     return weights(float(w), steps)

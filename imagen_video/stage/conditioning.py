@@ -15,6 +15,10 @@
                   are several times smaller than frames, and scaling them up to the frames'
                   std keeps the network's v target (and so its output error) at the
                   frames' scale; the noise process equals a log-SNR shift of 2 log(scale)
+  blur_max        training blurs each example's low-res video by a Gaussian of std
+                  U(0, blur_max) low-res pixels (0: off; Ho et al. 2021's conditioning
+                  augmentation): the stage learns to sharpen, as a cascade's upstream
+                  samples are blurrier than the data's own low-res renderings
   back_projection  iterations of back-projection after sampling (0: the paper):
                   out += upsample(low - downsample(out)), so the output agrees with
                   its low-res input (source frames / area means) and only the detail
@@ -26,6 +30,8 @@ z = alpha(t) x + sigma(t) eps, and the network sees t through its augmentation
 embedding.
 """
 from __future__ import annotations
+
+import math
 
 import jax
 import jax.numpy as jnp
@@ -114,6 +120,26 @@ def low_res_input(config, low_res, shape):
   if low_res is None:
     raise ValueError(f"{kind(config)} stage: sampling needs the low-res video (low_res=...)")
   return upsample(jnp.asarray(low_res, jnp.float32), shape, config.stage.temporal_upsample)
+
+
+def blur_augment(config, low_res, rng):
+  """`low_res` [B, t, h, w, C] blurred per example by a Gaussian of std U(0,
+  config.stage.blur_max) pixels, separable, edges repeated; unchanged when blur_max is 0."""
+  blur_max = float(config.get("stage", {}).get("blur_max", 0.0)) if "stage" in config else 0.0
+  if blur_max <= 0 or low_res is None:
+    return low_res
+  radius = max(1, math.ceil(3 * blur_max))
+  sigma = jnp.maximum(jax.random.uniform(rng, (low_res.shape[0],), maxval=blur_max), 1e-3)
+  taps = jnp.exp(-0.5 * (jnp.arange(-radius, radius + 1)[None] / sigma[:, None]) ** 2)
+  taps = taps / taps.sum(1, keepdims=True)  # [B, 2r + 1]
+  for axis in (2, 3):
+    pad = [(0, 0)] * low_res.ndim
+    pad[axis] = (radius, radius)
+    padded = jnp.pad(low_res, pad, mode="edge")
+    n = low_res.shape[axis]
+    low_res = sum(taps[:, k, None, None, None, None] * jax.lax.slice_in_dim(padded, k, k + n, axis=axis)
+                  for k in range(2 * radius + 1))
+  return low_res
 
 
 def is_residual(config) -> bool:

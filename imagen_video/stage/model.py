@@ -91,6 +91,7 @@ class Stage:
                 is_image=batch.get("is_image"))
     low_shape = batch_keys.low_res_shape(self.config)
     low = batch[batch_keys.low_res_key(*low_shape)] if low_shape else None
+    low = conditioning_lib.blur_augment(self.config, low, jax.random.fold_in(k_cond, 1))
     up = conditioning_lib.low_res_input(self.config, low, x0.shape)
     cond.update(conditioning_lib.training_inputs(self.config, up, k_cond))
     if self.model_config.get("pose_channels", 0):
