@@ -30,14 +30,15 @@ from imagen_video.utils.config_args import parse_arg
 
 # name, kind, (frames, height, width), low-res input, U-Net, train steps, batch, crop,
 # residual scale (about frames' std / residual std, see `sr_stage`), highest training
-# augmentation level (default 0.5; the TSR's in-between detail, rms 0.03, drowns in more)
+# augmentation level (default 0.5; the TSR's in-between detail, rms 0.03, drowns in more),
+# highest training blur of the low-res input (std in low-res pixels, `stage.blur_max`)
 SR_STAGES = {
     "tsr": dict(kind="tsr", out=(16, 16, 16), low=(8, 16, 16), channels=16, mults=(1, 2),
                 blocks=(1, 1), cross=(8,), steps=120, batch=16, crop=None, scale=8, aug_max=0.1),
     "ssr1": dict(kind="ssr", out=(16, 32, 32), low=(16, 16, 16), channels=16, mults=(1, 2, 2),
-                 blocks=(1, 1, 1), cross=(8,), steps=600, batch=8, crop=(16, 16), scale=4),
+                 blocks=(1, 1, 1), cross=(8,), steps=600, batch=8, crop=(16, 16), scale=4, blur=0.75),
     "ssr2": dict(kind="ssr", out=(16, 64, 64), low=(16, 32, 32), channels=16, mults=(1, 2),
-                 blocks=(1, 1), cross=(), steps=600, batch=8, crop=(16, 16), scale=4),
+                 blocks=(1, 1), cross=(), steps=600, batch=8, crop=(16, 16), scale=4, blur=1.0),
 }
 # The demo's budget: under 15 minutes on 2 cores for all four stages
 # (docs/results/demo.md); the standalone base_tiny config trains longer.
@@ -52,11 +53,15 @@ BASE_SCHEDULE_SHIFT = 0.5
 # leave them 3.97 px of travel at 16x16 on average instead of 4.46; the default data's: 5.46).
 SHAPE_SIZES, SHAPE_GAP = (0.2, 0.28), 0.035
 BASE_OFFSET_NOISE = 0.1  # std of the per-video, per-channel constant in the base's training noise
-BASE_STEPS, BASE_BATCH = 1600, 8  # batch 8 learns more per second than 16 (docs/results);
+BASE_STEPS, BASE_BATCH = 2400, 8  # batch 8 learns more per second than 16 (docs/results);
+# 2400 steps (1600 before session 25): direction 89% -> 100% at the base, 56 samples (section 9)
 # TSR 120 steps pay for the base's 3x3x3 conv (+14% per step) within 15 minutes
 # The SSR stages' 600 steps (150 before session 24) sharpen and clean what they upsample: on the
 # same base and TSR, final edges 3.46 -> 2.52 px, background 10.2 -> 7.6 grey levels, for ~65 s
-# more per stage (docs/results/demo_quality.md section 8).
+# more per stage (docs/results/demo_quality.md section 8). Trained on blurred low-res input
+# (blur augmentation) they learn to sharpen the cascade's softer samples; back-projection is
+# then off, as it would pull each output back towards its blurrier input (same base and TSR:
+# final edges 2.50 -> 1.66 px, background 6.5 -> 4.2 grey levels; section 9).
 SR_TRAIN_CLIPS = 1000  # random 16x16 crops of 1000 clips: rendering more costs more than it gives
 ORDER = ("base", "tsr", "ssr1", "ssr2")
 DISTILLED_STEPS = 8  # Imagen Video's distilled stages
@@ -66,6 +71,11 @@ DISTILLED_SAMPLER = {"base": "stochastic"}
 # Ancestral sampling at every stage: on the demo's cascade (28 prompts, shift-0.5 base) final
 # color + direction 100% vs 96% with DDIM, shape 64% vs 57%, background 10.7 vs 13.4 grey
 # levels (docs/results/demo_quality.md); the SR stages add the least grain with it.
+# The base guides only its noisiest three quarters of steps (guidance in a limited interval,
+# Kynkaenniemi et al. 2024): the prompt is settled by then, and unguided last steps leave
+# less haze (2400-step base, 56 samples: background 4.58 -> 4.05 grey levels, shape and
+# direction 100% either way; docs/results/demo_quality.md section 9).
+BASE_GUIDED_UNTIL = 0.75
 SAMPLING = {  # sampler, steps, guidance, aug_level
     "base": ("ancestral", 64, 3.0, None),
     "tsr": ("ancestral", 16, 1.0, 0.02),
@@ -119,6 +129,8 @@ def _cascade(a):
       steps = 2 if a.runlocal else DISTILLED_STEPS
       sampler = DISTILLED_SAMPLER.get(name, "ddim")  # students learnt DDIM's steps
       workdir, config = f"{a.distilled}/{name}/steps{steps}", ""
+    if name == "base" and not a.distilled:  # (students were distilled at a constant w)
+      guidance = dict(kind="interval", weight=guidance, start=0.0, end=BASE_GUIDED_UNTIL)
     stages.append(dict(name=name, config=config, workdir=workdir, sampler=sampler, steps=steps,
                        guidance=guidance, aug_level=aug))
   return ml_collections.ConfigDict(dict(stages=stages))
@@ -195,7 +207,9 @@ def sr_stage(s, a, *, aug_level, data="moving_shapes", builder=None, residual=Tr
                                            aug_max_level=s.get("aug_max", 0.5), aug_level=aug_level,
                                            residual=residual,
                                            residual_scale=float(s["scale"]) if residual else 1.0,
-                                           back_projection=3 if residual else 0))
+                                           back_projection=3 if residual and not s.get("blur") else 0))
+  if s.get("blur"):  # (absent otherwise: stages saved before the field existed still load)
+    c.stage.blur_max = float(s["blur"])
   c.train.steps = 4 if a.runlocal else s["steps"]
   if not a.runlocal:  # base_tiny's warmup would outlast these short runs
     c.optim.warmup_steps = 20

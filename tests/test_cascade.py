@@ -298,9 +298,34 @@ def test_clip_score_evaluator_on_a_stage(tiny_cascade, tmp_path):
   assert "| held-out clips | 4 |" in (tmp_path / "eval" / "clip_score.md").read_text()
 
 
-def test_demo_stage_probe_background_figures_and_guidance_interval():
+def test_demo_moves_aside_and_retrains_a_stage_of_another_config(tiny_cascade, tmp_path, capsys):
+  # An older demo's stage (here ssr2 saved with another back-projection) is not reused, which
+  # would fail at loading, nor overwritten: it is moved aside and trained again.
+  import shutil
+  from imagen_video.cli import demo
+  src = os.path.dirname(tiny_cascade.stages[0]["workdir"])
+  for entry in tiny_cascade.stages:
+    shutil.copytree(entry["workdir"], tmp_path / "stages" / entry["name"])
+  shutil.copytree(os.path.join(src, "tfds"), tmp_path / "tensorflow_datasets")
+  saved = tmp_path / "stages" / "ssr2" / "config.json"
+  config = json.loads(saved.read_text())
+  config["stage"]["back_projection"] = 7
+  saved.write_text(json.dumps(config))
+  demo.run(str(tmp_path), demo.PROMPTS[:1], "runlocal")
+  out = capsys.readouterr().out
+  assert out.count("already trained") == 3, out
+  assert re.search(r"stage ssr2: trained with another config \(stage.back_projection 7 -> 0\); moved to "
+                   r"\S+/stages/ssr2.old-\d{8}-\d{6}, training it again", out), out
+  old = [p for p in (tmp_path / "stages").iterdir() if p.name.startswith("ssr2.old-")]
+  assert len(old) == 1 and json.loads((old[0] / "config.json").read_text())["stage"]["back_projection"] == 7
+  assert json.loads(saved.read_text())["stage"]["back_projection"] == 0  # the retrained one
+  assert (tmp_path / "samples" / "contact_sheet.png").stat().st_size > 0
+
+
+def test_demo_stage_probe_background_figures():
   """The probe's background breakdown against a frame whose background is known: a uniform
-  (10, 20, 30) grey-level offset around one bright square; guidance W@A-B per step."""
+  (10, 20, 30) grey-level offset around one bright square (its W@A-B guidance is
+  `guidance.parse_spec`, tested with the guidance specs)."""
   import sys
   root = os.path.dirname(os.path.dirname(CONFIG))
   if root not in sys.path:
@@ -309,8 +334,6 @@ def test_demo_stage_probe_background_figures_and_guidance_interval():
   video = np.broadcast_to(np.array([10, 20, 30], np.float32) / 127.5 - 1, (1, 2, 16, 16, 3)).copy()
   video[:, :, 6:10, 6:10] = 1.0
   assert demo_stage_probe.background(video) == "RGB 10.0 / 20.0 / 30.0 | 5x5 30.0 | >4: 100%"
-  assert demo_stage_probe.guidance_weights("3", 8) == 3.0
-  assert demo_stage_probe.guidance_weights("3@0.25-0.75", 8) == (1, 1, 3, 3, 3, 3, 1, 1)
 
 
 def test_demo_stage_probe_reads_each_stage_beside_the_data(tiny_cascade, capsys):

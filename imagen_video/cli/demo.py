@@ -4,7 +4,8 @@ The main job on built-in defaults: prepares `moving_shapes`, trains every stage
 of the tiny cascade (configs/cascade_tiny.py: base 8x16x16 -> TSR 16x16x16 ->
 SSR 16x32x32 -> SSR 16x64x64), samples prompts through the cascade, and writes
 mp4s and a contact sheet (one row per stage) into WORKDIR/samples. Finished
-stages are reused when re-run (an interrupted one resumes). Afterwards:
+stages are reused when re-run (an interrupted one resumes); a stage trained with another
+network, diffusion or stage config (an older demo's) is moved aside and trained again. Afterwards:
 
     imagen-video sample --cascade configs/cascade_tiny.py:root=WORKDIR/stages,data_dir=WORKDIR/tensorflow_datasets \\
         --prompt "a cyan square moving down" --out cyan.mp4
@@ -38,6 +39,18 @@ def cascade_spec(workdir: str, extra: str = "") -> str:
   return f"configs/cascade_tiny.py:{args}"
 
 
+def _stale(workdir: str, config) -> str:
+  """What differs between the config a stage's workdir was trained with and `config`, in
+  the fields that give its params their meaning ('' when nothing does, or no stage is there)."""
+  from imagen_video.stage import loading
+  from imagen_video.workdir import saved_config
+  saved = saved_config.read(workdir)
+  if saved is None:
+    return ""
+  differ = [d for d in loading.differences(saved, config.copy_and_resolve_references()) if d[2] is not None]
+  return "; ".join(f"{k} {a!r} -> {b!r}" for k, a, b in differ[:4]) + (" ..." if len(differ) > 4 else "")
+
+
 def run(workdir: str, prompts, extra: str = "") -> dict:
   from imagen_video.cascade.cascade import Cascade
   from imagen_video.cli import sample as sample_cli
@@ -52,6 +65,12 @@ def run(workdir: str, prompts, extra: str = "") -> dict:
   n = len(cascade.stages)
   for i, entry in enumerate(cascade.stages, 1):
     config = configs_loader.load(entry["config"])
+    stale = _stale(entry["workdir"], config)
+    if stale:  # a stage of an older demo: kept aside, not overwritten, and trained anew
+      kept = f"{entry['workdir']}.old-{time.strftime('%Y%m%d-%H%M%S')}"
+      os.rename(entry["workdir"], kept)
+      print(f"[demo {i}/{n}] stage {entry['name']}: trained with another config ({stale}); "
+            f"moved to {kept}, training it again", flush=True)
     done = checkpoints.Checkpoints(os.path.join(entry["workdir"], "checkpoints"),
                                      async_save=False).latest_step()
     if done is not None and done >= config.train.steps:
