@@ -53,8 +53,10 @@ BASE_SCHEDULE_SHIFT = 0.5
 # leave them 3.97 px of travel at 16x16 on average instead of 4.46; the default data's: 5.46).
 SHAPE_SIZES, SHAPE_GAP = (0.2, 0.28), 0.035
 BASE_OFFSET_NOISE = 0.1  # std of the per-video, per-channel constant in the base's training noise
-BASE_STEPS, BASE_BATCH = 2400, 8  # batch 8 learns more per second than 16 (docs/results);
-# 2400 steps (1600 before session 25): direction 89% -> 100% at the base, 56 samples (section 9)
+BASE_STEPS, BASE_BATCH = 2000, 8  # batch 8 learns more per second than 16 (docs/results);
+# 2000 steps (1600 before session 25): every prompt's shape and direction at the base in 112
+# samples, where 1600 read 89% of directions; 2400 cleaner by 0.3 grey levels for 80 s more
+# (docs/results/demo_quality.md section 9)
 # TSR 120 steps pay for the base's 3x3x3 conv (+14% per step) within 15 minutes
 # The SSR stages' 600 steps (150 before session 24) sharpen and clean what they upsample: on the
 # same base and TSR, final edges 3.46 -> 2.52 px, background 10.2 -> 7.6 grey levels, for ~65 s
@@ -73,7 +75,7 @@ DISTILLED_SAMPLER = {"base": "stochastic"}
 # levels (docs/results/demo_quality.md); the SR stages add the least grain with it.
 # The base guides only its noisiest three quarters of steps (guidance in a limited interval,
 # Kynkaenniemi et al. 2024): the prompt is settled by then, and unguided last steps leave
-# less haze (2400-step base, 56 samples: background 4.58 -> 4.05 grey levels, shape and
+# less haze (a 2400-step base, 56 samples: background 4.58 -> 4.05 grey levels, shape and
 # direction 100% either way; docs/results/demo_quality.md section 9).
 BASE_GUIDED_UNTIL = 0.75
 SAMPLING = {  # sampler, steps, guidance, aug_level
