@@ -125,7 +125,7 @@ def low_res_input(config, low_res, shape):
 def blur_augment(config, low_res, rng):
   """`low_res` [B, t, h, w, C] blurred per example by a Gaussian of std U(0,
   config.stage.blur_max) pixels, separable, edges repeated; unchanged when blur_max is 0."""
-  blur_max = float(config.get("stage", {}).get("blur_max", 0.0)) if "stage" in config else 0.0
+  blur_max = float(config.stage.get("blur_max", 0.0)) if "stage" in config else 0.0
   if blur_max <= 0 or low_res is None:
     return low_res
   radius = max(1, math.ceil(3 * blur_max))
