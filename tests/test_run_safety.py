@@ -221,3 +221,25 @@ def test_a_full_disk_is_one_line_naming_the_intact_checkpoint(data_dir, small_di
   assert sum("error" in l.lower() for l in lines) == 1  # no asyncio/Orbax tracebacks on the terminal
   from imagen_video.stage import loading
   assert loading.load(str(small_disk / "w"))[2] == intact[-1]  # and it restores
+
+
+def test_a_full_disk_hit_by_a_metrics_write_first_waits_for_the_save_to_report(data_dir, tmp_path, monkeypatch):
+  # The race CI met: an asynchronous save fills the disk and the progress writer's flush hits
+  # ENOSPC first. The trainer lets the save finish, so the save's own error (naming the newest
+  # intact checkpoint) is what the user sees, and no save thread is left writing at exit.
+  import errno
+  from imagen_video.train import progress
+  from imagen_video.workdir import checkpoints
+  waited = []
+
+  def full(self, step, metrics):
+    raise OSError(errno.ENOSPC, "No space left on device")
+
+  def wait(self):
+    waited.append(self.directory)
+    raise checkpoints.CheckpointError(f"saving a checkpoint in {self.directory} failed: No space left on device")
+  monkeypatch.setattr(progress.Progress, "update", full)
+  monkeypatch.setattr(checkpoints.Checkpoints, "wait", wait)
+  with pytest.raises(checkpoints.CheckpointError, match="No space left on device"):
+    trainer.train_and_evaluate(_config(data_dir, steps=4, log_every=2), str(tmp_path / "w"))
+  assert len(waited) == 1

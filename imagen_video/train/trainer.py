@@ -5,6 +5,7 @@ compile (ahead of time, memory and FLOPs logged) / loop (step, log, checkpoint, 
 """
 from __future__ import annotations
 
+import errno
 import json
 import os
 import tempfile
@@ -183,29 +184,38 @@ def _train(config, workdir, mesh, stop_after, evals, divergence, held):
   losses, batch = [], first
   step = start
   end = t.steps if stop_after is None else min(t.steps, start + stop_after)
-  while step < end:
-    state, metrics = compiled(state, frozen, batch)
-    step += 1
-    loss = float(metrics["loss"])
-    why = divergence.check(step, loss, float(metrics["grad_norm"]))
-    if held:
-      held.check()
-    final = step == t.steps
-    if why is None and ckpt.due(step, force=final) and not divergence.suspicious:
-      if not bool(guard.all_finite(state["params"])):
-        why = f"the params are not finite after step {step}"
-    if why:
-      raise _diverged(why, ckpt)
-    losses.append((step, loss))
-    if step % t.log_every == 0 or step == end:
-      prog.update(step, {k: float(v) for k, v in metrics.items()} | {"lr": float(schedule(step))})
-    if not divergence.suspicious:  # a step above the limit is never saved
-      ckpt.save(step, state, {"step": data.step}, force=final)
-    if t.get("sample_every") and step % t.sample_every == 0:  # every process samples, 0 writes
-      write_samples(stage, state, config, os.path.join(workdir, "samples"), step)
-    run_evals(evals, stage, state, step, workdir, prog)
-    if step < end:
-      batch = to_global(next(data), mesh, rules, config.data.batch_size)
+  try:
+    while step < end:
+      state, metrics = compiled(state, frozen, batch)
+      step += 1
+      loss = float(metrics["loss"])
+      why = divergence.check(step, loss, float(metrics["grad_norm"]))
+      if held:
+        held.check()
+      final = step == t.steps
+      if why is None and ckpt.due(step, force=final) and not divergence.suspicious:
+        if not bool(guard.all_finite(state["params"])):
+          why = f"the params are not finite after step {step}"
+      if why:
+        raise _diverged(why, ckpt)
+      losses.append((step, loss))
+      if step % t.log_every == 0 or step == end:
+        prog.update(step, {k: float(v) for k, v in metrics.items()} | {"lr": float(schedule(step))})
+      if not divergence.suspicious:  # a step above the limit is never saved
+        ckpt.save(step, state, {"step": data.step}, force=final)
+      if t.get("sample_every") and step % t.sample_every == 0:  # every process samples, 0 writes
+        write_samples(stage, state, config, os.path.join(workdir, "samples"), step)
+      run_evals(evals, stage, state, step, workdir, prog)
+      if step < end:
+        batch = to_global(next(data), mesh, rules, config.data.batch_size)
+  except OSError as e:
+    if e.errno != errno.ENOSPC:
+      raise
+    # The disk filled while an asynchronous save was writing, and a metrics or sample write
+    # hit it first: let the save finish and report itself (naming the newest intact
+    # checkpoint); its threads would otherwise print tracebacks at exit.
+    ckpt.wait()
+    raise
   ckpt.close()
   data.close()
   prog.close()
