@@ -47,7 +47,7 @@ def _stale(workdir: str, config) -> str:
   saved = saved_config.read(workdir)
   if saved is None:
     return ""
-  differ = [d for d in loading.differences(saved, config.copy_and_resolve_references()) if d[2] is not None]
+  differ = loading.disagreements(saved, config.copy_and_resolve_references())
   return "; ".join(f"{k} {a!r} -> {b!r}" for k, a, b in differ[:4]) + (" ..." if len(differ) > 4 else "")
 
 

@@ -52,6 +52,12 @@ def differences(saved, given, groups=SAVED, skip=MOVABLE) -> list[tuple[str, obj
   return [(k, a.get(k), b.get(k)) for k in keys if a.get(k) != b.get(k)]
 
 
+def disagreements(saved, given) -> list[tuple[str, object, object]]:
+  """`differences` in what the params mean that `given` sets otherwise than `saved` (a field
+  `given` leaves unset agrees): why a workdir cannot be loaded with `given`."""
+  return [d for d in differences(saved, given) if d[2] is not None]
+
+
 def _flatten(tree, prefix="") -> dict:
   out = {}
   for k, v in tree.items():
@@ -71,7 +77,7 @@ def resolve(workdir, config=None):
   if config is None:
     return saved
   given = config.copy_and_resolve_references()
-  differ = [d for d in differences(saved, given) if d[2] is not None]
+  differ = disagreements(saved, given)
   if differ:
     raise ValueError(f"{workdir}: the config disagrees with the one the checkpoint was trained "
                      "with on " + "; ".join(f"{k} (trained {a!r}, given {b!r})" for k, a, b in differ[:6])
