@@ -32,7 +32,7 @@ CASCADE_TINY = os.path.join(os.path.dirname(__file__), "..", "configs", "cascade
 @pytest.fixture(scope="session")
 def tiny_cascade(tmp_path_factory):
   """The runlocal tiny cascade trained once per test run (cascade tests and the inference
-  notebook); returns its cascade config. Under xdist (`-n 2`) the workers share one copy:
+  notebook); returns its cascade config. Under xdist (`-n 3`) the workers share one copy:
   the first to get the lock trains it, the others wait and reuse it."""
   from imagen_video.train import trainer
   from imagen_video.utils import configs_loader
@@ -51,7 +51,7 @@ def tiny_cascade(tmp_path_factory):
   return cascade
 
 
-# The files that take minutes, longest first (`--durations`, 2 CI cores), so `-n 2 --dist
+# The files that take minutes, longest first (`--durations`, 2 CI cores), so `-n 3 --dist
 # loadfile` never leaves one worker alone with a long file at the end. test_cascade leads: it
 # trains the shared tiny cascade that the later files reuse.
 LONGEST_FIRST = ("test_cascade.py", "test_multihost.py", "test_train.py", "test_conditional_generation.py",

@@ -95,3 +95,15 @@ def test_a_unet_with_auto_on_tpu_computes_what_xla_does(monkeypatch):
     outs[backend] = forward_fn(graphdef)(state, *inputs(), {})
   assert set(picked) == {"splash", "xla"}
   np.testing.assert_allclose(outs["auto"], outs["xla"], atol=1e-4)
+
+
+def test_self_attention_projects_q_k_v_in_one_matmul_as_three_would():
+  from flax import nnx
+  m = attention.Attention(24, 3, 8, rngs=nnx.Rngs(0))
+  for p in (m.q, m.k, m.v, m.out):  # non-trivial biases (they start at zero)
+    p.bias[...] = jax.random.normal(jax.random.key(len(p.bias[...].shape)), p.bias[...].shape)
+  x = jax.random.normal(jax.random.key(1), (2, 5, 24))
+  q, k, v = m._self_qkv(x)
+  for got, dense in zip((q, k, v), (m.q, m.k, m.v)):
+    np.testing.assert_allclose(got, dense(x), rtol=1e-6, atol=1e-6)
+  np.testing.assert_allclose(m(x), m.out(_xla(m.q(x), m.k(x), m.v(x))), rtol=1e-6, atol=1e-6)

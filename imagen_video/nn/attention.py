@@ -91,11 +91,25 @@ class Attention(nnx.Module):
                      zero_init=True, **kw)
 
   def __call__(self, x, context=None, *, bias=None, mask=None):
-    context = x if context is None else context
-    q, k, v = self.q(x), self.k(context), self.v(context)
+    if context is None:
+      q, k, v = self._self_qkv(x)
+    else:
+      q, k, v = self.q(x), self.k(context), self.v(context)
     if bias is not None:
       bias = bias.astype(q.dtype)
     return self.out(attend(q, k, v, bias=bias, mask=mask, backend=self.backend))
+
+  def _self_qkv(self, x):
+    """q, k, v of `x` as one matmul over the three stacked kernels: the input is read once and
+    the GEMM is three times as wide (on CPU 1.2% off the bench's train step: bench/RESULTS.md).
+    Stacked on a new axis, so a heads-sharded kernel stays sharded as it is."""
+    proj = (self.q, self.k, self.v)
+    dtype = self.q.dtype
+    kernel = jnp.stack([p.kernel[...].astype(dtype) for p in proj], axis=-3)  # [dim, 3, heads, kv]
+    qkv = jax.lax.dot_general(x.astype(dtype), kernel, (((x.ndim - 1,), (0,)), ((), ())))
+    if self.q.bias is not None:
+      qkv = qkv + jnp.stack([p.bias[...].astype(dtype) for p in proj])
+    return qkv[..., 0, :, :], qkv[..., 1, :, :], qkv[..., 2, :, :]
 
 
 def relative_position_bucket(rel: jax.Array, num_buckets: int = 32, max_distance: int = 128):
