@@ -100,10 +100,37 @@ def test_a_unet_with_auto_on_tpu_computes_what_xla_does(monkeypatch):
 def test_self_attention_projects_q_k_v_in_one_matmul_as_three_would():
   from flax import nnx
   m = attention.Attention(24, 3, 8, rngs=nnx.Rngs(0))
-  for p in (m.q, m.k, m.v, m.out):  # non-trivial biases (they start at zero)
-    p.bias[...] = jax.random.normal(jax.random.key(len(p.bias[...].shape)), p.bias[...].shape)
+  for i, p in enumerate((m.q, m.k, m.v, m.out)):  # distinct non-zero biases (they start at zero)
+    p.bias[...] = jax.random.normal(jax.random.key(10 + i), p.bias[...].shape)
   x = jax.random.normal(jax.random.key(1), (2, 5, 24))
   q, k, v = m._self_qkv(x)
   for got, dense in zip((q, k, v), (m.q, m.k, m.v)):
     np.testing.assert_allclose(got, dense(x), rtol=1e-6, atol=1e-6)
   np.testing.assert_allclose(m(x), m.out(_xla(m.q(x), m.k(x), m.v(x))), rtol=1e-6, atol=1e-6)
+
+
+def test_one_matmul_q_k_v_keeps_heads_sharded_over_the_tensor_axis(monkeypatch):
+  # Heads split over 2 devices: the same values as unsharded, and no collective beyond those
+  # that three separate projections need (the stacked kernel is not gathered).
+  import re
+  from flax import nnx
+  m = attention.Attention(16, 4, 8, rngs=nnx.Rngs(0))
+  graphdef, state = nnx.split(m)
+  state = jax.tree.map(lambda a: a + 0.1 * jax.random.normal(jax.random.key(2), a.shape), state)
+  x = jax.random.normal(jax.random.key(1), (8, 6, 16))
+  fwd = lambda state, x: nnx.merge(graphdef, state)(x)
+  mesh = sharding.make_mesh({"data": 4, "tensor": 2})
+  rules = (("batch", "data"), ("heads", "tensor"))
+  sharded = jax.device_put(state, sharding.state_shardings(state, mesh, rules))
+  assert "tensor" in str(sharded["q"]["kernel"].get_value().sharding.spec)
+  xs = jax.device_put(x, jax.NamedSharding(mesh, jax.sharding.PartitionSpec("data")))
+
+  def collectives():
+    with sharding.activation_rules(mesh, rules):
+      hlo = jax.jit(fwd).lower(sharded, xs).compile().as_text()
+      out = jax.jit(fwd)(sharded, xs)
+    np.testing.assert_allclose(out, jax.jit(fwd)(state, x), rtol=1e-5, atol=1e-5)
+    return sorted(re.findall(r"\b(all-gather|all-reduce|all-to-all|collective-permute)\(", hlo))
+  fused = collectives()
+  monkeypatch.setattr(attention.Attention, "_self_qkv", lambda self, x: (self.q(x), self.k(x), self.v(x)))
+  assert fused == collectives()
