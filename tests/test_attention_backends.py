@@ -1,6 +1,7 @@
 """attention_backend='auto' picks cuDNN on GPU, splash on TPU, XLA elsewhere (by the platform
 traced for); splash (Pallas' interpreter on CPU) equals XLA's attention, alone, with a
-key-padding mask, unaligned lengths, gradients and sharded over 8 devices."""
+key-padding mask, unaligned lengths, gradients and sharded over 8 devices. Self-attention's
+q, k, v come from one matmul that equals three projections, sharded over heads too."""
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -116,8 +117,10 @@ def test_one_matmul_q_k_v_keeps_heads_sharded_over_the_tensor_axis(monkeypatch):
   from flax import nnx
   m = attention.Attention(16, 4, 8, rngs=nnx.Rngs(0))
   graphdef, state = nnx.split(m)
-  state = jax.tree.map(lambda a: a + 0.1 * jax.random.normal(jax.random.key(2), a.shape), state)
-  x = jax.random.normal(jax.random.key(1), (8, 6, 16))
+  leaves, tree = jax.tree.flatten(state)  # distinct non-zero biases
+  state = jax.tree.unflatten(tree, [a + 0.1 * jax.random.normal(jax.random.key(i), a.shape)
+                                    for i, a in enumerate(leaves)])
+  x = jax.random.normal(jax.random.key(99), (8, 6, 16))
   fwd = lambda state, x: nnx.merge(graphdef, state)(x)
   mesh = sharding.make_mesh({"data": 4, "tensor": 2})
   rules = (("batch", "data"), ("heads", "tensor"))
