@@ -25,7 +25,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from imagen_video.nn import splash
-from imagen_video.nn.layers import Dense
+from imagen_video.nn.layers import Dense, project
 from imagen_video.parallel import sharding
 
 AttentionFn = Callable[..., jax.Array]
@@ -104,11 +104,9 @@ class Attention(nnx.Module):
     the GEMM is three times as wide (on CPU 1.2% off the bench's train step: bench/RESULTS.md).
     Stacked on a new axis, so a heads-sharded kernel stays sharded as it is."""
     proj = (self.q, self.k, self.v)
-    dtype = self.q.dtype
-    kernel = jnp.stack([p.kernel[...].astype(dtype) for p in proj], axis=-3)  # [dim, 3, heads, kv]
-    qkv = jax.lax.dot_general(x.astype(dtype), kernel, (((x.ndim - 1,), (0,)), ((), ())))
-    if self.q.bias is not None:
-      qkv = qkv + jnp.stack([p.bias[...].astype(dtype) for p in proj])
+    kernel = jnp.stack([p.kernel[...] for p in proj], axis=-3)  # [dim, 3, heads, kv]
+    bias = None if self.q.bias is None else jnp.stack([p.bias[...] for p in proj])
+    qkv = project(x, kernel, bias, 1, self.q.dtype)
     return qkv[..., 0, :, :], qkv[..., 1, :, :], qkv[..., 2, :, :]
 
 

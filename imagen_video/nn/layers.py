@@ -51,13 +51,15 @@ class Dense(nnx.Module):
                  if use_bias else None)
 
   def __call__(self, x):
-    n = len(self.in_shape)
-    kernel = self.kernel[...].astype(self.dtype)
-    y = jax.lax.dot_general(x.astype(self.dtype), kernel,
-                            ((tuple(range(x.ndim - n, x.ndim)), tuple(range(n))), ((), ())))
-    if self.bias is not None:
-      y = y + self.bias[...].astype(self.dtype)
-    return y
+    bias = None if self.bias is None else self.bias[...]
+    return project(x, self.kernel[...], bias, len(self.in_shape), self.dtype)
+
+
+def project(x, kernel, bias, n_in: int, dtype):
+  """x @ kernel (+ bias) in `dtype`, contracting x's last `n_in` dims with kernel's first."""
+  y = jax.lax.dot_general(x.astype(dtype), kernel.astype(dtype),
+                          ((tuple(range(x.ndim - n_in, x.ndim)), tuple(range(n_in))), ((), ())))
+  return y if bias is None else y + bias.astype(dtype)
 
 
 # XLA's CPU convolutions run far below their speed at channel counts that are not a multiple of
