@@ -92,20 +92,23 @@ class TrainBench:
 
   def __init__(self, stage: Stage, batch: dict, seed: int = 0, params=None):
     tx, _ = optimizer.make_optimizer(stage.config.optim, total_steps=10 ** 6)
-    step_fn = train_step.make_train_step(stage, tx, ema=0.9999, seed=seed)
+    step_fn = train_step.make_train_step(stage, optimizer.tx_for(stage.config.optim, 10 ** 6))
     if params is None:
       self.state = jax.jit(lambda k: train_step.init_state({"unet": stage.init_params(k)}, tx))(
           jax.random.key(seed))
     else:  # eagerly: no initialiser to compile
       self.state = train_step.init_state({"unet": params}, tx)
     self.frozen, self.batch = {"text": {}}, batch
-    self.compiled = jax.jit(step_fn, donate_argnums=(0,)).lower(self.state, self.frozen, batch).compile()
+    self.hyper = train_step.hyperparameters(
+        optimizer.schedule_values(stage.config.optim, 10 ** 6), ema=0.9999, seed=seed)
+    self.compiled = jax.jit(step_fn, donate_argnums=(0,)).lower(
+        self.state, self.frozen, batch, self.hyper).compile()
     self.flops = mfu.compiled_flops(self.compiled) or 0.0  # per device per step
     self.params = param_count(self.state["params"]["unet"])
 
   def step(self):
     """One step; returns its loss (a device scalar, ready)."""
-    self.state, metrics = self.compiled(self.state, self.frozen, self.batch)
+    self.state, metrics = self.compiled(self.state, self.frozen, self.batch, self.hyper)
     return jax.block_until_ready(metrics["loss"])
 
 

@@ -198,9 +198,9 @@ def _setup(config, devices):
 
 
 def train_step_args(config, devices, batch: int):
-  """(mesh, rules, step_fn, abstract (state, frozen, batch) with their shardings): the real
-  `train_step.make_train_step` with `trainer.state_spec` shardings; the frozen T5 runs in the
-  step unless the config's text embeddings are precomputed."""
+  """(mesh, rules, step_fn, abstract (state, frozen, batch, hyper) with their shardings): the
+  real `train_step.make_train_step` with `trainer.state_spec` shardings; the frozen T5 runs in
+  the step unless the config's text embeddings are precomputed."""
   from imagen_video.train import optimizer, train_step, trainer
   config = config.copy_and_resolve_references()
   with config.unlocked():
@@ -210,10 +210,13 @@ def train_step_args(config, devices, batch: int):
   abstract_state, state_shardings = trainer.state_spec(config, stage, tx, mesh, rules)
   frozen_abs = {} if not config.text.frozen else {"text": stage.text.params}
   frozen_shardings = sharding.state_shardings(frozen_abs, mesh, rules)
+  hyper = train_step.hyperparameters(optimizer.schedule_values(config.optim, config.train.steps),
+                                     config.train.ema_decay, config.train.seed)
   args = (with_shardings(abstract_state, state_shardings), with_shardings(frozen_abs, frozen_shardings),
-          abstract_batch(config, mesh, rules, batch))
-  step_fn = train_step.make_train_step(stage, tx, accum_steps=config.optim.grad_accum_steps,
-                                       ema=config.train.ema_decay, seed=config.train.seed)
+          abstract_batch(config, mesh, rules, batch),
+          jax.tree.map(lambda v: jax.ShapeDtypeStruct((), v.dtype, sharding=NamedSharding(mesh, P())), hyper))
+  step_fn = train_step.make_train_step(stage, optimizer.tx_for(config.optim, config.train.steps),
+                                       accum_steps=config.optim.grad_accum_steps)
   return mesh, rules, step_fn, args
 
 

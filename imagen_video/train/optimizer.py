@@ -9,7 +9,9 @@
 from __future__ import annotations
 
 import jax
+import jax.numpy as jnp
 import ml_collections
+import numpy as np
 import optax
 
 
@@ -19,19 +21,40 @@ def default_optim_config() -> ml_collections.ConfigDict:
       weight_decay=0.0, grad_clip=1.0, grad_accum_steps=1))
 
 
-def learning_rate(optim, total_steps: int) -> optax.Schedule:
+def schedule_values(optim, total_steps: int) -> dict:
+  """The learning-rate schedule's numbers: the train step takes them as inputs, so runs that
+  differ only in them (a learning-rate sweep, a longer run, another warm-up) share one
+  compiled step. Only `optim.schedule` (the formula) is part of the program."""
   warmup = max(int(optim.warmup_steps), 0)
-  if optim.schedule == "constant":
-    return optax.join_schedules(
-        [optax.linear_schedule(0.0, optim.lr, max(warmup, 1)), optax.constant_schedule(optim.lr)],
-        [max(warmup, 1)]) if warmup else optax.constant_schedule(optim.lr)
-  if optim.schedule == "cosine":
-    return optax.warmup_cosine_decay_schedule(0.0, optim.lr, warmup, max(total_steps, warmup + 1))
-  raise ValueError(f"config.optim.schedule={optim.schedule!r}: expected 'constant' or 'cosine'")
+  if optim.schedule not in ("constant", "cosine"):
+    raise ValueError(f"config.optim.schedule={optim.schedule!r}: expected 'constant' or 'cosine'")
+  decay = max(int(total_steps), warmup + 1) - warmup  # cosine only
+  return {"lr": np.float32(optim.lr), "warmup": np.float32(warmup), "decay": np.float32(decay)}
 
 
-def make_optimizer(optim, total_steps: int) -> tuple[optax.GradientTransformation, optax.Schedule]:
-  schedule = learning_rate(optim, total_steps)
+def learning_rate(optim, total_steps: int, values: dict | None = None) -> optax.Schedule:
+  """count -> learning rate: linear warm-up from 0, then constant or cosine decay to 0 (optax's
+  `join_schedules` / `warmup_cosine_decay_schedule`, the same float operations, with the
+  numbers from `values`, traced in the step, or else from `optim`)."""
+  v = schedule_values(optim, total_steps) if values is None else values
+  lr, warmup, decay = v["lr"], v["warmup"], v["decay"]
+  cosine = optim.schedule == "cosine"
+
+  def schedule(count):
+    frac = 1 - jnp.clip(count, 0, jnp.maximum(warmup, 1)) / jnp.maximum(warmup, 1)
+    ramp = (0.0 - lr) * frac ** 1 + lr
+    if cosine:
+      after = lr * ((1 - 0.0) * (0.5 * (1 + jnp.cos(jnp.pi * jnp.minimum(count - warmup, decay) / decay))) ** 1.0 + 0.0)
+    else:
+      after = lr
+    return jnp.where(count < warmup, ramp, after)
+  return schedule
+
+
+def make_optimizer(optim, total_steps: int, values: dict | None = None
+                   ) -> tuple[optax.GradientTransformation, optax.Schedule]:
+  """(AdamW with clipping, its schedule); `values`: `schedule_values`, traced in the step."""
+  schedule = learning_rate(optim, total_steps, values)
   parts = []
   if optim.grad_clip:
     parts.append(optax.clip_by_global_norm(optim.grad_clip))
@@ -44,6 +67,11 @@ def make_optimizer(optim, total_steps: int) -> tuple[optax.GradientTransformatio
   elif trainable != "all":
     raise ValueError(f"config.optim.trainable={trainable!r}: expected 'all' or 'temporal'")
   return tx, schedule
+
+
+def tx_for(optim, total_steps: int):
+  """values -> the optimizer over them (the train step's `tx_for`)."""
+  return lambda values: make_optimizer(optim, total_steps, values)[0]
 
 
 TEMPORAL_LAYERS = ("temporal", "temporal_conv")  # nn.blocks.SpaceTimeBlock's temporal mixing

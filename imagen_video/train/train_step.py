@@ -6,11 +6,19 @@ Frozen text-encoder params (and a distillation teacher's, frozen["teacher"]) tra
 as a separate argument (`frozen`), so they are neither donated nor updated. The
 step's RNG is fold_in(seed key, step), so a resumed run draws exactly the numbers
 an uninterrupted one would.
+
+The step's numbers that are not shapes (the learning-rate schedule's, the EMA decay, the seed)
+come in as `hyper` (`hyperparameters`), not as constants of the program: runs that differ only
+in them run one compiled step (on CPU the persistent compilation cache serves it across
+processes; an lr sweep on a pod compiles once).
 """
 from __future__ import annotations
 
+from typing import Callable
+
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 
 
@@ -27,9 +35,15 @@ def ema_decay(step, decay: float, warmup: bool = True):
   return jnp.minimum(decay, (1.0 + s) / (10.0 + s))
 
 
-def make_train_step(stage, tx, *, accum_steps: int = 1, ema: float = 0.9999, seed: int = 0):
-  """train_step(state, frozen, batch) -> (state, metrics)."""
-  base_key = jax.random.key(seed)
+def hyperparameters(schedule: dict, ema: float, seed: int) -> dict:
+  """The step's `hyper` argument: `optimizer.schedule_values`, the EMA decay and the seed."""
+  return {"schedule": dict(schedule), "ema": np.float32(ema), "seed": np.int32(seed)}
+
+
+def make_train_step(stage, tx_for: Callable[[dict], optax.GradientTransformation], *,
+                    accum_steps: int = 1):
+  """train_step(state, frozen, batch, hyper) -> (state, metrics); `tx_for(hyper["schedule"])`:
+  the optimizer over the schedule's traced numbers (`optimizer.make_optimizer`)."""
 
   def loss_fn(params, frozen, batch, rng):
     text_params = params.get("text", frozen.get("text"))
@@ -39,8 +53,8 @@ def make_train_step(stage, tx, *, accum_steps: int = 1, ema: float = 0.9999, see
 
   grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
 
-  def train_step(state, frozen, batch):
-    rng = jax.random.fold_in(base_key, state["step"])
+  def train_step(state, frozen, batch, hyper):
+    rng = jax.random.fold_in(jax.random.key(hyper["seed"]), state["step"])
     params = state["params"]
     if accum_steps == 1:
       (loss, _), grads = grad_fn(params, frozen, batch, rng)
@@ -55,9 +69,9 @@ def make_train_step(stage, tx, *, accum_steps: int = 1, ema: float = 0.9999, see
       zeros = (jnp.zeros((), jnp.float32), jax.tree.map(jnp.zeros_like, params))
       (loss, grads), _ = jax.lax.scan(body, zeros, (jnp.arange(accum_steps), micro))
       loss, grads = jax.tree.map(lambda x: x / accum_steps, (loss, grads))
-    updates, opt = tx.update(grads, state["opt"], params)
+    updates, opt = tx_for(hyper["schedule"]).update(grads, state["opt"], params)
     new_params = optax.apply_updates(params, updates)
-    d = ema_decay(state["step"], ema)
+    d = ema_decay(state["step"], hyper["ema"])
     new_ema = jax.tree.map(lambda e, p: e + (1.0 - d) * (p - e), state["ema"], new_params)
     metrics = {"loss": loss, "grad_norm": optax.global_norm(grads),
                "param_norm": optax.global_norm(new_params)}

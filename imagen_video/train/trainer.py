@@ -162,18 +162,22 @@ def _train(config, workdir, mesh, stop_after, evals, divergence, held):
           f"({'trained' if text_trainable else 'frozen'}); mesh {dict(mesh.shape)}", flush=True)
 
   data = pipeline.VideoBatches(config.data, start_step=data_step)
-  step_fn = train_step.make_train_step(stage, tx, accum_steps=config.optim.grad_accum_steps,
-                                       ema=t.ema_decay, seed=t.seed)
+  step_fn = train_step.make_train_step(stage, optimizer.tx_for(config.optim, t.steps),
+                                       accum_steps=config.optim.grad_accum_steps)
 
   # ---- compile ahead, log memory and FLOPs --------------------------------------
   first = to_global(next(data), mesh, rules, config.data.batch_size)
   batch_shardings = jax.tree.map(lambda x: x.sharding, first)
   frozen_shardings = jax.tree.map(lambda x: x.sharding, frozen)
   replicated = NamedSharding(mesh, jax.sharding.PartitionSpec())
+  hyper = jax.tree.map(lambda v: jax.make_array_from_callback((), replicated, lambda _: v),
+                       train_step.hyperparameters(optimizer.schedule_values(config.optim, t.steps),
+                                                  t.ema_decay, t.seed))
   with jax.set_mesh(mesh), sharding.activation_rules(mesh, rules):
-    jitted = jax.jit(step_fn, in_shardings=(state_shardings, frozen_shardings, batch_shardings),
+    jitted = jax.jit(step_fn, in_shardings=(state_shardings, frozen_shardings, batch_shardings,
+                                            jax.tree.map(lambda _: replicated, hyper)),
                      out_shardings=(state_shardings, replicated), donate_argnums=(0,))
-    compiled = jitted.lower(state, frozen, first).compile()
+    compiled = jitted.lower(state, frozen, first, hyper).compile()
   _log_memory(compiled, "train_step")
   flops, peak = _flops_and_peak(compiled, mesh, config.optim.grad_accum_steps, lead)
 
@@ -186,7 +190,7 @@ def _train(config, workdir, mesh, stop_after, evals, divergence, held):
   end = t.steps if stop_after is None else min(t.steps, start + stop_after)
   try:
     while step < end:
-      state, metrics = compiled(state, frozen, batch)
+      state, metrics = compiled(state, frozen, batch, hyper)
       step += 1
       loss = float(metrics["loss"])
       why = divergence.check(step, loss, float(metrics["grad_norm"]))
