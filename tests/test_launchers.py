@@ -171,6 +171,21 @@ def test_sweep_dry_run_and_summary(tmp_path):
   assert summary["runs"][0]["overrides"] == {"train.steps": "1"}
 
 
+def test_sweep_runs_share_one_compilation_cache_under_the_root(tmp_path, monkeypatch):
+  """Variants that differ only in the train step's inputs (lr, steps, ...) compile it once:
+  every run gets ROOT/compilation_cache, unless the user set a cache; gs:// roots get none."""
+  from imagen_video.train import sweep
+  seen = []
+  monkeypatch.setattr(sweep.subprocess, "call", lambda cmd, env: seen.append(env) or 0)
+  monkeypatch.delenv("JAX_COMPILATION_CACHE_DIR", raising=False)
+  variants = sweep.parse_variants(["name=a optim.lr=1e-3", "name=b optim.lr=3e-3 train.steps=20"])
+  sweep.run("configs/base_tiny.py:runlocal", str(tmp_path / "root"), variants)
+  assert [e["JAX_COMPILATION_CACHE_DIR"] for e in seen] == [str(tmp_path / "root" / "compilation_cache")] * 2
+  monkeypatch.setenv("JAX_COMPILATION_CACHE_DIR", str(tmp_path / "mine"))
+  assert sweep.run_environment(str(tmp_path / "root"))["JAX_COMPILATION_CACHE_DIR"] == str(tmp_path / "mine")
+  monkeypatch.delenv("JAX_COMPILATION_CACHE_DIR")
+  assert "JAX_COMPILATION_CACHE_DIR" not in sweep.run_environment("gs://bucket/sweep")
+
 def test_distributed_settings_from_flags_env_and_cluster(monkeypatch):
   for k in list(os.environ):
     if k.startswith(("SLURM_", "OMPI_", "JAX_COORDINATOR", "JAX_NUM_PROC", "JAX_PROCESS_ID", "TPU_")):

@@ -76,12 +76,23 @@ def checkpoint_steps(workdir: str) -> list[int]:
   return sorted(int(n) for n in os.listdir(d) if n.isdigit()) if os.path.isdir(d) else []
 
 
+def run_environment(root: str) -> dict:
+  """The runs' environment: one JAX persistent compilation cache under ROOT (unless
+  JAX_COMPILATION_CACHE_DIR is set already), so variants that differ only in the train step's
+  inputs (learning rate, warm-up, steps, EMA decay, seed) compile it once between them."""
+  env = dict(os.environ)
+  if "://" not in root:  # a local ROOT; a gs:// one leaves the choice to the user
+    env.setdefault("JAX_COMPILATION_CACHE_DIR", os.path.join(os.path.abspath(root), "compilation_cache"))
+  return env
+
+
 def run(config: str, root: str, variants: list[dict], common: list[str] = (), *,
         num_processes: int = 1, devices_per_process: int | None = None,
         done_at: int | None = None) -> list[dict]:
   """Trains every variant into ROOT/NAME; `done_at`: skip a variant whose workdir already
   holds a checkpoint at or past that step. Returns the summary rows."""
   os.makedirs(root, exist_ok=True)
+  env = run_environment(root)
   summary = []
   for v in variants:
     workdir = os.path.join(root, v["name"])
@@ -93,7 +104,7 @@ def run(config: str, root: str, variants: list[dict], common: list[str] = (), *,
       code = 0
     else:
       print(f"[sweep] {v['name']}: {shlex.join(cmd)}", flush=True)
-      code = subprocess.call(cmd)
+      code = subprocess.call(cmd, env=env)
       print(f"[sweep] {v['name']}: {'ok' if code == 0 else f'FAILED ({code})'}", flush=True)
     summary.append(dict(v, workdir=workdir, status=code, seconds=round(time.time() - t0, 1),
                         last_loss=last_loss(workdir)))

@@ -63,14 +63,14 @@ def to_global(batch: dict, mesh, rules, global_batch: int) -> dict:
   return out
 
 
-def _log_memory(compiled, name: str):
+def _log_memory(compiled, name: str, seconds: float):
   try:
     m = compiled.memory_analysis()
-    print(f"[{name}] compiled: arguments {m.argument_size_in_bytes / 2**20:.1f} MiB, "
+    print(f"[{name}] compiled in {seconds:.1f} s: arguments {m.argument_size_in_bytes / 2**20:.1f} MiB, "
           f"temporaries {m.temp_size_in_bytes / 2**20:.1f} MiB, "
           f"outputs {m.output_size_in_bytes / 2**20:.1f} MiB per device", flush=True)
   except Exception as e:  # not every backend reports memory
-    print(f"[{name}] compiled (no memory analysis: {e})", flush=True)
+    print(f"[{name}] compiled in {seconds:.1f} s (no memory analysis: {e})", flush=True)
 
 
 def _flops_and_peak(compiled, mesh, accum_steps: int, lead: bool):
@@ -173,12 +173,13 @@ def _train(config, workdir, mesh, stop_after, evals, divergence, held):
   hyper = jax.tree.map(lambda v: jax.make_array_from_callback((), replicated, lambda _: v),
                        train_step.hyperparameters(optimizer.schedule_values(config.optim, t.steps),
                                                   t.ema_decay, t.seed))
+  started = time.time()
   with jax.set_mesh(mesh), sharding.activation_rules(mesh, rules):
     jitted = jax.jit(step_fn, in_shardings=(state_shardings, frozen_shardings, batch_shardings,
                                             jax.tree.map(lambda _: replicated, hyper)),
                      out_shardings=(state_shardings, replicated), donate_argnums=(0,))
     compiled = jitted.lower(state, frozen, first, hyper).compile()
-  _log_memory(compiled, "train_step")
+  _log_memory(compiled, "train_step", time.time() - started)  # traced and compiled (or read from a cache)
   flops, peak = _flops_and_peak(compiled, mesh, config.optim.grad_accum_steps, lead)
 
   # ---- loop ------------------------------------------------------------------
