@@ -40,13 +40,15 @@ def learning_rate(optim, total_steps: int, values: dict | None = None) -> optax.
   lr, warmup, decay = v["lr"], v["warmup"], v["decay"]
   cosine = optim.schedule == "cosine"
 
+  # optax's expressions written out with its defaults (init 0, alpha 0, exponent 1) kept, so
+  # the logged (eager) values equal optax's to the bit (tests/test_optimizer.py).
   def schedule(count):
     frac = 1 - jnp.clip(count, 0, jnp.maximum(warmup, 1)) / jnp.maximum(warmup, 1)
     ramp = (0.0 - lr) * frac ** 1 + lr
+    after = lr
     if cosine:
-      after = lr * ((1 - 0.0) * (0.5 * (1 + jnp.cos(jnp.pi * jnp.minimum(count - warmup, decay) / decay))) ** 1.0 + 0.0)
-    else:
-      after = lr
+      cosine_decay = 0.5 * (1 + jnp.cos(jnp.pi * jnp.minimum(count - warmup, decay) / decay))
+      after = lr * ((1 - 0.0) * cosine_decay ** 1.0 + 0.0)
     return jnp.where(count < warmup, ramp, after)
   return schedule
 
