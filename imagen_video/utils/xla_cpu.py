@@ -50,10 +50,14 @@ def keep_freed_memory() -> bool:
   return all(mallopt(p, v) == 1 for p, v in ((M_ARENA_MAX, 1), (M_MMAP_MAX, 0), (M_TRIM_THRESHOLD, -1)))
 
 
+KEEP_FREED_MEMORY = "IMAGEN_VIDEO_KEEP_FREED_MEMORY"  # "0": glibc's own malloc settings
+
+
 def set_cpu_options() -> None:
   """On a CPU-only host, adds the options to this process's XLA_FLAGS (and its children's) and
-  keeps freed memory (above). Effective only before JAX's first backend starts; afterwards it
-  changes nothing here."""
+  keeps freed memory (above; IMAGEN_VIDEO_KEEP_FREED_MEMORY=0 leaves glibc's settings). Effective
+  only before JAX's first backend starts; afterwards it changes nothing here."""
   if cpu_only():
     os.environ["XLA_FLAGS"] = with_cpu_options(os.environ.get("XLA_FLAGS", ""))
-    keep_freed_memory()
+    if os.environ.get(KEEP_FREED_MEMORY, "1") != "0":
+      keep_freed_memory()
