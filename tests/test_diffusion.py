@@ -116,6 +116,33 @@ def test_condition_dropout_rate():
   assert drop.dtype == jnp.bool_ and 0.08 < float(drop.mean()) < 0.12
 
 
+def test_row_percentile_selects_exact_ranks_without_sorting():
+  rng = np.random.default_rng(0)
+  kth = jax.jit(guidance._kth_smallest)
+  perc = jax.jit(guidance.row_percentile)
+  for n in (1, 2, 7, 100, 4096):
+    x = np.abs(rng.standard_normal((3, n))).astype(np.float32) * np.float32([[1e-3], [1.0], [1e3]])
+    x[1] = np.round(x[1] * 2) / 2  # ties
+    x[2, : n // 2] = 0.0
+    if n > 2:
+      x[0, 1] = np.inf
+    # the bisection finds each rank's value exactly (NumPy's sort as the reference)
+    ranks = rng.integers(0, n, size=3).astype(np.int32)
+    got = np.asarray(kth(jnp.asarray(x.view(np.int32)), jnp.asarray(ranks))).view(np.float32)
+    np.testing.assert_array_equal(got, np.sort(x, axis=1)[np.arange(3), ranks])
+    for p in (0.0, 37.3, 50.0, 99.5, 100.0):
+      with np.errstate(invalid="ignore"):  # NumPy's interpolation makes inf - inf a NaN
+        want = np.percentile(x.astype(np.float64), p, axis=1)
+      out = np.asarray(perc(jnp.asarray(x), p))
+      finite = np.isfinite(want)
+      np.testing.assert_allclose(out[finite], want[finite], rtol=2e-5)
+      np.testing.assert_allclose(out, np.asarray(jnp.percentile(jnp.asarray(x), p, axis=1)), rtol=1e-6)
+  nan_row = np.ones((2, 5), np.float32)
+  nan_row[1, 2] = np.nan
+  out = np.asarray(guidance.row_percentile(jnp.asarray(nan_row), 99.5))
+  assert out[0] == 1.0 and np.isnan(out[1])
+
+
 def test_dynamic_thresholding():
   small = jnp.linspace(-0.9, 0.9, 1000).reshape(1, 10, 10, 10)
   np.testing.assert_allclose(guidance.dynamic_threshold(small), small)  # s = 1: untouched
