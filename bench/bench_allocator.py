@@ -1,10 +1,14 @@
-"""Train steps and 4-step guided sampling under each process's own C-allocator settings: ours under the CLI's (freed memory
-kept, `imagen_video/utils/xla_cpu.keep_freed_memory`) and under glibc's defaults, and
-`torch.compile`d `Unet3D` (bench_vs_imagen_pytorch's matched layout) under glibc's defaults (a
-PyTorch program's own) and under ours. The settings are process-wide, so each side runs alone in
-a process of its own; the processes alternate, `--rounds` times.
+"""Train steps and 4-step guided sampling under each process's own C-allocator settings: ours under the
+CLI's (freed memory kept, `imagen_video/utils/xla_cpu.keep_freed_memory`) and under glibc's
+defaults, and `torch.compile`d `Unet3D` (bench_vs_imagen_pytorch's matched layout) under glibc's
+defaults (a PyTorch program's own) and under ours. The settings are process-wide, so each side runs
+alone in a process of its own; the processes alternate, `--rounds` times. With `--flops`, the
+first round's processes also count their work (as bench_vs_imagen_pytorch does: ours by XLA's cost
+analysis of the unpadded program, theirs by FlopCounterMode over an eager copy) and a process of
+its own measures this CPU's peak (fp32 matmul and conv, JAX and torch), so the table gains GFLOP/s
+and the fraction of the peak.
 
-    python -m bench.bench_allocator --imagen_pytorch /tmp/ip --rounds 2 [--part sample --steps 4]
+    python -m bench.bench_allocator --imagen_pytorch /tmp/ip --rounds 2 [--part sample] [--flops]
 """
 import argparse
 import contextlib
@@ -20,21 +24,37 @@ from bench import _timing
 
 SIDES = {"ours, freed memory kept (the CLI's)": ("ours", "1"), "ours, glibc's defaults": ("ours", "0"),
          "torch.compile, glibc's defaults": ("torch", "0"), "torch.compile, freed memory kept": ("torch", "1")}
+SHORT = dict(zip(("ours-kept", "ours-glibc", "torch-glibc", "torch-kept"), SIDES))
+# each side under its own program's settings: the comparison a user of either gets
+OWN = (SHORT["ours-kept"], SHORT["torch-glibc"])
 
 
-def one_side(side: str, a) -> float:
-  """Median seconds of `a.steps` train steps (or 4-step guided samples, `a.part`) of `side`
-  alone, after warm-up; the minor page faults per call go to stderr."""
+def one_side(side: str, a) -> dict:
+  """{"seconds": median of `a.steps` train steps (or 4-step guided samples, `a.part`) of `side`
+  alone, after warm-up, "flops": its work per call (with `a.flops`) or None}; the minor page
+  faults per call go to stderr."""
   from bench import bench_vs_imagen_pytorch as vs
   args = vs.parse_args(["--imagen_pytorch", a.imagen_pytorch or ""])
   n = args.sample_steps
+  if side == "peaks":
+    return {"peaks": vs.measured_peaks(args.peak_size)}
   if side == "ours":
+    from bench import _jax_unet
+    flops = None
+    if a.flops:  # the work: the program without the CPU convolutions' zero channels, not timed
+      with _jax_unet.channels_unpadded():
+        stage, batch, train = vs.our_train_bench(args)
+        flops = train.flops
+        if a.part == "sample":
+          sample = _jax_unet.SampleBench(stage, train.state["params"]["unet"], batch, guidance=args.guidance)
+          sample.run(n)
+          flops = sample.sampler.timings[-1].flops_per_step * n
+      del stage, batch, train
     stage, batch, train = vs.our_train_bench(args)
     if a.part == "sample":
-      from bench import _jax_unet
       sample = _jax_unet.SampleBench(stage, train.state["params"]["unet"], batch, guidance=args.guidance)
-      return _faults_logged(lambda: sample.run(n), a.steps)
-    return _faults_logged(train.step, a.steps)
+      return {"seconds": _faults_logged(lambda: sample.run(n), a.steps), "flops": flops}
+    return {"seconds": _faults_logged(train.step, a.steps), "flops": flops}
   import numpy as np
   import torch
 
@@ -46,13 +66,31 @@ def one_side(side: str, a) -> float:
                                  text_dim=args.text_dim, text_len=args.text_len)
   torch.manual_seed(0)
   with contextlib.redirect_stdout(io.StringIO()):  # Unet3D prints advice for dim < 128
-    unet = vs.compiled_copy(module.Unet3D(**vs.unet3d_kwargs(args)))
+    eager = module.Unet3D(**vs.unet3d_kwargs(args))
+  unet = vs.compiled_copy(eager)
   video = torch.from_numpy(np.array(batch["video"])).permute(0, 4, 1, 2, 3).contiguous()
   text, mask = torch.from_numpy(np.array(batch["text_embeddings"])), torch.from_numpy(np.array(batch["text_mask"]))
   if a.part == "sample":
-    sample = _torch_unet3d.TorchSample(unet, tuple(video.shape), text, mask, guidance=args.guidance)
-    return _faults_logged(lambda: sample.run(n), a.steps)
-  return _faults_logged(_torch_unet3d.TorchTrain(unet, video, text, mask).step, a.steps)
+    call = lambda u: _torch_unet3d.TorchSample(u, tuple(video.shape), text, mask, guidance=args.guidance)
+    flops = vs.torch_flops(lambda: call(eager).run(n)) if a.flops else None
+    sample = call(unet)
+    return {"seconds": _faults_logged(lambda: sample.run(n), a.steps), "flops": flops}
+  flops = vs.torch_flops(_torch_unet3d.TorchTrain(eager, video, text, mask).step) if a.flops else None
+  return {"seconds": _faults_logged(_torch_unet3d.TorchTrain(unet, video, text, mask).step, a.steps),
+          "flops": flops}
+
+
+def _child(a, side: str, keep: str, extra: list) -> dict:
+  """`one_side(side)` in a process of its own with IMAGEN_VIDEO_KEEP_FREED_MEMORY=`keep`; its
+  result, with its page-fault line under "faults"."""
+  cmd = [sys.executable, "-m", "bench.bench_allocator", "--side", side] + extra
+  if a.imagen_pytorch:
+    cmd += ["--imagen_pytorch", a.imagen_pytorch]
+  out = subprocess.run(cmd, env=dict(os.environ, IMAGEN_VIDEO_KEEP_FREED_MEMORY=keep),
+                       capture_output=True, text=True, check=True)
+  result = json.loads(out.stdout.strip().splitlines()[-1])
+  result["faults"] = ([ln for ln in out.stderr.splitlines() if ln.startswith("minor page faults")] or [""])[-1]
+  return result
 
 
 def _faults_logged(step, steps: int) -> float:
@@ -71,28 +109,46 @@ def main(argv=None):
   p.add_argument("--rounds", type=int, default=2)
   p.add_argument("--steps", type=int, default=8, help="timed steps per process")
   p.add_argument("--part", choices=("train", "sample"), default="train")
-  p.add_argument("--side", choices=("ours", "torch"), help=argparse.SUPPRESS)  # a child process
+  p.add_argument("--sides", default=",".join(SHORT), help=f"comma-separated, of {', '.join(SHORT)}")
+  p.add_argument("--flops", action="store_true", help="count each side's work and measure the peak")
+  p.add_argument("--side", choices=("ours", "torch", "peaks"), help=argparse.SUPPRESS)  # a child
   a = p.parse_args(argv)
   if a.side:
-    print(json.dumps({"seconds": one_side(a.side, a)}))
+    print(json.dumps(one_side(a.side, a)))
     return
-  times = {name: [] for name in SIDES}
+  unknown = set(a.sides.split(",")) - set(SHORT)
+  if unknown:
+    p.error(f"--sides: unknown {', '.join(sorted(unknown))}; expected some of {', '.join(SHORT)}")
+  times = {SHORT[k]: [] for k in a.sides.split(",")}
+  flops = {}
+  print(f"load average at start: {os.getloadavg()}")
+  peaks = _child(a, "peaks", "0", [])["peaks"] if a.flops else None
+  if peaks:
+    print("peaks (GFLOP/s): " + ", ".join(f"{k} {v / 1e9:.1f}" for k, v in peaks.items()))
   for _ in range(a.rounds):
-    for name, (side, keep) in SIDES.items():
-      env = dict(os.environ, IMAGEN_VIDEO_KEEP_FREED_MEMORY=keep)
-      cmd = [sys.executable, "-m", "bench.bench_allocator", "--side", side, "--steps", str(a.steps),
-             "--part", a.part]
-      if a.imagen_pytorch:
-        cmd += ["--imagen_pytorch", a.imagen_pytorch]
-      out = subprocess.run(cmd, env=env, capture_output=True, text=True, check=True)
-      times[name].append(1e3 * json.loads(out.stdout.strip().splitlines()[-1])["seconds"])
-      faults = [ln for ln in out.stderr.splitlines() if ln.startswith("minor page faults")][-1]
-      print(f"{name}: {times[name][-1]:.1f} ms, {faults}", file=sys.stderr, flush=True)
+    for name in times:
+      side, keep = SIDES[name]
+      count = a.flops and side not in flops
+      result = _child(a, side, keep, ["--steps", str(a.steps), "--part", a.part] + ["--flops"] * count)
+      if count:
+        flops[side] = result["flops"]
+      times[name].append(1e3 * result["seconds"])
+      print(f"{name}: {times[name][-1]:.1f} ms, {result['faults']}", file=sys.stderr, flush=True)
   print(f"load average at end: {os.getloadavg()}")
-  rows = [(name, " / ".join(f"{t:.1f}" for t in v), f"{statistics.median(v):.1f}") for name, v in times.items()]
+  columns = ["ms per round (median of its calls)", "median"]
+  rows = [[name, " / ".join(f"{t:.1f}" for t in v), f"{statistics.median(v):.1f}"] for name, v in times.items()]
+  if peaks:
+    columns += ["GFLOP per call", "GFLOP/s", f"% of peak ({max(peaks.values()) / 1e9:.1f} GFLOP/s)"]
+    for row, name in zip(rows, times):
+      work, seconds = flops[SIDES[name][0]], statistics.median(times[name]) / 1e3
+      row += [f"{work / 1e9:.2f}", f"{work / seconds / 1e9:.1f}", f"{100 * work / seconds / max(peaks.values()):.1f}"]
   what = "train step" if a.part == "train" else "4-step guided sampling"
-  print(_timing.markdown_table((f"{what}, each process alone", "ms per round (median of its calls)",
-                                "median"), rows))
+  print(_timing.markdown_table([f"{what}, each process alone"] + columns, rows))
+  if all(name in times for name in OWN):
+    ratios = [theirs / ours for ours, theirs in zip(times[OWN[0]], times[OWN[1]])]
+    print(f"speed-up, each under its own settings (torch.compile's time / ours), round by round: "
+          f"{' / '.join(f'{r:.2f}' for r in ratios)}; median {statistics.median(ratios):.2f}x; "
+          f"ours faster in {sum(r > 1 for r in ratios)} of {len(ratios)} rounds")
 
 
 if __name__ == "__main__":

@@ -210,8 +210,7 @@ def train_step_args(config, devices, batch: int):
   abstract_state, state_shardings = trainer.state_spec(config, stage, tx, mesh, rules)
   frozen_abs = {} if not config.text.frozen else {"text": stage.text.params}
   frozen_shardings = sharding.state_shardings(frozen_abs, mesh, rules)
-  hyper = train_step.hyperparameters(optimizer.schedule_values(config.optim, config.train.steps),
-                                     config.train.ema_decay, config.train.seed)
+  hyper = train_step.run_hyperparameters(config)
   args = (with_shardings(abstract_state, state_shardings), with_shardings(frozen_abs, frozen_shardings),
           abstract_batch(config, mesh, rules, batch),
           jax.tree.map(lambda v: jax.ShapeDtypeStruct((), v.dtype, sharding=NamedSharding(mesh, P())), hyper))

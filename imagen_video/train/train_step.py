@@ -21,6 +21,8 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from imagen_video.train import optimizer
+
 
 def init_state(params: dict, tx: optax.GradientTransformation) -> dict:
   return {"step": jnp.zeros((), jnp.int32), "params": params,
@@ -38,6 +40,13 @@ def ema_decay(step, decay: float, warmup: bool = True):
 def hyperparameters(schedule: dict, ema: float, seed: int) -> dict:
   """The step's `hyper` argument: `optimizer.schedule_values`, the EMA decay and the seed."""
   return {"schedule": dict(schedule), "ema": np.float32(ema), "seed": np.int32(seed)}
+
+
+def run_hyperparameters(config) -> dict:
+  """`hyperparameters` of a run's config: its optimizer's schedule over `train.steps`, its
+  `train.ema_decay` and `train.seed` (what the trainer feeds the step and AOT compiles for)."""
+  t = config.train
+  return hyperparameters(optimizer.schedule_values(config.optim, t.steps), t.ema_decay, t.seed)
 
 
 def make_train_step(stage, tx_for: Callable[[dict], optax.GradientTransformation], *,

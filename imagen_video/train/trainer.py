@@ -171,8 +171,7 @@ def _train(config, workdir, mesh, stop_after, evals, divergence, held):
   frozen_shardings = jax.tree.map(lambda x: x.sharding, frozen)
   replicated = NamedSharding(mesh, jax.sharding.PartitionSpec())
   hyper = jax.tree.map(lambda v: jax.make_array_from_callback((), replicated, lambda _: v),
-                       train_step.hyperparameters(optimizer.schedule_values(config.optim, t.steps),
-                                                  t.ema_decay, t.seed))
+                       train_step.run_hyperparameters(config))
   started = time.time()
   with jax.set_mesh(mesh), sharding.activation_rules(mesh, rules):
     jitted = jax.jit(step_fn, in_shardings=(state_shardings, frozen_shardings, batch_shardings,
