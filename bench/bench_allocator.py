@@ -2,11 +2,11 @@
 CLI's (freed memory kept, `imagen_video/utils/xla_cpu.keep_freed_memory`) and under glibc's
 defaults, and `torch.compile`d `Unet3D` (bench_vs_imagen_pytorch's matched layout) under glibc's
 defaults (a PyTorch program's own) and under ours. The settings are process-wide, so each side runs
-alone in a process of its own; the processes alternate, `--rounds` times. With `--flops`, the
-first round's processes also count their work (as bench_vs_imagen_pytorch does: ours by XLA's cost
-analysis of the unpadded program, theirs by FlopCounterMode over an eager copy) and a process of
-its own measures this CPU's peak (fp32 matmul and conv, JAX and torch), so the table gains GFLOP/s
-and the fraction of the peak.
+alone in a process of its own; the processes alternate, `--rounds` times. With `--flops`, processes
+of their own, before the timed ones, count each side's work (as bench_vs_imagen_pytorch does: ours
+by XLA's cost analysis of the unpadded program, theirs by FlopCounterMode over an eager run; not in
+the timed processes, whose heaps an eager run would warm) and measure this CPU's peak (fp32 matmul
+and conv, JAX and torch), so the table gains GFLOP/s and the fraction of the peak.
 
     python -m bench.bench_allocator --imagen_pytorch /tmp/ip --rounds 2 [--part sample] [--flops]
 """
@@ -31,8 +31,8 @@ OWN = (SHORT["ours-kept"], SHORT["torch-glibc"])
 
 def one_side(side: str, a) -> dict:
   """{"seconds": median of `a.steps` train steps (or 4-step guided samples, `a.part`) of `side`
-  alone, after warm-up, "flops": its work per call (with `a.flops`) or None}; the minor page
-  faults per call go to stderr."""
+  alone, after warm-up} (the minor page faults per call go to stderr); with `a.flops` instead
+  {"flops": its work per call}, nothing timed."""
   from bench import bench_vs_imagen_pytorch as vs
   args = vs.parse_args(["--imagen_pytorch", a.imagen_pytorch or ""])
   n = args.sample_steps
@@ -40,21 +40,19 @@ def one_side(side: str, a) -> dict:
     return {"peaks": vs.measured_peaks(args.peak_size)}
   if side == "ours":
     from bench import _jax_unet
-    flops = None
-    if a.flops:  # the work: the program without the CPU convolutions' zero channels, not timed
+    if a.flops:  # the work: the program without the CPU convolutions' zero channels
       with _jax_unet.channels_unpadded():
         stage, batch, train = vs.our_train_bench(args)
-        flops = train.flops
-        if a.part == "sample":
-          sample = _jax_unet.SampleBench(stage, train.state["params"]["unet"], batch, guidance=args.guidance)
-          sample.run(n)
-          flops = sample.sampler.timings[-1].flops_per_step * n
-      del stage, batch, train
+        if a.part == "train":
+          return {"flops": train.flops}
+        sample = _jax_unet.SampleBench(stage, train.state["params"]["unet"], batch, guidance=args.guidance)
+        sample.run(n)
+        return {"flops": sample.sampler.timings[-1].flops_per_step * n}
     stage, batch, train = vs.our_train_bench(args)
     if a.part == "sample":
       sample = _jax_unet.SampleBench(stage, train.state["params"]["unet"], batch, guidance=args.guidance)
-      return {"seconds": _faults_logged(lambda: sample.run(n), a.steps), "flops": flops}
-    return {"seconds": _faults_logged(train.step, a.steps), "flops": flops}
+      return {"seconds": _faults_logged(lambda: sample.run(n), a.steps)}
+    return {"seconds": _faults_logged(train.step, a.steps)}
   import numpy as np
   import torch
 
@@ -72,12 +70,13 @@ def one_side(side: str, a) -> dict:
   text, mask = torch.from_numpy(np.array(batch["text_embeddings"])), torch.from_numpy(np.array(batch["text_mask"]))
   if a.part == "sample":
     call = lambda u: _torch_unet3d.TorchSample(u, tuple(video.shape), text, mask, guidance=args.guidance)
-    flops = vs.torch_flops(lambda: call(eager).run(n)) if a.flops else None
+    if a.flops:
+      return {"flops": vs.torch_flops(lambda: call(eager).run(n))}
     sample = call(unet)
-    return {"seconds": _faults_logged(lambda: sample.run(n), a.steps), "flops": flops}
-  flops = vs.torch_flops(_torch_unet3d.TorchTrain(eager, video, text, mask).step) if a.flops else None
-  return {"seconds": _faults_logged(_torch_unet3d.TorchTrain(unet, video, text, mask).step, a.steps),
-          "flops": flops}
+    return {"seconds": _faults_logged(lambda: sample.run(n), a.steps)}
+  if a.flops:
+    return {"flops": vs.torch_flops(_torch_unet3d.TorchTrain(eager, video, text, mask).step)}
+  return {"seconds": _faults_logged(_torch_unet3d.TorchTrain(unet, video, text, mask).step, a.steps)}
 
 
 def _child(a, side: str, keep: str, extra: list) -> dict:
@@ -125,13 +124,12 @@ def main(argv=None):
   peaks = _child(a, "peaks", "0", [])["peaks"] if a.flops else None
   if peaks:
     print("peaks (GFLOP/s): " + ", ".join(f"{k} {v / 1e9:.1f}" for k, v in peaks.items()))
+    for side in {SIDES[name][0] for name in times}:
+      flops[side] = _child(a, side, "0", ["--part", a.part, "--flops"])["flops"]
   for _ in range(a.rounds):
     for name in times:
       side, keep = SIDES[name]
-      count = a.flops and side not in flops
-      result = _child(a, side, keep, ["--steps", str(a.steps), "--part", a.part] + ["--flops"] * count)
-      if count:
-        flops[side] = result["flops"]
+      result = _child(a, side, keep, ["--steps", str(a.steps), "--part", a.part])
       times[name].append(1e3 * result["seconds"])
       print(f"{name}: {times[name][-1]:.1f} ms, {result['faults']}", file=sys.stderr, flush=True)
   print(f"load average at end: {os.getloadavg()}")
