@@ -1,12 +1,13 @@
-"""Train steps and 4-step guided sampling under each process's own C-allocator settings: ours under the
-CLI's (freed memory kept, `imagen_video/utils/xla_cpu.keep_freed_memory`) and under glibc's
-defaults, and `torch.compile`d `Unet3D` (bench_vs_imagen_pytorch's matched layout) under glibc's
-defaults (a PyTorch program's own) and under ours. The settings are process-wide, so each side runs
-alone in a process of its own; the processes alternate, `--rounds` times. With `--flops`, processes
-of their own, before the timed ones, count each side's work (as bench_vs_imagen_pytorch does: ours
-by XLA's cost analysis of the unpadded program, theirs by FlopCounterMode over an eager run; not in
-the timed processes, whose heaps an eager run would warm) and measure this CPU's peak (fp32 matmul
-and conv, JAX and torch), so the table gains GFLOP/s and the fraction of the peak.
+"""Our train step and 4-step guided sampling against `torch.compile`d `Unet3D`
+(bench_vs_imagen_pytorch's matched layout), each under C-allocator settings of its own: ours
+under the CLI's (freed memory kept, `imagen_video/utils/xla_cpu.keep_freed_memory`) and under
+glibc's defaults, PyTorch's under glibc's defaults (a PyTorch program's own) and under ours. The
+settings are process-wide, so each side runs alone in a process of its own; the processes
+alternate, `--rounds` times. With `--flops`, processes of their own, before the timed ones, count
+each side's work (as bench_vs_imagen_pytorch does: ours by XLA's cost analysis of the unpadded
+program, theirs by FlopCounterMode over an eager run; not in the timed processes, whose heaps an
+eager run would warm) and measure this CPU's peak (fp32 matmul and conv, JAX and torch), so the
+table gains GFLOP/s and the fraction of the peak.
 
     python -m bench.bench_allocator --imagen_pytorch /tmp/ip --rounds 2 [--part sample] [--flops]
 """
