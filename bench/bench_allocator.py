@@ -12,8 +12,6 @@ table gains GFLOP/s and the fraction of the peak.
     python -m bench.bench_allocator --imagen_pytorch /tmp/ip --rounds 2 [--part sample] [--flops]
 """
 import argparse
-import contextlib
-import io
 import json
 import os
 import resource
@@ -41,34 +39,20 @@ def one_side(side: str, a) -> dict:
     return {"peaks": vs.measured_peaks(args.peak_size)}
   if side == "ours":
     from bench import _jax_unet
-    if a.flops:  # the work: the program without the CPU convolutions' zero channels
-      with _jax_unet.channels_unpadded():
-        stage, batch, train = vs.our_train_bench(args)
-        if a.part == "train":
-          return {"flops": train.flops}
-        sample = _jax_unet.SampleBench(stage, train.state["params"]["unet"], batch, guidance=args.guidance)
-        sample.run(n)
-        return {"flops": sample.sampler.timings[-1].flops_per_step * n}
+    if a.flops:
+      train_flops, sample_flops = vs.our_flops(args, sampling=a.part == "sample")
+      return {"flops": train_flops if a.part == "train" else sample_flops}
     stage, batch, train = vs.our_train_bench(args)
     if a.part == "sample":
       sample = _jax_unet.SampleBench(stage, train.state["params"]["unet"], batch, guidance=args.guidance)
       return {"seconds": _faults_logged(lambda: sample.run(n), a.steps)}
     return {"seconds": _faults_logged(train.step, a.steps)}
-  import numpy as np
   import torch
 
-  from bench import _imagen_pytorch, _jax_unet, _torch_unet3d
-  import jax
+  from bench import _imagen_pytorch, _torch_unet3d
   torch.set_num_threads(os.cpu_count())
   module = _imagen_pytorch.load(a.imagen_pytorch)
-  batch = _jax_unet.random_batch(jax.random.key(0), batch=args.batch, frames=args.frames, size=args.size,
-                                 text_dim=args.text_dim, text_len=args.text_len)
-  torch.manual_seed(0)
-  with contextlib.redirect_stdout(io.StringIO()):  # Unet3D prints advice for dim < 128
-    eager = module.Unet3D(**vs.unet3d_kwargs(args))
-  unet = vs.compiled_copy(eager)
-  video = torch.from_numpy(np.array(batch["video"])).permute(0, 4, 1, 2, 3).contiguous()
-  text, mask = torch.from_numpy(np.array(batch["text_embeddings"])), torch.from_numpy(np.array(batch["text_mask"]))
+  eager, unet, video, text, mask = vs.their_unets(module, args, vs.bench_batch(args))
   if a.part == "sample":
     call = lambda u: _torch_unet3d.TorchSample(u, tuple(video.shape), text, mask, guidance=args.guidance)
     if a.flops:
@@ -116,17 +100,18 @@ def main(argv=None):
   if a.side:
     print(json.dumps(one_side(a.side, a)))
     return
-  unknown = set(a.sides.split(",")) - set(SHORT)
+  chosen = a.sides.split(",")
+  unknown = set(chosen) - set(SHORT)
   if unknown:
     p.error(f"--sides: unknown {', '.join(sorted(unknown))}; expected some of {', '.join(SHORT)}")
-  times = {SHORT[k]: [] for k in a.sides.split(",")}
-  flops = {}
+  times = {SHORT[k]: [] for k in chosen}
   print(f"load average at start: {os.getloadavg()}")
-  peaks = _child(a, "peaks", "0", [])["peaks"] if a.flops else None
-  if peaks:
+  if a.flops:
+    peaks = _child(a, "peaks", "0", [])["peaks"]
+    peak = max(peaks.values())
     print("peaks (GFLOP/s): " + ", ".join(f"{k} {v / 1e9:.1f}" for k, v in peaks.items()))
-    for side in {SIDES[name][0] for name in times}:
-      flops[side] = _child(a, side, "0", ["--part", a.part, "--flops"])["flops"]
+    flops = {side: _child(a, side, "0", ["--part", a.part, "--flops"])["flops"]
+             for side in {SIDES[name][0] for name in times}}
   for _ in range(a.rounds):
     for name in times:
       side, keep = SIDES[name]
@@ -136,11 +121,11 @@ def main(argv=None):
   print(f"load average at end: {os.getloadavg()}")
   columns = ["ms per round (median of its calls)", "median"]
   rows = [[name, " / ".join(f"{t:.1f}" for t in v), f"{statistics.median(v):.1f}"] for name, v in times.items()]
-  if peaks:
-    columns += ["GFLOP per call", "GFLOP/s", f"% of peak ({max(peaks.values()) / 1e9:.1f} GFLOP/s)"]
+  if a.flops:
+    columns += ["GFLOP per call", "GFLOP/s", f"% of peak ({peak / 1e9:.1f} GFLOP/s)"]
     for row, name in zip(rows, times):
       work, seconds = flops[SIDES[name][0]], statistics.median(times[name]) / 1e3
-      row += [f"{work / 1e9:.2f}", f"{work / seconds / 1e9:.1f}", f"{100 * work / seconds / max(peaks.values()):.1f}"]
+      row += [f"{work / 1e9:.2f}", f"{work / seconds / 1e9:.1f}", f"{100 * work / seconds / peak:.1f}"]
   what = "train step" if a.part == "train" else "4-step guided sampling"
   print(_timing.markdown_table([f"{what}, each process alone"] + columns, rows))
   if all(name in times for name in OWN):

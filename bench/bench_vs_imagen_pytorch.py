@@ -195,14 +195,45 @@ def row(label, times, flops_ours, flops_theirs, peak, unit=1.0):
           e / o, c / o)
 
 
+def bench_batch(args: argparse.Namespace) -> dict:
+  """The random batch both sides train and sample on, at `args`' shapes."""
+  return _jax_unet.random_batch(jax.random.key(0), batch=args.batch, frames=args.frames,
+                                size=args.size, text_dim=args.text_dim, text_len=args.text_len)
+
+
 def our_train_bench(args: argparse.Namespace):
   """(stage, batch, TrainBench): our side of the comparison at `args`' shapes."""
   config = _jax_unet.stage_config(args.channels, size=args.size, text_dim=args.text_dim,
                                   mults=args.mults, blocks=args.blocks)
   stage = _jax_unet.make_stage(config, args.text_dim)
-  batch = _jax_unet.random_batch(jax.random.key(0), batch=args.batch, frames=args.frames,
-                                 size=args.size, text_dim=args.text_dim, text_len=args.text_len)
+  batch = bench_batch(args)
   return stage, batch, _jax_unet.TrainBench(stage, batch)
+
+
+def our_flops(args: argparse.Namespace, sampling: bool) -> tuple[float, float | None]:
+  """Our work: FLOPs of a train step and (with `sampling`) of `args.sample_steps` guided steps,
+  from the same programs without the zero channels CPU convolutions are padded with (compiled
+  once more, not timed)."""
+  with _jax_unet.channels_unpadded():
+    stage, batch, train = our_train_bench(args)
+    if not sampling:
+      return train.flops, None
+    sample = _jax_unet.SampleBench(stage, train.state["params"]["unet"], batch, guidance=args.guidance)
+    sample.run(args.sample_steps)
+    return train.flops, sample.sampler.timings[-1].flops_per_step * args.sample_steps
+
+
+def their_unets(module, args: argparse.Namespace, batch: dict):
+  """(eager Unet3D, its torch.compile'd copy, video, text, mask): the PyTorch side on the same
+  data, channels-first [B, C, T, H, W]."""
+  import torch
+  torch.manual_seed(0)
+  with contextlib.redirect_stdout(io.StringIO()):  # Unet3D prints advice for dim < 128
+    eager = module.Unet3D(**unet3d_kwargs(args))
+  video = torch.from_numpy(np.array(batch["video"])).permute(0, 4, 1, 2, 3).contiguous()
+  text = torch.from_numpy(np.array(batch["text_embeddings"]))
+  mask = torch.from_numpy(np.array(batch["text_mask"]))
+  return eager, compiled_copy(eager), video, text, mask
 
 
 def run(args: argparse.Namespace) -> dict:
@@ -227,26 +258,10 @@ def run(args: argparse.Namespace) -> dict:
   # Ours alone, before PyTorch has run anything (no OpenMP pool, no inductor workers), and again
   # after the interleaved runs: what interleaving costs our step, measured, not guessed.
   alone = {"before PyTorch": median_time(train.step, repeats=2 * args.repeats)}
-  # The work: FLOPs of the same programs without the zero channels CPU convolutions are padded
-  # with (compiled once more, not timed).
-  with _jax_unet.channels_unpadded():
-    unpadded_stage, _, unpadded = our_train_bench(args)
-    train_flops_ours = unpadded.flops
-    if sample is not None:
-      unpadded_sample = _jax_unet.SampleBench(unpadded_stage, unpadded.state["params"]["unet"], batch,
-                                              guidance=args.guidance)
-      unpadded_sample.run(args.sample_steps)
-      sample_flops_ours = unpadded_sample.sampler.timings[-1].flops_per_step * args.sample_steps
-  del unpadded, unpadded_stage
+  train_flops_ours, sample_flops_ours = our_flops(args, sampling=sample is not None)
 
   # ---- theirs: same data, channels-first [B, C, T, H, W] -----------------------
-  torch.manual_seed(0)
-  with contextlib.redirect_stdout(io.StringIO()):  # Unet3D prints advice for dim < 128
-    unet3d = module.Unet3D(**unet3d_kwargs(args))
-  unet3d_c = compiled_copy(unet3d)
-  video = torch.from_numpy(np.array(batch["video"])).permute(0, 4, 1, 2, 3).contiguous()
-  text = torch.from_numpy(np.array(batch["text_embeddings"]))
-  mask = torch.from_numpy(np.array(batch["text_mask"]))
+  unet3d, unet3d_c, video, text, mask = their_unets(module, args, batch)
   t_train = _torch_unet3d.TorchTrain(unet3d, video, text, mask)
   c_train = _torch_unet3d.TorchTrain(unet3d_c, video, text, mask)
   theirs_params = _torch_unet3d.param_count(unet3d)
